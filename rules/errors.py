@@ -1,0 +1,63 @@
+"""The project's error tree.
+
+Every error vipflow raises on purpose derives from :class:`VipflowError`; each
+area has its own sub-base so a caller can catch an area without naming its
+details. ``rules`` sits at the bottom of the import graph, so the root lives
+here and the worker's sub-bases (in ``worker.errors``) derive from it::
+
+    VipflowError
+    ├── RuleError                      rules/  (this module)
+    │   ├── RuleFileError              one problem in a rule file: file, line, rule id
+    │   ├── RuleFilesInvalid           a set of RuleFileErrors, reported together
+    │   └── FactError                  facts that do not fit the fact catalogue
+    ├── ConfigError                    worker.errors: a bad configuration key
+    ├── NotificationError              worker.errors: a body that is not a notification
+    ├── VipApiError                    worker.errors: the VIP Connect API
+    │   ├── VipTransientError          5xx, timeout, refused connection: retry
+    │   └── VipRejectedError           4xx: do not retry; carries VIP's error body
+    ├── WalletError                    worker.errors: the operator's wallet
+    │   └── WalletTransientError
+    └── StoreError                     worker.errors: Redis unreachable or inconsistent
+
+A message names what was wrong and what to do about it. It never carries a
+secret or a patron's personal data.
+"""
+
+from __future__ import annotations
+
+
+class VipflowError(Exception):
+    """Root of every error vipflow raises on purpose."""
+
+
+class RuleError(VipflowError):
+    """A problem with rule files, rule tests or facts."""
+
+
+class RuleFileError(RuleError):
+    """One problem in a rule file, located by file, line and (when known) rule id."""
+
+    def __init__(self, file: str, line: int | None, problem: str, rule_id: str | None = None):
+        self.file = file
+        self.line = line
+        self.problem = problem
+        self.rule_id = rule_id
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        """Render as ``file:line: rule 'id': problem``."""
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        rule = f" rule '{self.rule_id}':" if self.rule_id else ""
+        return f"{where}:{rule} {self.problem}"
+
+
+class RuleFilesInvalid(RuleError):
+    """Several rule-file problems, kept together so that all are reported at once."""
+
+    def __init__(self, problems: list[RuleFileError]):
+        self.problems = problems
+        super().__init__("\n".join(p.render() for p in problems))
+
+
+class FactError(RuleError):
+    """Facts given to the evaluator do not fit the fact catalogue."""

@@ -1,0 +1,54 @@
+"""The worker's error sub-bases; the whole tree is drawn in ``rules.errors``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rules.errors import VipflowError
+
+
+class ConfigError(VipflowError):
+    """A configuration key has a bad value; the message names the key."""
+
+    def __init__(self, key: str, problem: str):
+        self.key = key
+        self.problem = problem
+        super().__init__(f"configuration: {key}: {problem}")
+
+
+class NotificationError(VipflowError):
+    """A body that is not a valid VIP Connect notification; names the field."""
+
+    def __init__(self, field: str, problem: str):
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field}: {problem}")
+
+
+class VipApiError(VipflowError):
+    """A call to the VIP Connect API failed."""
+
+
+class VipTransientError(VipApiError):
+    """5xx, timeout or refused connection: the call may be retried."""
+
+
+class VipRejectedError(VipApiError):
+    """VIP Connect answered 4xx (or a non-Success result): not retried."""
+
+    def __init__(self, status: int, body: dict[str, Any] | str | None, message: str):
+        self.status = status
+        self.body = body
+        super().__init__(message)
+
+
+class WalletError(VipflowError):
+    """The operator's wallet refused or failed an operation."""
+
+
+class WalletTransientError(WalletError):
+    """The wallet could not be reached or answered 5xx: may be retried."""
+
+
+class StoreError(VipflowError):
+    """Redis is unreachable or holds something vipflow did not expect."""

@@ -1,0 +1,116 @@
+"""VIP Connect's JWTs: minting the operator's bearer tokens and verifying callbacks.
+
+Both directions use HS256 with a base64-decoded shared key (SecretKey1 or
+SecretKey2, either accepted so that keys can be rotated). The algorithm is
+pinned: a token that names any other algorithm, ``none`` included, is refused.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+ALGORITHM = "HS256"
+REQUIRED_CLAIMS = ("exp", "nbf", "iat", "aud")
+
+
+def _required(policy: TokenPolicy) -> list[str]:
+    return [*REQUIRED_CLAIMS, "iss"] if policy.issuer else list(REQUIRED_CLAIMS)
+
+
+class TokenInvalid(Exception):
+    """A bearer token failed verification; the message is a one-line reason, no token in it."""
+
+
+@dataclass(frozen=True)
+class TokenPolicy:
+    """What a valid token must carry: issuer, audience, and the allowed clock skew."""
+
+    issuer: str
+    audience: str
+    leeway_s: int = 60
+
+
+def mint(key: bytes, issuer: str, audience: str, ttl_s: int, now: float | None = None) -> str:
+    """Sign an HS256 token with iss, aud, nbf, iat and exp, valid for ``ttl_s`` seconds."""
+    t = int(now if now is not None else time.time())
+    claims = {"iss": issuer, "aud": audience, "iat": t, "nbf": t, "exp": t + ttl_s}
+    return jwt.encode(claims, key, algorithm=ALGORITHM)
+
+
+def verify(token: str, keys: Sequence[bytes], policy: TokenPolicy) -> dict[str, Any]:
+    """Return the claims of a token signed with one of ``keys``; raise TokenInvalid otherwise."""
+    if not keys:
+        raise TokenInvalid("no verification key is configured")
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise TokenInvalid("malformed bearer token") from None
+    if header.get("alg") != ALGORITHM:
+        raise TokenInvalid(f"token algorithm must be {ALGORITHM}")
+    last: jwt.PyJWTError | None = None
+    for key in keys:
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=[ALGORITHM],
+                audience=policy.audience,
+                issuer=policy.issuer or None,
+                leeway=policy.leeway_s,
+                options={"require": _required(policy)},
+            )
+            return claims
+        except jwt.InvalidSignatureError as exc:
+            last = exc
+            continue
+        except jwt.ExpiredSignatureError:
+            raise TokenInvalid("token has expired") from None
+        except jwt.ImmatureSignatureError:
+            raise TokenInvalid("token is not yet valid (nbf/iat in the future)") from None
+        except jwt.InvalidAudienceError:
+            raise TokenInvalid("token audience does not match") from None
+        except jwt.InvalidIssuerError:
+            raise TokenInvalid("token issuer does not match") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise TokenInvalid(f"token lacks the required claim '{exc.claim}'") from None
+        except jwt.PyJWTError:
+            raise TokenInvalid("malformed bearer token") from None
+    assert last is not None
+    raise TokenInvalid("token signature does not match any configured key")
+
+
+class TokenCache:
+    """Mints the operator's token once and reuses it until shortly before it expires."""
+
+    def __init__(self, key: bytes, issuer: str, audience: str, ttl_s: int, margin_s: int = 30):
+        self._key, self._issuer, self._audience = key, issuer, audience
+        self._ttl_s = ttl_s
+        self._margin_s = min(margin_s, ttl_s // 2)
+        self._token: str | None = None
+        self._expires = 0.0
+        self._lock = threading.Lock()
+
+    def token(self) -> str:
+        """A token with at least the margin of its lifetime left."""
+        with self._lock:
+            now = time.time()
+            if self._token is None or now >= self._expires - self._margin_s:
+                self._token = mint(self._key, self._issuer, self._audience, self._ttl_s, now)
+                self._expires = int(now) + self._ttl_s
+            return self._token
+
+
+def bearer(header_value: str | None) -> str:
+    """The token of an ``Authorization: Bearer ...`` header; TokenInvalid when absent or malformed."""
+    if not header_value:
+        raise TokenInvalid("missing Authorization bearer token")
+    scheme, _, token = header_value.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise TokenInvalid("Authorization header is not 'Bearer <token>'")
+    return token.strip()
