@@ -1,0 +1,1 @@
+"""Everything that puts VIP Connect notifications on vipflow's queue."""

@@ -1,0 +1,1 @@
+"""vipflow's rule language (work in progress; see the rules issue)."""

@@ -1,0 +1,55 @@
+"""The Celery application, configured for money.
+
+Late acknowledgement with requeue when a worker process dies, prefetch of one,
+and a broker visibility timeout longer than any task or retry delay: a task is
+acknowledged only after it finished, and one whose worker vanished is
+delivered again (the task itself is idempotent, see ``worker.pipeline``).
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from worker.config import Settings, load_settings
+
+TASK_NAME = "vipflow.process_notification"
+
+
+def create_celery(settings: Settings) -> Celery:
+    """A Celery app on the configured Redis, with the money-safe delivery settings."""
+    app = Celery("vipflow", broker=settings.redis.url, include=["worker.tasks"])
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        result_backend=None,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue=settings.worker.queue,
+        task_time_limit=settings.worker.task_time_limit_s,
+        task_soft_time_limit=max(settings.worker.task_time_limit_s - 10, 5),
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={
+            "visibility_timeout": settings.worker.visibility_timeout_s,
+            "socket_timeout": 5,
+            "socket_connect_timeout": 5,
+        },
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+        enable_utc=True,
+    )
+    app.vipflow_settings = settings  # type: ignore[attr-defined]
+    return app
+
+
+_app: Celery | None = None
+
+
+def get_app() -> Celery:
+    """The process's Celery app, built once from the configuration ($VIPFLOW_CONFIG)."""
+    global _app
+    if _app is None:
+        _app = create_celery(load_settings())
+    return _app
