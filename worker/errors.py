@@ -30,7 +30,16 @@ class VipApiError(VipflowError):
 
 
 class VipTransientError(VipApiError):
-    """5xx, timeout or refused connection: the call may be retried."""
+    """5xx, timeout or refused connection: the call may be retried.
+
+    ``maybe_sent`` is False only when the request certainly never reached VIP
+    Connect (connection refused): otherwise reconcile before repeating an approval.
+    """
+
+    def __init__(self, message: str, *, maybe_sent: bool = True, status: int | None = None):
+        self.maybe_sent = maybe_sent
+        self.status = status
+        super().__init__(message)
 
 
 class VipRejectedError(VipApiError):
@@ -44,6 +53,14 @@ class VipRejectedError(VipApiError):
 
 class WalletError(VipflowError):
     """The operator's wallet refused or failed an operation."""
+
+
+class WalletRefusedError(WalletError):
+    """The wallet refused an operation; ``reason`` says why (e.g. ``insufficient_funds``)."""
+
+    def __init__(self, reason: str, message: str):
+        self.reason = reason
+        super().__init__(message)
 
 
 class WalletTransientError(WalletError):
