@@ -1,0 +1,181 @@
+"""The notification archive: every authenticated body, exactly as received, in a Redis stream.
+
+The stream ``{prefix}:archive`` is the record of truth. Beside it live a small
+index of entry ids per transaction (``{prefix}:archive:tx:{id}``) and the set of
+entries archived for a decision that has not been recorded yet
+(``{prefix}:archive:pending``). The Authorization header is never stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Literal
+
+import redis
+
+from worker.errors import StoreError
+
+Status = Literal["valid", "invalid", "conflict"]
+STATUSES: tuple[Status, ...] = ("valid", "invalid", "conflict")
+
+
+@dataclass(frozen=True)
+class ArchivedNotification:
+    """One archived notification: the raw body and what intake decided about it."""
+
+    entry_id: str
+    kind: str
+    body: bytes
+    received_at: int  # epoch milliseconds
+    status: Status
+    transaction_id: str | None
+    body_sha256: str
+    error: str | None
+
+
+def archive_key(prefix: str) -> str:
+    """The stream holding the archive."""
+    return f"{prefix}:archive"
+
+
+def tx_index_key(prefix: str, transaction_id: str) -> str:
+    """The list of archive entry ids for one transaction."""
+    return f"{prefix}:archive:tx:{transaction_id}"
+
+
+def pending_key(prefix: str) -> str:
+    """The set of entries archived for a decision that is not recorded yet."""
+    return f"{prefix}:archive:pending"
+
+
+def now_ms() -> int:
+    """The current time in epoch milliseconds."""
+    return time.time_ns() // 1_000_000
+
+
+def _text(fields: dict[bytes, bytes], name: bytes) -> str | None:
+    value = fields.get(name)
+    return value.decode() if value else None
+
+
+def _entry(entry_id: bytes | str, fields: dict[bytes, bytes]) -> ArchivedNotification:
+    status = (fields.get(b"status") or b"").decode()
+    if status not in STATUSES:
+        raise StoreError(
+            f"archive entry {entry_id!r} has an unknown status; was the stream written by vipflow?"
+        )
+    return ArchivedNotification(
+        entry_id=entry_id.decode() if isinstance(entry_id, bytes) else entry_id,
+        kind=(fields.get(b"kind") or b"").decode(),
+        body=fields.get(b"body", b""),
+        received_at=int(fields.get(b"received_at") or 0),
+        status=status,
+        transaction_id=_text(fields, b"transaction_id"),
+        body_sha256=(fields.get(b"body_sha256") or b"").decode(),
+        error=_text(fields, b"error"),
+    )
+
+
+# XADD and its index entries in one script, so that an entry is never archived
+# without being findable by transaction and by the pending sweep.
+_APPEND = """
+local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
+if ARGV[1] == '1' then redis.call('RPUSH', KEYS[2], id) end
+if ARGV[2] == '1' then redis.call('SADD', KEYS[3], id) end
+return id
+"""
+
+class Archive:
+    """Append to, read and trim the archive stream; every Redis failure becomes StoreError."""
+
+    def __init__(self, client: redis.Redis, prefix: str):
+        self._redis = client
+        self._prefix = prefix
+        self.key = archive_key(prefix)
+        self._pending = pending_key(prefix)
+        self._append = client.register_script(_APPEND)
+
+    def append(
+        self,
+        kind: str,
+        raw_body: bytes,
+        *,
+        status: Status,
+        transaction_id: str | None,
+        error: str | None,
+        pending: bool | None = None,
+    ) -> str:
+        """Archive one body, return its entry id; valid and conflict entries start pending."""
+        fields: dict[str, bytes | str | int] = {
+            "body": raw_body,
+            "kind": kind,
+            "received_at": now_ms(),
+            "status": status,
+            "transaction_id": transaction_id or "",
+            "body_sha256": hashlib.sha256(raw_body).hexdigest(),
+            "error": error or "",
+        }
+        if pending is None:
+            pending = status != "invalid"
+        keys = [self.key, tx_index_key(self._prefix, transaction_id or ""), self._pending]
+        args: list[bytes | str | int] = [1 if transaction_id else 0, 1 if pending else 0]
+        for name, value in fields.items():
+            args += [name, value]
+        entry_id = self._call(lambda: self._append(keys=keys, args=args), "archive the body")
+        return bytes(entry_id).decode()
+
+    def get(self, entry_id: str) -> ArchivedNotification | None:
+        """The entry with this id, or None when there is none (or it was trimmed)."""
+        rows = self._call(lambda: self._redis.xrange(self.key, entry_id, entry_id, count=1))
+        return _entry(*rows[0]) if rows else None
+
+    def iter_range(
+        self, since_ms: int | None = None, until_ms: int | None = None, batch: int = 1000
+    ) -> Iterator[ArchivedNotification]:
+        """Entries received in [since_ms, until_ms], oldest first, read ``batch`` at a time."""
+        start = "-" if since_ms is None else f"{since_ms}-0"
+        end = "+" if until_ms is None else f"{until_ms}-{2**64 - 1}"
+        while True:
+            rows = self._call(partial(self._redis.xrange, self.key, start, end, count=batch))
+            for entry_id, fields in rows:
+                yield _entry(entry_id, fields)
+            if len(rows) < batch:
+                return
+            start = "(" + rows[-1][0].decode()
+
+    def by_transaction(self, transaction_id: str) -> list[ArchivedNotification]:
+        """Every entry still archived for this transaction, oldest first."""
+        index = tx_index_key(self._prefix, transaction_id)
+        ids = self._call(lambda: self._redis.lrange(index, 0, -1))
+        found = (self.get(i.decode()) for i in ids)
+        return [e for e in found if e is not None]
+
+    def trim_older_than(self, ms: int) -> int:
+        """Drop entries received before epoch ``ms``; returns how many went."""
+        trim = lambda: self._redis.xtrim(self.key, minid=f"{ms}-0", approximate=False)  # noqa: E731
+        return int(self._call(trim))
+
+    def mark_processed(self, entry_id: str) -> None:
+        """Record that the decision for this entry is stored (removes it from the pending set)."""
+        self._call(lambda: self._redis.srem(self._pending, entry_id))
+
+    def unprocessed(self) -> list[ArchivedNotification]:
+        """Entries archived as valid or conflict whose decision was never recorded, oldest first."""
+        ids = sorted(
+            (i.decode() for i in self._call(lambda: self._redis.smembers(self._pending))),
+            key=lambda i: tuple(int(p) for p in i.split("-")),
+        )
+        found = (self.get(i) for i in ids)
+        return [e for e in found if e is not None]
+
+    def _call(self, op: Callable[[], Any], doing: str = "read the archive") -> Any:
+        try:
+            return op()
+        except redis.RedisError as exc:
+            raise StoreError(
+                f"cannot {doing}: Redis failed ({type(exc).__name__}); check that Redis is up"
+            ) from None
