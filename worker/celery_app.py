@@ -40,7 +40,7 @@ def create_celery(settings: Settings) -> Celery:
         worker_send_task_events=False,
         enable_utc=True,
     )
-    app.vipflow_settings = settings  # type: ignore[attr-defined]
+    app.vipflow_settings = settings
     return app
 
 

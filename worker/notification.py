@@ -40,7 +40,7 @@ class _Lenient(BaseModel):
         fields = {_fold(name): name for name in cls.model_fields}
         out: dict[str, Any] = {}
         for key, value in data.items():
-            name = fields.get(_fold(str(key)), key)
+            name: str = fields.get(_fold(str(key)), str(key))
             if value == "" and name in cls.model_fields:
                 value = None  # VIP sends "Timestamp": "" for "no value"
             out[name] = value

@@ -1,0 +1,70 @@
+"""The ``vipflow`` command: one dispatcher, one module per subcommand.
+
+Each subcommand parses its input, calls one function in the package that owns
+the work, and maps errors to a message and an exit code: 2 for bad
+configuration or bad input, 1 for a failure of the work itself. Heavy imports
+happen inside the subcommands, so ``vipflow rules check`` starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# Modules with add_parser(subparsers); each imports only argparse-level code at its top.
+COMMAND_MODULES = (
+    "producers.commands.rules_cmd",
+    "producers.ingest.command",
+    "worker.command",
+    "producers.sim.command",
+    "producers.commands.replay_cmd",
+    "producers.commands.review_cmd",
+    "producers.commands.run_cmd",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every available subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="vipflow",
+        description="Approve VIP Connect deposits and withdrawals with business rules.",
+    )
+    parser.add_argument(
+        "--config", metavar="FILE", help="configuration file (default: $VIPFLOW_CONFIG, else built-in defaults)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue  # a subcommand not built yet
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``vipflow``; return the process exit code."""
+    from rules.errors import VipflowError
+    from worker.errors import ConfigError
+
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        print(f"vipflow: {exc}", file=sys.stderr)
+        return 2
+    except VipflowError as exc:
+        print(f"vipflow: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("vipflow: interrupted", file=sys.stderr)
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The ``vipflow`` subcommands that the producers package owns."""

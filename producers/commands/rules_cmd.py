@@ -1,0 +1,144 @@
+"""``vipflow rules check|test|explain``: thin wrappers over the rules package."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``rules`` and its three subcommands."""
+    rules = subparsers.add_parser("rules", help="check, test and explain rule files")
+    sub = rules.add_subparsers(dest="rules_command", required=True)
+
+    check = sub.add_parser("check", help="validate rule files; every problem as file:line")
+    check.add_argument("paths", nargs="*", help="rule files or directories (default: rules.path)")
+    check.set_defaults(func=check_cmd)
+
+    test = sub.add_parser("test", help="run the *_test.yaml cases beside the rule files")
+    test.add_argument("paths", nargs="*", help="rule files or directories (default: rules.path)")
+    test.set_defaults(func=test_cmd)
+
+    explain = sub.add_parser("explain", help="show every rule's verdict on a set of facts")
+    explain.add_argument("ruleset", help="a transaction type (deposit, withdraw) or a rule file")
+    explain.add_argument("facts", help="a JSON file of facts (nested, as in the catalogue)")
+    explain.add_argument("--rules", dest="rules_path", help="rules directory (default: rules.path)")
+    explain.add_argument("--json", action="store_true", help="print JSON")
+    explain.set_defaults(func=explain_cmd)
+
+
+def _paths(args: argparse.Namespace) -> list[str | Path]:
+    if args.paths:
+        return list(args.paths)
+    from worker.config import load_settings
+
+    return [load_settings(args.config).rules.path]
+
+
+def check_cmd(args: argparse.Namespace) -> int:
+    """Exit 0 when every rule file is valid; else print each problem and exit 1."""
+    from rules.book import load_rulesets
+    from rules.errors import RuleFilesInvalid
+
+    try:
+        rulesets = load_rulesets(_paths(args))
+    except RuleFilesInvalid as exc:
+        for problem in exc.problems:
+            print(problem.render())
+        return 1
+    for rs in rulesets:
+        print(f"ok: {rs.file}: ruleset {rs.name} v{rs.version}, {len(rs.rules)} rules, "
+              f"sha256 {rs.content_hash[:12]}")
+    return 0
+
+
+def test_cmd(args: argparse.Namespace) -> int:
+    """Run the rule tests; print failures and close with 'N passed, N failed'."""
+    from rules.errors import RuleFilesInvalid
+    from rules.testing import run_tests
+
+    try:
+        report = run_tests(_paths(args))
+    except RuleFilesInvalid as exc:
+        for problem in exc.problems:
+            print(problem.render())
+        print("0 passed, 1 failed")
+        return 1
+    for result in report.results:
+        if result.passed:
+            continue
+        print(f"FAIL {result.file}:{result.line}: {result.name}")
+        if result.error:
+            print(f"  error:    {result.error}")
+            continue
+        print(f"  expected: {result.expected_outcome}  matched {_ids(result.expected_matched)}")
+        print(f"  actual:   {result.actual_outcome}  matched {_ids(result.actual_matched)}")
+    for file in report.untested:
+        print(f"note: {file} has no tests beside it")
+    print(f"{report.passed} passed, {report.failed} failed")
+    return 1 if report.failed else 0
+
+
+def _ids(ids: tuple[str, ...] | None) -> str:
+    if ids is None:
+        return "(not checked)"
+    return "[" + ", ".join(sorted(ids)) + "]"
+
+
+def explain_cmd(args: argparse.Namespace) -> int:
+    """Print every rule's verdict for the facts, then the outcome."""
+    from rules.book import load_rulesets
+    from rules.errors import RuleError, RuleFilesInvalid
+    from rules.explain import explain
+
+    try:
+        facts = json.loads(Path(args.facts).read_text(encoding="utf-8"), parse_float=Decimal)
+    except OSError as exc:
+        print(f"vipflow: cannot read {args.facts}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except ValueError:
+        print(f"vipflow: {args.facts} is not valid JSON", file=sys.stderr)
+        return 2
+    if not isinstance(facts, dict):
+        print(f"vipflow: {args.facts} must hold a JSON object of facts", file=sys.stderr)
+        return 2
+    source: str | Path
+    if Path(args.ruleset).is_file():
+        source = args.ruleset
+    elif args.rules_path:
+        source = args.rules_path
+    else:
+        from worker.config import load_settings
+
+        source = load_settings(args.config).rules.path
+    try:
+        rulesets = {rs.name: rs for rs in load_rulesets([source])}
+        ruleset = rulesets[args.ruleset] if args.ruleset in rulesets else next(iter(rulesets.values()))
+        if not Path(args.ruleset).is_file() and args.ruleset not in rulesets:
+            print(f"vipflow: no ruleset '{args.ruleset}' in {source}", file=sys.stderr)
+            return 2
+        result = explain(ruleset, facts)
+    except RuleFilesInvalid as exc:
+        for problem in exc.problems:
+            print(problem.render())
+        return 1
+    except RuleError as exc:
+        print(f"vipflow: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0
+    print(f"ruleset {ruleset.name} v{ruleset.version} ({ruleset.file})")
+    for row in result.rules:
+        mark = "MATCH" if row.matched else "no   "
+        print(f"  {mark} {row.rule.id} -> {row.rule.outcome}")
+        if row.failure is not None:
+            print(f"        line {row.failure.line}: {row.failure.condition}; {row.failure.actual}")
+    d = result.decision
+    how = "default" if d.used_default else "most severe of " + ", ".join(d.matched_ids)
+    print(f"outcome: {d.outcome} ({how})")
+    return 0

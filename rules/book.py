@@ -1,0 +1,101 @@
+"""A RuleBook: the rulesets of one directory (one per transaction type), ready to decide."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from rules.decision import Decision, decide
+from rules.durable import DurableEngine, OracleEngine
+from rules.errors import RuleError, RuleFileError, RuleFilesInvalid
+from rules.facts import prepare
+from rules.loader import load_ruleset_file
+from rules.model import RuleSet
+
+TEST_SUFFIX = "_test.yaml"
+
+
+class Engine(Protocol):
+    """What an evaluator does: the ids of the rules that hold for prepared facts."""
+
+    name: str
+    ruleset: RuleSet
+
+    def __init__(self, ruleset: RuleSet) -> None: ...
+
+    def matched(self, facts: dict[str, Any]) -> set[str]: ...
+
+
+def rule_files(path: str | Path) -> list[Path]:
+    """The rule files at ``path``: the file itself, or a directory's ``*.yaml`` except tests."""
+    p = Path(path)
+    if p.is_dir():
+        return sorted(f for f in p.glob("*.yaml") if not f.name.endswith(TEST_SUFFIX))
+    return [p]
+
+
+class RuleBook:
+    """Rulesets keyed by transaction type, each with its compiled engine."""
+
+    def __init__(self, rulesets: list[RuleSet], engine: type[Engine] = DurableEngine):
+        self.rulesets = {rs.name: rs for rs in rulesets}
+        self._engines: dict[str, Engine] = {rs.name: engine(rs) for rs in rulesets}
+        joined = "".join(f"{n}:{rs.content_hash};" for n, rs in sorted(self.rulesets.items()))
+        self.content_hash = hashlib.sha256(joined.encode()).hexdigest()
+
+    def get(self, transaction_type: str) -> RuleSet:
+        """The ruleset for a transaction type; RuleError when the book has none."""
+        try:
+            return self.rulesets[transaction_type]
+        except KeyError:
+            raise RuleError(f"no ruleset for transaction type '{transaction_type}'") from None
+
+    def decide(self, transaction_type: str, facts: Mapping[str, Any]) -> Decision:
+        """Decide nested facts with the ruleset for the transaction type."""
+        ruleset = self.get(transaction_type)
+        return decide(ruleset, self._engines[transaction_type].matched(prepare(facts)))
+
+    def matched(self, transaction_type: str, flat_facts: dict[str, Any]) -> set[str]:
+        """The raw matched ids for already prepared facts (benchmarks and the oracle test)."""
+        return self._engines[transaction_type].matched(flat_facts)
+
+
+def load_rulesets(paths: list[str | Path]) -> list[RuleSet]:
+    """Load every rule file under ``paths``; RuleFilesInvalid lists all problems in all files."""
+    problems: list[RuleFileError] = []
+    rulesets: list[RuleSet] = []
+    seen: dict[str, str] = {}
+    for path in paths:
+        files = rule_files(path)
+        if not files and Path(path).is_dir():
+            problems.append(RuleFileError(str(path), None, "holds no rule files (*.yaml)"))
+        elif not Path(path).exists():
+            problems.append(RuleFileError(str(path), None, "no such file or directory"))
+            continue
+        for file in files:
+            try:
+                rs = load_ruleset_file(file)
+            except RuleFilesInvalid as exc:
+                problems.extend(exc.problems)
+                continue
+            if rs.name in seen:
+                problems.append(RuleFileError(str(file), None,
+                                              f"a second '{rs.name}' ruleset (the first is {seen[rs.name]})"))
+                continue
+            seen[rs.name] = str(file)
+            rulesets.append(rs)
+    if problems:
+        raise RuleFilesInvalid(problems)
+    return rulesets
+
+
+def load_rulebook(path: str | Path, engine: type[Engine] = DurableEngine) -> RuleBook:
+    """Load and compile the rulesets at ``path``; RuleFilesInvalid on any problem."""
+    return RuleBook(load_rulesets([path]), engine)
+
+
+def oracle_book(path: str | Path) -> RuleBook:
+    """The same rulesets evaluated by the plain-Python oracle."""
+    return load_rulebook(path, OracleEngine)

@@ -1,0 +1,116 @@
+"""Explaining a decision: every rule, matched or not, and for each unmatched rule
+the first condition that failed, with the value the facts actually had."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from rules.catalogue import CATALOGUE
+from rules.decision import Decision, decide
+from rules.facts import prepare
+from rules.model import All, Any_, Compare, Condition, FieldRef, Not, Rule, RuleSet
+from rules.predicate import compile_condition, evaluate, flat_key
+
+
+@dataclass(frozen=True)
+class Failure:
+    """The first condition of a rule that did not hold."""
+
+    line: int
+    condition: str
+    actual: str
+
+
+@dataclass(frozen=True)
+class RuleExplanation:
+    """One rule: whether it matched, and if not, why not."""
+
+    rule: Rule
+    matched: bool
+    failure: Failure | None
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Every rule explained, and the decision they add up to."""
+
+    rules: tuple[RuleExplanation, ...]
+    decision: Decision
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form."""
+        return {
+            "rules": [
+                {
+                    "id": r.rule.id,
+                    "outcome": r.rule.outcome,
+                    "matched": r.matched,
+                    "failed": None if r.failure is None else {
+                        "line": r.failure.line,
+                        "condition": r.failure.condition,
+                        "actual": r.failure.actual,
+                    },
+                }
+                for r in self.rules
+            ],
+            "decision": self.decision.to_dict(),
+        }
+
+
+def _shown(path: str, flat: dict[str, Any]) -> str:
+    value = flat.get(flat_key(path))
+    if value is None:
+        return f"{path} is unknown"
+    if CATALOGUE[path].type == "money":
+        value = Decimal(value) / 100
+        return f"{path} = {value:.2f}"
+    return f"{path} = {value!r}".replace("True", "true").replace("False", "false")
+
+
+def _text(c: Condition) -> str:
+    if isinstance(c, Compare):
+        if isinstance(c.value, FieldRef):
+            return f"{c.path} {c.op} field {c.value.path}"
+        if isinstance(c.value, tuple):
+            return f"{c.path} {c.op} [{', '.join(map(str, c.value))}]"
+        value = str(c.value).lower() if isinstance(c.value, bool) else str(c.value)
+        return f"{c.path} {c.op} {value}"
+    if isinstance(c, Not):
+        return f"not ({_text(c.item)})"
+    joiner = " and " if isinstance(c, All) else " or "
+    return "(" + joiner.join(_text(i) for i in c.items) + ")"
+
+
+def _first_failure(c: Condition, flat: dict[str, Any]) -> Failure | None:
+    if evaluate(compile_condition(c), flat):
+        return None
+    if isinstance(c, All):
+        for item in c.items:
+            failure = _first_failure(item, flat)
+            if failure is not None:
+                return failure
+    if isinstance(c, Compare):
+        actual = [_shown(c.path, flat)]
+        if isinstance(c.value, FieldRef):
+            actual.append(_shown(c.value.path, flat))
+        return Failure(c.line, _text(c), ", ".join(actual))
+    if isinstance(c, Any_):
+        inner = [_first_failure(i, flat) for i in c.items]
+        shown = "; ".join(f.actual for f in inner if f is not None)
+        return Failure(c.line, _text(c), f"no alternative held ({shown})")
+    if isinstance(c, Not):
+        return Failure(c.line, _text(c), "the negated condition held")
+    return Failure(c.line, _text(c), "did not hold")
+
+
+def explain(ruleset: RuleSet, facts: dict[str, Any]) -> Explanation:
+    """Explain every rule of ``ruleset`` against nested facts."""
+    flat = prepare(facts)
+    rows = []
+    for rule in ruleset.rules:
+        failure = _first_failure(rule.when, flat)
+        rows.append(RuleExplanation(rule, failure is None, failure))
+    decision = decide(ruleset, {r.rule.id for r in rows if r.matched})
+    return Explanation(tuple(rows), decision)

@@ -1,0 +1,92 @@
+"""The rule language's parsed form: frozen dataclasses, no behaviour beyond shape."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Literal
+
+Outcome = Literal["approve", "review", "reject"]
+OUTCOMES: tuple[Outcome, ...] = ("approve", "review", "reject")
+SEVERITY: dict[str, int] = {"approve": 0, "review": 1, "reject": 2}
+
+Op = Literal["eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "exists"]
+OPERATORS: tuple[str, ...] = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "exists")
+TRANSACTION_TYPES = ("deposit", "withdraw")
+
+Scalar = str | bool | int | Decimal
+
+
+@dataclass(frozen=True)
+class FieldRef:
+    """The right-hand side ``{field: other.path}``: compare with another fact."""
+
+    path: str
+
+
+@dataclass(frozen=True)
+class Compare:
+    """``path op value``; for ``in``/``not_in`` the value is a tuple, for ``exists`` a bool."""
+
+    path: str
+    op: Op
+    value: Scalar | FieldRef | tuple[Scalar, ...]
+    line: int
+
+
+@dataclass(frozen=True)
+class All:
+    """Every item holds."""
+
+    items: tuple[Condition, ...]
+    line: int
+
+
+@dataclass(frozen=True)
+class Any_:
+    """At least one item holds."""
+
+    items: tuple[Condition, ...]
+    line: int
+
+
+@dataclass(frozen=True)
+class Not:
+    """The item does not hold (a comparison with an unknown fact does not hold)."""
+
+    item: Condition
+    line: int
+
+
+Condition = Compare | All | Any_ | Not
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rule: when its condition holds, it proposes its outcome."""
+
+    id: str
+    description: str
+    outcome: Outcome
+    when: Condition
+    line: int
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """One rule file: the rules for one transaction type."""
+
+    name: str
+    version: int
+    default: Outcome
+    freeze_on: tuple[Outcome, ...]
+    rules: tuple[Rule, ...]
+    file: str
+    content_hash: str
+
+    def rule(self, rule_id: str) -> Rule:
+        """The rule with that id; KeyError when there is none."""
+        for r in self.rules:
+            if r.id == rule_id:
+                return r
+        raise KeyError(rule_id)

@@ -1,0 +1,163 @@
+"""The YAML rule tests: ``<rule file stem>_test.yaml`` beside each rule file.
+
+A case gives (partial) facts and expects an outcome and, optionally, the exact
+set of matched rules. Cases run through the production engine (durable_rules).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rules.book import TEST_SUFFIX, RuleBook, load_rulesets, rule_files
+from rules.errors import FactError, RuleError, RuleFileError, RuleFilesInvalid
+from rules.model import OUTCOMES
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """One case's result; ``error`` is set when the case itself is malformed."""
+
+    file: str
+    line: int
+    name: str
+    expected_outcome: str | None
+    expected_matched: tuple[str, ...] | None
+    actual_outcome: str | None = None
+    actual_matched: tuple[str, ...] = ()
+    error: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        """The case ran, and outcome and (when given) matched rules are as expected."""
+        if self.error is not None:
+            return False
+        if self.expected_outcome is not None and self.expected_outcome != self.actual_outcome:
+            return False
+        return self.expected_matched is None or set(self.expected_matched) == set(self.actual_matched)
+
+
+@dataclass
+class TestReport:
+    """All case results of a run, plus rule files that have no tests."""
+
+    results: list[CaseResult] = field(default_factory=list)
+    untested: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> int:
+        """How many cases passed."""
+        return sum(r.passed for r in self.results)
+
+    @property
+    def failed(self) -> int:
+        """How many cases failed."""
+        return len(self.results) - self.passed
+
+
+class RuleTestsFailed(RuleError):
+    """A rule set's own tests did not all pass."""
+
+    def __init__(self, report: TestReport):
+        self.report = report
+        first = next(r for r in report.results if not r.passed)
+        super().__init__(
+            f"{report.failed} rule test(s) failed; first: {first.file}:{first.line}: {first.name}"
+        )
+
+
+def test_file_for(rule_file: Path) -> Path:
+    """Where the tests for a rule file live."""
+    return rule_file.with_name(rule_file.stem + TEST_SUFFIX)
+
+
+def run_tests(paths: list[str | Path]) -> TestReport:
+    """Load the rule files under ``paths`` and run the test file beside each."""
+    rulesets = load_rulesets(paths)
+    book = RuleBook(rulesets)
+    report = TestReport()
+    for path in paths:
+        for rule_file in rule_files(path):
+            tests = test_file_for(rule_file)
+            if not tests.exists():
+                report.untested.append(str(rule_file))
+                continue
+            report.results.extend(_run_file(book, tests))
+    return report
+
+
+def _scalar(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    return loader.construct_object(node, deep=True)
+
+
+def _run_file(book: RuleBook, file: Path) -> list[CaseResult]:
+    loader = yaml.SafeLoader(file.read_text(encoding="utf-8"))
+    try:
+        root = loader.get_single_node()
+        if not isinstance(root, yaml.MappingNode):
+            raise RuleFilesInvalid([RuleFileError(str(file), 1, "a test file must be a mapping")])
+        top = {_scalar(loader, k): v for k, v in root.value}
+        ruleset = _scalar(loader, top["ruleset"]) if "ruleset" in top else None
+        cases = top.get("cases")
+        if not isinstance(cases, yaml.SequenceNode):
+            raise RuleFilesInvalid([RuleFileError(str(file), 1, "'cases' must be a list")])
+        return [_run_case(book, str(file), ruleset, loader, node) for node in cases.value]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise RuleFilesInvalid([RuleFileError(str(file), mark.line + 1 if mark else None,
+                                              "not valid YAML")]) from None
+    finally:
+        loader.dispose()
+
+
+def _run_case(book: RuleBook, file: str, ruleset: Any, loader: yaml.SafeLoader,
+              node: yaml.Node) -> CaseResult:
+    line = node.start_mark.line + 1
+    case = _scalar(loader, node)
+    if not isinstance(case, dict):
+        return CaseResult(file, line, "?", None, None, error="a case must be a mapping")
+    name = str(case.get("name", f"case at line {line}"))
+    expect = case.get("expect") or {}
+    outcome = expect.get("outcome") if isinstance(expect, dict) else None
+    matched = expect.get("matched") if isinstance(expect, dict) else None
+    expected_matched = tuple(matched) if isinstance(matched, list) else None
+    base = CaseResult(file, line, name, outcome, expected_matched)
+    unknown = set(case) - {"name", "facts", "expect", "ruleset"}
+    if unknown:
+        return _with(base, error=f"unknown key(s) in case: {', '.join(sorted(map(str, unknown)))}")
+    if outcome not in OUTCOMES:
+        return _with(base, error=f"expect.outcome must be one of {', '.join(OUTCOMES)}")
+    kind = case.get("ruleset", ruleset)
+    if kind not in book.rulesets:
+        return _with(base, error=f"no ruleset '{kind}' loaded for this test file")
+    facts = case.get("facts") or {}
+    if not isinstance(facts, dict):
+        return _with(base, error="facts must be a mapping")
+    if expected_matched is not None:
+        stray = [m for m in expected_matched if m not in {r.id for r in book.rulesets[kind].rules}]
+        if stray:
+            return _with(base, error=f"expect.matched names unknown rule(s): {', '.join(stray)}")
+    try:
+        decision = book.decide(kind, facts)
+    except FactError as exc:
+        return _with(base, error=str(exc))
+    return _with(base, actual_outcome=decision.outcome, actual_matched=decision.matched_ids)
+
+
+def _with(base: CaseResult, **changes: Any) -> CaseResult:
+    from dataclasses import replace
+
+    return replace(base, **changes)
+
+
+def verify_rulebook(path: str | Path) -> RuleBook:
+    """Load the rule files at ``path`` and require their own tests to pass (hot-reload gate)."""
+    report = run_tests([path])
+    if report.failed:
+        raise RuleTestsFailed(report)
+    from rules.book import load_rulebook
+
+    return load_rulebook(path)
