@@ -43,7 +43,7 @@ class All:
 
 
 @dataclass(frozen=True)
-class Any_:
+class Any_:  # noqa: N801 - the trailing underscore keeps typing.Any unshadowed
     """At least one item holds."""
 
     items: tuple[Condition, ...]
