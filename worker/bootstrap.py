@@ -1,0 +1,64 @@
+"""The one wiring point: the real adapters built from Settings.
+
+Tests build ``worker.pipeline.Deps`` themselves with fakes; production code
+calls :func:`bootstrap` (or :func:`process_deps` in a Celery worker process).
+"""
+
+from __future__ import annotations
+
+import threading
+
+from worker.config import Settings
+from worker.pipeline import Deps, RuleSource
+from worker.reload import RuleHolder
+from worker.store.accounts import AccountCache
+from worker.store.archive import Archive
+from worker.store.connection import connect
+from worker.store.records import RecordStore
+from worker.store.review import ReviewQueue
+from worker.store.velocity import VelocityStore
+from worker.vip.protocol import VipApi
+from worker.wallet.protocol import Wallet
+
+
+def bootstrap(settings: Settings, *, vip: VipApi | None = None, wallet: Wallet | None = None,
+              rules: RuleSource | None = None) -> Deps:
+    """Deps on the configured Redis, VIP Connect client, wallet and rules (each replaceable)."""
+    client = connect(settings.redis)
+    prefix = settings.redis.key_prefix
+    if vip is None:
+        from worker.vip.client import VipClient
+
+        vip = VipClient(settings.vip)
+    if wallet is None:
+        from worker.wallet import make_wallet
+
+        wallet = make_wallet(settings.wallet)
+    if rules is None:
+        holder = RuleHolder(settings.rules.path)
+        holder.start(settings.rules.reload_interval_s, sighup=False)
+        rules = holder
+    return Deps(
+        settings=settings,
+        archive=Archive(client, prefix),
+        records=RecordStore(client, prefix, settings.worker.lock_ttl_s),
+        reviews=ReviewQueue(client, prefix),
+        accounts=AccountCache(client, prefix, settings.vip.account_cache_ttl_s),
+        velocity=VelocityStore(client, prefix),
+        vip=vip,
+        wallet=wallet,
+        rules=rules,
+    )
+
+
+_deps: Deps | None = None
+_deps_lock = threading.Lock()
+
+
+def process_deps(settings: Settings) -> Deps:
+    """This process's Deps, built once (tasks of a thread pool share them)."""
+    global _deps
+    with _deps_lock:
+        if _deps is None:
+            _deps = bootstrap(settings)
+        return _deps

@@ -1,0 +1,218 @@
+"""Process one archived notification: lock, record, enrich, decide, act.
+
+Every step is idempotent and recorded, so a duplicate notification, a
+redelivered task or a worker killed anywhere ends in the same single decision
+and the same single approval and freeze. Redis failures propagate (the task is
+delivered again); anything else unexpected is recorded and sent to review,
+never approved.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+import redis
+
+from rules import RuleBook
+from worker import actions
+from worker.config import Settings
+from worker.enrich import enrich
+from worker.errors import StoreError, WalletTransientError
+from worker.facts import build_facts, facts_for_record
+from worker.masking import mask_value
+from worker.notification import Notification, decode_body, parse_notification
+from worker.store.accounts import AccountCache
+from worker.store.archive import Archive, ArchivedNotification
+from worker.store.records import FINAL_STATES, NotificationSeen, RecordStore, TransactionRecord, TxLock
+from worker.store.review import ReviewQueue
+from worker.store.velocity import VelocityStore
+from worker.vip.protocol import ApprovalKind, VipApi
+from worker.wallet.protocol import Wallet
+
+log = logging.getLogger("vipflow.pipeline")
+
+CONFLICT_REASON = "conflicting body for the same transaction id"
+# VIP Connect's error model: the fields kept from an error notification.
+_ERROR_FIELDS = ("errorCode", "transactionStage", "operatorErrorMessage", "operatorDeclineDescription",
+                 "patronErrorMessage", "resolution", "errorMessage")
+
+
+class RuleSource(Protocol):
+    """Where a task gets the rule book it decides with (``worker.reload.RuleHolder``)."""
+
+    def current(self) -> RuleBook:
+        """The rule book in force now."""
+        ...
+
+
+@dataclass(frozen=True)
+class Deps:
+    """Everything a task needs; built by ``worker.bootstrap``, or by tests with fakes."""
+
+    settings: Settings
+    archive: Archive
+    records: RecordStore
+    reviews: ReviewQueue
+    accounts: AccountCache
+    velocity: VelocityStore
+    vip: VipApi
+    wallet: Wallet
+    rules: RuleSource
+    sleep: Any = time.sleep
+
+
+def process(entry_id: str, deps: Deps) -> TransactionRecord | None:
+    """Decide and act on archive entry ``entry_id``; None when there is nothing to do."""
+    entry = deps.archive.get(entry_id)
+    if entry is None:
+        log.warning("archive entry not found (trimmed?)", extra={"entry_id": entry_id})
+        return None
+    if entry.status == "invalid" or not entry.transaction_id:
+        deps.archive.mark_processed(entry_id)
+        return None
+    book = deps.rules.current()  # read once: a reload mid-task does not change this decision
+    lock = deps.records.lock(entry.transaction_id)
+    lock.acquire(wait_s=min(deps.settings.worker.lock_ttl_s, 30))
+    try:
+        rec = _received(deps.records.load(entry.transaction_id), entry, deps.records, lock)
+        try:
+            rec = _handle(entry, rec, book, deps, lock)
+        except (StoreError, redis.RedisError, WalletTransientError):
+            raise  # redeliver: nothing is lost, every step is recorded and idempotent
+        except Exception as exc:
+            log.exception("unexpected error; sending to review",
+                          extra={"transaction_id": entry.transaction_id})
+            rec = deps.records.load(entry.transaction_id) or rec
+            rec = deps.records.save(rec.with_error(f"unexpected {type(exc).__name__} while processing"), lock)
+            if rec.state not in ("approved", "rejected", "failed"):
+                rec = actions.send_to_review(rec, _saver(deps.records, lock), deps.reviews,
+                                             f"unexpected {type(exc).__name__} while processing")
+        deps.archive.mark_processed(entry_id)
+        return rec
+    finally:
+        lock.release()
+
+
+def _saver(records: RecordStore, lock: TxLock) -> actions.Save:
+    return lambda rec: records.save(rec, lock)
+
+
+def _received(rec: TransactionRecord | None, entry: ArchivedNotification, records: RecordStore,
+              lock: TxLock) -> TransactionRecord:
+    txid = str(entry.transaction_id)
+    rec = rec or TransactionRecord(transaction_id=txid)
+    seen = NotificationSeen(entry.entry_id, entry.kind, entry.status, str(entry.received_at))
+    rec = replace(rec.with_notification(seen), deliveries=rec.deliveries + 1)
+    log.info("delivery", extra={"transaction_id": txid, "entry_id": entry.entry_id,
+                                "kind": entry.kind, "delivery": rec.deliveries})
+    return records.save(rec, lock)
+
+
+def _handle(entry: ArchivedNotification, rec: TransactionRecord, book: RuleBook, deps: Deps,
+            lock: TxLock) -> TransactionRecord:
+    save = _saver(deps.records, lock)
+    if entry.kind == "error":
+        return _failed(entry, rec, save, deps)
+    if rec.state in FINAL_STATES:
+        if entry.status == "conflict":
+            rec = save(rec.with_error(f"{CONFLICT_REASON}; ignored, the transaction is already {rec.state}"))
+        decided = (rec.decision or {}).get("content_hash")
+        log.info("already handled; nothing to do", extra={
+            "transaction_id": rec.transaction_id, "state": rec.state,
+            "same_ruleset": decided == book.content_hash})
+        return rec
+    if entry.status == "conflict":
+        # Which body is VIP's? A person decides; an approval already started is reconciled there.
+        return actions.send_to_review(rec, save, deps.reviews, CONFLICT_REASON)
+    if rec.deliveries > deps.settings.worker.max_deliveries:
+        return actions.send_to_review(
+            rec, save, deps.reviews, f"delivered {rec.deliveries} times without finishing")
+    note = parse_notification(decode_body(entry.body), "withdraw" if entry.kind == "withdraw" else "deposit")
+    if rec.decision is None:
+        rec = _decide(note, entry, rec, book, deps, save)
+    return _act(note, entry, rec, deps, save)
+
+
+def _decide(note: Notification, entry: ArchivedNotification, rec: TransactionRecord, book: RuleBook,
+            deps: Deps, save: actions.Save) -> TransactionRecord:
+    found = enrich(note, entry.received_at / 1000, vip=deps.vip, accounts=deps.accounts,
+                   wallet=deps.wallet, velocity=deps.velocity)
+    facts = build_facts(note, found.found, deps.settings.limits)
+    decision = book.decide(str(note.transaction_type), facts)
+    for problem in found.problems:
+        rec = rec.with_error(problem)
+    rec = replace(rec, transaction_type=note.transaction_type, amount=str(note.amount),
+                  references=_references(note), decision=decision.to_dict(),
+                  facts=facts_for_record(facts), state="decided")
+    log.info("decided", extra={
+        "transaction_id": rec.transaction_id, "outcome": decision.outcome,
+        "matched": [m.id for m in decision.matched], "ruleset": decision.ruleset,
+        "version": decision.version, "content_hash": decision.content_hash})
+    return save(rec)
+
+
+def _act(note: Notification, entry: ArchivedNotification, rec: TransactionRecord, deps: Deps,
+         save: actions.Save) -> TransactionRecord:
+    decision = rec.decision or {}
+    outcome = decision.get("outcome")
+    kind: ApprovalKind = "withdraw" if note.transaction_type == "withdraw" else "deposit"
+    if outcome == "reject":
+        return actions.reject(rec, save, deps.wallet)
+    # Only withdrawals are frozen: a withdrawal takes money the wallet already holds, so it is held
+    # until VIP Connect pays it out; a deposit's money is not in the wallet yet, there is nothing to hold.
+    if decision.get("freeze") and kind == "withdraw":
+        if not note.patron_id or note.amount is None:
+            return actions.send_to_review(rec, save, deps.reviews, "cannot freeze: no patron id or amount")
+        try:
+            rec = actions.freeze(rec, save, deps.wallet, note.patron_id, note.amount)
+        except actions.FreezeRefused as exc:
+            rec = deps.records.load(rec.transaction_id) or rec
+            return actions.send_to_review(rec, save, deps.reviews, f"the wallet refused the freeze ({exc.reason})")
+    if outcome == "approve":
+        vip = deps.settings.vip
+        return actions.approve(
+            rec, save, deps.vip, kind, actions.approval_body(kind, decode_body(entry.body)),
+            reviews=deps.reviews, max_attempts=vip.max_attempts, backoff_base_s=vip.backoff_base_s,
+            backoff_max_s=vip.backoff_max_s, sleep=deps.sleep)
+    reason = "the rules said review" if outcome == "review" else f"unknown outcome {outcome!r}"
+    matched = [m.get("id") for m in decision.get("matched", ())]
+    return actions.send_to_review(rec, save, deps.reviews, f"{reason} (matched: {', '.join(matched) or 'none'})")
+
+
+def _failed(entry: ArchivedNotification, rec: TransactionRecord, save: actions.Save,
+            deps: Deps) -> TransactionRecord:
+    if rec.state == "failed" and not _needs_release(rec):
+        return rec
+    try:
+        body = decode_body(entry.body)
+    except Exception:  # noqa: BLE001 - an unreadable error body still fails the transaction
+        body = {}
+    folded = {str(k).lower(): v for k, v in body.items()} if isinstance(body, dict) else {}
+    error = {name: folded.get(name.lower()) for name in _ERROR_FIELDS if name.lower() in folded}
+    rec = save(rec.with_action("fail", "started", {"vip_error": error}))
+    rec = actions.release(rec, save, deps.wallet)
+    deps.reviews.remove(rec.transaction_id)
+    log.info("failed by VIP Connect", extra={"transaction_id": rec.transaction_id})
+    return save(replace(rec.with_action("fail", "done", {"vip_error": error}), state="failed"))
+
+
+def _needs_release(rec: TransactionRecord) -> bool:
+    return rec.last_action("freeze") is not None and not rec.action_done("release")
+
+
+def _references(note: Notification) -> dict[str, str | None]:
+    def masked(value: Any) -> str | None:
+        return None if value is None else mask_value(value)
+
+    return {
+        "patron_id": masked(note.patron_id),
+        "vip_card_number": masked(note.vip_card_number),
+        "masked_bank_account_number": masked(note.masked_bank_account_number),
+        "bank_routing_number": masked(note.bank_routing_number),
+        "bank_name": note.bank_name,
+        "product_type": note.product_type,
+        "fund_transfer_type": note.fund_transfer_type,
+    }

@@ -1,0 +1,109 @@
+"""Rule hot reload: the current RuleBook, swapped atomically when the rule files change.
+
+Every ``rules.reload_interval_s`` seconds (a daemon thread) and on SIGHUP the
+rule files are hashed; on a change the new files must load and pass their own
+tests (``verify_rulebook``) before they replace the book in force. A refused
+version keeps the previous book and says why in the log. Tasks read the holder
+once at their start, so a decision never mixes two versions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+from rules import RuleBook, RuleError, verify_rulebook
+from rules.book import rule_files
+from rules.testing import test_file_for
+
+log = logging.getLogger("vipflow.reload")
+
+
+def files_hash(path: str | Path) -> str:
+    """A hash of the rule files and their test files at ``path`` (names and contents)."""
+    digest = hashlib.sha256()
+    for file in rule_files(path):
+        for part in (file, test_file_for(file)):
+            digest.update(str(part).encode() + b"\0")
+            try:
+                digest.update(part.read_bytes())
+            except OSError:
+                digest.update(b"<missing>")
+            digest.update(b"\0")
+    return digest.hexdigest()
+
+
+class RuleHolder:
+    """Holds the RuleBook in force; ``check()`` reloads it when the files changed."""
+
+    def __init__(self, path: str | Path, book: RuleBook | None = None):
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._files_hash = files_hash(self.path)
+        self._book = book if book is not None else verify_rulebook(self.path)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._log_accepted("loaded")
+
+    def current(self) -> RuleBook:
+        """The rule book in force now (read it once per task)."""
+        return self._book
+
+    def check(self) -> bool:
+        """Reload if the rule files changed and the new ones pass; True when a new book took over."""
+        with self._lock:
+            seen = files_hash(self.path)
+            if seen == self._files_hash:
+                return False
+            self._files_hash = seen  # refuse a bad version once, not on every tick
+            try:
+                book = verify_rulebook(self.path)
+            except (RuleError, OSError) as exc:
+                log.error("rule files refused; keeping the previous version", extra={
+                    "rules_path": str(self.path), "problem": str(exc),
+                    "kept_hash": self._book.content_hash})
+                return False
+            if book.content_hash == self._book.content_hash:
+                return False
+            self._book = book  # one reference assignment: atomic for the tasks reading it
+            self._log_accepted("reloaded")
+            return True
+
+    def _log_accepted(self, how: str) -> None:
+        versions = {name: rs.version for name, rs in self._book.rulesets.items()}
+        log.info(f"rules {how}", extra={"rules_path": str(self.path), "versions": versions,
+                                        "content_hash": self._book.content_hash})
+
+    def start(self, interval_s: float, *, sighup: bool = True) -> None:
+        """Check every ``interval_s`` seconds in a daemon thread, and on SIGHUP (main thread only)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, args=(interval_s,),
+                                            name="vipflow-rules-reload", daemon=True)
+            self._thread.start()
+        if sighup and threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, self._on_sighup)
+
+    def stop(self) -> None:
+        """Stop the background checks."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def _on_sighup(self, signum: int, frame: Any) -> None:
+        # Never reload inside the signal handler: it may interrupt a check holding the lock.
+        threading.Thread(target=self._safe_check, name="vipflow-rules-sighup", daemon=True).start()
+
+    def _loop(self, interval_s: float) -> None:
+        while not self._stop.wait(interval_s):
+            self._safe_check()
+
+    def _safe_check(self) -> None:
+        try:
+            self.check()
+        except Exception:
+            log.exception("rule reload check failed; keeping the previous version")
