@@ -1,0 +1,114 @@
+"""``vipflow sim``: run the VIP Connect and wallet simulators, or send notifications."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from worker.errors import ConfigError
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """The sim command's options (shared by ``vipflow sim`` and ``python -m producers.sim``)."""
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument(
+        "--vip-port",
+        type=int,
+        default=None,
+        help="VIP API port (default: the port of vip.base_url, else 8090; 0 = any)",
+    )
+    parser.add_argument(
+        "--wallet-port",
+        type=int,
+        default=None,
+        help="wallet port (default: the port of wallet.url, else 8091; 0 = any)",
+    )
+    parser.add_argument("--latency-ms", type=float, default=None, help="latency added to every answer")
+    parser.add_argument("--error-rate", type=float, default=None, help="share of calls answered 500")
+    parser.add_argument("--timeout-ms", type=float, default=None, help="sleep before every answer")
+    parser.add_argument("--faults", type=Path, default=None, help="JSON faults document to start with")
+    parser.add_argument("--seed", type=int, default=None, help="random seed (faults, sending)")
+    parser.add_argument(
+        "--send", type=int, default=None, metavar="N", help="send N notifications to --target instead of serving"
+    )
+    parser.add_argument("--rate", type=float, default=50.0, help="notifications per second (--send)")
+    parser.add_argument("--target", default=None, help="ingestor base URL (default from ingest.*)")
+    parser.set_defaults(func=run)
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``sim`` on the vipflow command line."""
+    parser = subparsers.add_parser(
+        "sim", help="run the VIP Connect simulator or send notifications", description=__doc__
+    )
+    add_options(parser)
+
+
+def _port(url: str, default: int) -> int:
+    return urlparse(url).port or default
+
+
+def _faults(args: argparse.Namespace) -> dict[str, Any]:
+    doc: dict[str, Any] = {}
+    if args.faults is not None:
+        try:
+            doc = json.loads(args.faults.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError("--faults", f"cannot read a JSON faults document ({exc})") from None
+    for name in ("latency_ms", "error_rate", "timeout_ms"):
+        if getattr(args, name) is not None:
+            doc[name] = getattr(args, name)
+    return doc
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve the simulators (or send notifications with --send); the exit code."""
+    from worker.config import load_settings
+
+    try:
+        settings = load_settings(getattr(args, "config", None))
+        if args.send is not None:
+            return _send(args, settings)
+        from producers.sim.server import run_simulator
+
+        vip_port = args.vip_port if args.vip_port is not None else _port(settings.vip.base_url, 8090)
+        wallet_port = args.wallet_port if args.wallet_port is not None else _port(settings.wallet.url, 8091)
+        run_simulator(
+            settings, host=args.host, vip_port=vip_port, wallet_port=wallet_port, faults=_faults(args), seed=args.seed
+        )
+    except ConfigError as exc:
+        print(f"vipflow sim: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"vipflow sim: cannot listen ({exc.strerror})", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _send(args: argparse.Namespace, settings: Any) -> int:
+    from producers.sim.sender import send_notifications
+
+    auth = settings.ingest.auth
+    secret = auth.callback_key or settings.vip.secret_key1
+    if secret is None:
+        raise ConfigError("vip.secret_key1", "needed to sign notifications (or ingest.auth.callback_key)")
+    import base64
+
+    target = args.target or f"http://{settings.ingest.host}:{settings.ingest.port}"
+    paths = {"deposit": settings.ingest.paths.deposit, "withdraw": settings.ingest.paths.withdraw}
+    report = send_notifications(
+        target,
+        count=args.send,
+        rate=args.rate,
+        key=base64.b64decode(secret.get_secret_value()),
+        issuer=auth.issuer or settings.vip.operator_id,
+        audience=auth.audience,
+        seed=args.seed,
+        paths=paths,
+    )
+    print(json.dumps(report.to_dict()))
+    return 0 if report.ok == report.sent else 1

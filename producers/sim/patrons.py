@@ -1,0 +1,174 @@
+"""The simulator's seeded patrons. Tests and the default rules rely on these exact values.
+
+=================  ==========  ==========  =========  ========================================
+name               card        patron_id   product    what it is for
+=================  ==========  ==========  =========  ========================================
+PREFERRED_GOOD     7210695258  1000000001  preferred  in good standing, availableAmount 4500
+PREFERRED_BAD      7210600002  1000000002  preferred  NOT in good standing (availableAmount 0)
+ONLINE             7210600003  1000000003  online     bank ****4321 instant-eligible (348.31),
+                                                      bank **1111 not eligible (4500.00)
+LOW                7210600004  1000000004  preferred  good standing, availableAmount 25.00
+UNKNOWN_CARD       7210699999  -           -          accountlookup answers 404
+=================  ==========  ==========  =========  ========================================
+
+Wallet balances: 10000.00, 500.00, 2500.00, 20.00. The personal data below is
+invented, and exists only so the inquiry answers have VIP's real shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SimBank:
+    """One bank account of a seeded patron, as VIP lists it (already masked)."""
+
+    masked_account_number: str
+    routing_number: str
+    bank_name: str
+    instant_payment_eligible: bool
+    available_amount: Decimal | None = None  # VIP Online: limits per bank
+    available_limit: Decimal | None = None  # VIP Preferred lists availableLimit instead
+
+
+@dataclass(frozen=True)
+class SimPatron:
+    """A seeded patron: VIP account, operator-side patron id and wallet balance."""
+
+    name: str
+    vip_card_number: str
+    patron_id: str
+    product_type: str
+    is_in_good_standing: bool
+    available_amount: Decimal | None
+    limit_amount: Decimal
+    wallet_balance: Decimal
+    banks: tuple[SimBank, ...]
+    first_name: str
+    last_name: str
+    phone: str
+    id_number: str
+
+
+_PREFERRED_BANKS = (
+    SimBank("****9999", "011401533", "Jpmorgan Chase Bank, Na", False, available_limit=Decimal("0.00")),
+    SimBank("**1111", "22222222", "Bank Of America, Na", True, available_limit=Decimal("0.00")),
+)
+
+PREFERRED_GOOD = SimPatron(
+    "PREFERRED_GOOD",
+    "7210695258",
+    "1000000001",
+    "preferred",
+    True,
+    Decimal("4500.0"),
+    Decimal("4500.0"),
+    Decimal("10000.00"),
+    _PREFERRED_BANKS,
+    "JOHN",
+    "SMITH",
+    "8434811326",
+    "543083545",
+)
+PREFERRED_BAD = SimPatron(
+    "PREFERRED_BAD",
+    "7210600002",
+    "1000000002",
+    "preferred",
+    False,
+    Decimal("0.0"),
+    Decimal("1000.0"),
+    Decimal("500.00"),
+    _PREFERRED_BANKS[:1],
+    "MARY",
+    "JONES",
+    "4045550102",
+    "543080002",
+)
+ONLINE = SimPatron(
+    "ONLINE",
+    "7210600003",
+    "1000000003",
+    "online",
+    True,
+    None,
+    Decimal("4500.0"),
+    Decimal("2500.00"),
+    (
+        SimBank("****4321", "021000021", "Jpmorgan Chase Bank, Na", True, available_amount=Decimal("348.31")),
+        SimBank("**1111", "22222222", "Bank Of America, Na", False, available_amount=Decimal("4500.00")),
+    ),
+    "ALEX",
+    "BROWN",
+    "5135550103",
+    "543080003",
+)
+LOW = SimPatron(
+    "LOW",
+    "7210600004",
+    "1000000004",
+    "preferred",
+    True,
+    Decimal("25.00"),
+    Decimal("25.00"),
+    Decimal("20.00"),
+    _PREFERRED_BANKS[:1],
+    "SAM",
+    "TAYLOR",
+    "6785550104",
+    "543080004",
+)
+UNKNOWN_CARD = "7210699999"
+
+PATRONS: tuple[SimPatron, ...] = (PREFERRED_GOOD, PREFERRED_BAD, ONLINE, LOW)
+BY_CARD = {p.vip_card_number: p for p in PATRONS}
+
+
+def inquiry_response(patron: SimPatron) -> dict[str, Any]:
+    """The account inquiry's 200 body for ``patron``, in VIP Connect's shape (Decimals kept)."""
+    banks = []
+    for b in patron.banks:
+        entry: dict[str, Any] = {
+            "maskedAccountNumber": b.masked_account_number,
+            "routingNumber": b.routing_number,
+            "bankName": b.bank_name,
+        }
+        if b.available_amount is not None:
+            entry["availableAmount"] = b.available_amount
+        if b.available_limit is not None:
+            entry["availableLimit"] = b.available_limit
+        entry["instantPaymentEligible"] = b.instant_payment_eligible
+        banks.append(entry)
+    body: dict[str, Any] = {
+        "memberSince": "2022-08-01T00:00:00+00:00",
+        "lastTransaction": "0001-01-01T00:00:00+00:00",
+        "mostRecentTransactionAmount": Decimal("0.0"),
+        "dateOfBirth": "09101997",
+        "last4SSN": patron.id_number[-4:],
+        "incrementalLimitAmount": Decimal("0.0"),
+        "maxLimitAmount": Decimal("0.0"),
+        "vipCardNumber": patron.vip_card_number,
+        "idNumber": "****" + patron.id_number[-4:],
+        "idType": "DL",
+        "idState": "GA",
+        "firstName": patron.first_name,
+        "lastName": patron.last_name,
+        "name": f"{patron.first_name} {patron.last_name}",
+        "address": "28 NQQODHNDV",
+        "city": "PRZYFAYQA",
+        "state": "TN",
+        "zip": "28292",
+        "homePhoneNumber": patron.phone,
+        "mobilePhoneNumber": patron.phone,
+        "email": "8ZN2EMYP@5JP6OEAZ.COM",
+        "limitAmount": patron.limit_amount,
+    }
+    if patron.available_amount is not None:
+        body["availableAmount"] = patron.available_amount
+    body.update(
+        {"isInGoodStanding": patron.is_in_good_standing, "oneClickDiscountEligible": False, "bankAccounts": banks}
+    )
+    return body

@@ -1,0 +1,182 @@
+"""Send realistic VIP Connect notifications to an ingestor, as VIP Connect would.
+
+The bodies vary the way VIP's own examples do: PascalCase or camelCase keys,
+numbers and booleans as JSON values or as strings. Amounts are mostly small
+with a few large ones; withdrawals use ACH, SDA or INP. Each request carries a
+JWT bearer token signed with the callback key.
+"""
+
+from __future__ import annotations
+
+import random
+import string
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import requests
+
+from producers.sim.patrons import PATRONS, SimPatron
+from worker.tokens import TokenCache
+
+DEFAULT_PATHS = {"deposit": "/vip/notify/deposit", "withdraw": "/vip/notify/withdraw"}
+
+
+@dataclass
+class SendReport:
+    """What a sending run did: HTTP statuses counted (0 = no answer), and the ids sent."""
+
+    sent: int = 0
+    statuses: Counter[int] = field(default_factory=Counter)
+    elapsed_s: float = 0.0
+    transaction_ids: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> int:
+        """Notifications acknowledged with 200."""
+        return self.statuses[200]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form for the command's output."""
+        return {
+            "sent": self.sent,
+            "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+            "elapsed_s": round(self.elapsed_s, 3),
+            "rate": round(self.sent / self.elapsed_s, 1) if self.elapsed_s else None,
+        }
+
+
+def _camel(key: str) -> str:
+    return key[0].lower() + key[1:]
+
+
+def build_notification(
+    patron: SimPatron,
+    kind: str,
+    amount: Decimal,
+    *,
+    transaction_id: str | None = None,
+    fund_transfer_type: str = "ACH",
+    bank_index: int = 0,
+    pascal: bool = True,
+    as_strings: bool = True,
+    rng: random.Random | None = None,
+) -> dict[str, Any]:
+    """One deposit or withdraw notification for ``patron`` in VIP Connect's shape."""
+    rng = rng or random.Random()
+    bank = patron.banks[bank_index % len(patron.banks)]
+    txid = transaction_id or "sim" + "".join(rng.choices(string.ascii_lowercase + string.digits, k=rng.randint(8, 20)))
+
+    def value(v: Any) -> Any:
+        if as_strings and isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, Decimal):
+            return str(v) if as_strings else v
+        return v
+
+    body: dict[str, Any] = {
+        "PatronId": patron.patron_id,
+        "TransactionId": txid,
+        "Amount": value(amount),
+        "BankName": bank.bank_name,
+        "MaskedBankAccountNumber": "********" + bank.masked_account_number[-4:],
+        "BankRoutingNumber": bank.routing_number,
+        "VipCardNumber": patron.vip_card_number,
+        "FirstName": patron.first_name.title(),
+        "LastName": patron.last_name.title(),
+        "HomePhoneNumber": patron.phone,
+        "Location": "127.0.0.1",
+        "TransactionType": kind,
+        "Timestamp": datetime.now(UTC).isoformat(),
+        "InstantPaymentEligible": value(bank.instant_payment_eligible),
+        "ProductType": patron.product_type,
+    }
+    if kind == "deposit":
+        body["OneClickDiscountApplied"] = value(False)
+        body["OperatorLimits"] = {
+            "MinDeposit": value(Decimal("10.00")),
+            "MaxDeposit": value(Decimal("99999.99")),
+            "RemainingDailyDeposit": value(Decimal("1000.0")),
+            "MinWithdraw": value(Decimal("10.00")),
+            "MaxWithdraw": value(Decimal("999999.99")),
+            "WalletBalance": value(patron.wallet_balance),
+        }
+    else:
+        body["FundTransferType"] = fund_transfer_type
+    if not pascal:
+        body = {
+            _camel(k): ({_camel(a): b for a, b in v.items()} if isinstance(v, dict) else v) for k, v in body.items()
+        }
+    return body
+
+
+def random_notification(rng: random.Random, kinds: Sequence[str]) -> tuple[str, dict[str, Any]]:
+    """A plausible notification: mostly small amounts, some large, mixed encodings."""
+    patron = rng.choice(PATRONS)
+    kind = rng.choice(list(kinds))
+    cents = rng.randint(1_000, 50_000) if rng.random() < 0.9 else rng.randint(100_000, 2_000_000)
+    return kind, build_notification(
+        patron,
+        kind,
+        Decimal(cents) / 100,
+        fund_transfer_type=rng.choice(["ACH", "ACH", "SDA", "INP"]),
+        bank_index=rng.randrange(len(patron.banks)),
+        pascal=rng.random() < 0.5,
+        as_strings=rng.random() < 0.5,
+        rng=rng,
+    )
+
+
+def send_notifications(
+    target: str,
+    *,
+    count: int,
+    rate: float,
+    key: bytes,
+    issuer: str,
+    audience: str,
+    kinds: Sequence[str] = ("deposit", "withdraw"),
+    seed: int | None = None,
+    paths: Mapping[str, str] = DEFAULT_PATHS,
+    workers: int = 8,
+    timeout_s: float = 10.0,
+) -> SendReport:
+    """POST ``count`` notifications to ``target`` at about ``rate`` per second; count the answers."""
+    rng = random.Random(seed)
+    notes = [random_notification(rng, kinds) for _ in range(count)]
+    tokens = TokenCache(key, issuer, audience, 600)
+    report = SendReport(
+        transaction_ids=[n["TransactionId" if "TransactionId" in n else "transactionId"] for _, n in notes]
+    )
+    lock = threading.Lock()
+    local = threading.local()
+    base = target.rstrip("/")
+
+    def post(kind: str, note: dict[str, Any]) -> None:
+        session = getattr(local, "session", None) or requests.Session()
+        local.session = session
+        try:
+            status = session.post(
+                base + paths[kind], json=note, timeout=timeout_s, headers={"Authorization": f"Bearer {tokens.token()}"}
+            ).status_code
+        except requests.RequestException:
+            status = 0
+        with lock:
+            report.sent += 1
+            report.statuses[status] += 1
+
+    start = time.monotonic()
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for i, (kind, note) in enumerate(notes):
+            due = start + i / rate if rate > 0 else start
+            if (wait := due - time.monotonic()) > 0:
+                time.sleep(wait)
+            pool.submit(post, kind, note)
+    report.elapsed_s = time.monotonic() - start
+    return report

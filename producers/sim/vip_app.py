@@ -1,0 +1,210 @@
+"""The simulated VIP Connect API (Starlette): approvals, transaction lookup, account lookup.
+
+Every API call must carry the operator's JWT (HS256, SecretKey1 or SecretKey2,
+iss = vip.operator_id, aud = vip.audience) or gets 401. Handlers are async and
+sleep with asyncio so that latency faults never block the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from producers.sim.patrons import BY_CARD, inquiry_response
+from producers.sim.state import SimState, vip_error
+from worker.config import Settings
+from worker.errors import ConfigError
+from worker.tokens import TokenInvalid, TokenPolicy, bearer, verify
+from worker.vip.models import field
+
+_NUMBER = re.compile(r'"\\u0000dec:([-0-9.Ee+]+)"')
+
+
+def dumps(data: Any) -> bytes:
+    """JSON with Decimals as exact JSON numbers (VIP's examples send numbers, not strings)."""
+
+    def mark(value: Any) -> Any:
+        if isinstance(value, Decimal):
+            return "\0dec:" + str(value)
+        if isinstance(value, dict):
+            return {k: mark(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [mark(v) for v in value]
+        return value
+
+    return _NUMBER.sub(r"\1", json.dumps(mark(data))).encode()
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(dumps(data), status_code=status, media_type="application/json")
+
+
+class VipSim:
+    """The VIP app's handlers over one SimState."""
+
+    def __init__(self, settings: Settings, state: SimState):
+        self.state = state
+        self.keys = settings.vip.signing_keys()
+        self.policy = TokenPolicy(settings.vip.operator_id, settings.vip.audience, leeway_s=60)
+
+    async def _enter(self, request: Request, endpoint: str) -> tuple[Any, Response | None]:
+        """Count, authenticate, parse and delay; a Response means answer it at once."""
+        with self.state.lock:
+            self.state.calls[endpoint] += 1
+        try:
+            verify(bearer(request.headers.get("authorization")), self.keys, self.policy)
+        except TokenInvalid as exc:
+            return None, JSONResponse({"message": str(exc)}, status_code=401)
+        try:
+            body = json.loads(await request.body(), parse_float=Decimal)
+        except (ValueError, InvalidOperation):
+            return None, _json(vip_error(99, "The request body is not valid JSON"), 400)
+        faults = self.state.faults
+        delay = (faults.latency_ms + faults.timeout_ms) / 1000
+        if delay:
+            await asyncio.sleep(delay)
+        if self.state.random_error():
+            return None, _json({"message": "simulated server error"}, 500)
+        return body, None
+
+    async def _scripted(self, endpoint: str, key: str) -> Response | str | None:
+        step = self.state.next_scripted(endpoint, key)
+        if step is None or step == "commit_then_timeout":
+            return step  # type: ignore[no-any-return]
+        if step == "timeout":
+            await asyncio.sleep(self.state.faults.hang_ms / 1000)
+            return _json({"message": "simulated timeout"}, 504)
+        status, body = (int(step["status"]), step.get("body")) if isinstance(step, dict) else (int(step), None)
+        if status >= 500:
+            return _json(body or {"message": "simulated server error"}, status)
+        return _json(body or vip_error(), status)
+
+    async def approve(self, request: Request) -> Response:
+        """Deposit/WithdrawApproval (and the ...Json variants)."""
+        kind = "deposit" if "deposit" in request.url.path.lower() else "withdraw"
+        body, early = await self._enter(request, f"{kind}_approval")
+        if early is not None:
+            return early
+        if not isinstance(body, dict):
+            return _json(vip_error(99, "The request body must be a JSON object"), 400)
+        txid = str(field(body, "transactionId") or "")
+        if not 8 <= len(txid) <= 25:
+            return _json(vip_error(99, "transactionId must be 8 to 25 characters"), 400)
+        try:
+            amount = Decimal(str(field(body, "amount")))
+            if not amount.is_finite() or amount <= 0:
+                raise InvalidOperation
+        except InvalidOperation:
+            return _json(vip_error(99, "amount must be a positive decimal"), 400)
+        ttype = str(field(body, "transactionType") or kind).lower()
+        if ttype != kind:
+            return _json(vip_error(99, f"transactionType must be {kind}"), 400)
+        facts = {
+            "patron_id": field(body, "patronId"),
+            "vip_card_number": field(body, "vipCardNumber"),
+            "amount": str(amount),
+            "fund_transfer_type": field(body, "fundTransferType"),
+        }
+        step = await self._scripted("approve", txid)
+        if isinstance(step, Response):
+            if 400 <= step.status_code < 500:
+                self.state.record(kind, facts, txid, approved=False, error=json.loads(bytes(step.body)))
+            return step
+        self.state.record(kind, facts, txid, approved=True)
+        if step == "commit_then_timeout":
+            await asyncio.sleep(self.state.faults.hang_ms / 1000)
+        return _json(
+            {
+                "transactionId": txid,
+                "amount": str(amount),
+                "transactionType": kind,
+                "timestamp": datetime.now(UTC).isoformat(),
+                "transactionResult": "Success",
+            }
+        )
+
+    async def transaction(self, request: Request) -> Response:
+        """Transaction lookup by transactionId, patronId or vipCardNumber: 200 array or 204."""
+        body, early = await self._enter(request, "transaction_lookup")
+        if early is not None:
+            return early
+        wanted = {name: field(body, name) for name in ("transactionId", "patronId", "vipCardNumber")}
+        wanted = {k: str(v) for k, v in wanted.items() if v not in (None, "")}
+        if not wanted:
+            return _json(vip_error(99, "give transactionId, patronId or vipCardNumber"), 400)
+        step = await self._scripted("lookup", wanted.get("transactionId", ""))
+        if isinstance(step, Response):
+            return step
+        with self.state.lock:
+            found = [
+                dict(t) for t in self.state.transactions.values() if all(str(t.get(k)) == v for k, v in wanted.items())
+            ]
+        return _json(found) if found else Response(status_code=204)
+
+    async def account(self, request: Request) -> Response:
+        """accountlookup by VipAccountNumber (or ID details): the seeded patron, or 404."""
+        body, early = await self._enter(request, "account_lookup")
+        if early is not None:
+            return early
+        card = str(field(body, "vipAccountNumber") or "")
+        id_number = str(field(body, "idNumber") or "")
+        step = await self._scripted("account", card)
+        if isinstance(step, Response):
+            return step
+        patron = BY_CARD.get(card) or next(
+            (p for p in BY_CARD.values() if id_number and p.id_number == id_number), None
+        )
+        if patron is None:
+            return Response(status_code=404)
+        return _json(inquiry_response(patron))
+
+
+def build_vip_app(settings: Settings, state: SimState) -> Starlette:
+    """The VIP app on the paths ``vip.*_path`` name (plus the Json approval variants)."""
+    if not settings.vip.signing_keys():
+        raise ConfigError("vip.secret_key1", "the simulator needs it to verify tokens; set VIPFLOW_VIP__SECRET_KEY1")
+    sim = VipSim(settings, state)
+    v = settings.vip
+
+    async def stats(request: Request) -> Response:
+        return JSONResponse(state.stats())
+
+    async def reset(request: Request) -> Response:
+        state.reset()
+        return JSONResponse({"reset": True})
+
+    async def faults(request: Request) -> Response:
+        try:
+            data = json.loads(await request.body() or b"{}")
+            with state.lock:
+                state.faults.update(data)
+        except (ValueError, AttributeError, ConfigError) as exc:
+            return JSONResponse({"message": f"bad faults document: {exc}"}, status_code=400)
+        return JSONResponse(state.faults.to_dict())
+
+    routes = [
+        Route(p, sim.approve, methods=["POST"])
+        for p in (
+            v.deposit_approval_path,
+            v.withdraw_approval_path,
+            v.deposit_approval_path + "Json",
+            v.withdraw_approval_path + "Json",
+        )
+    ]
+    routes += [
+        Route(v.transaction_path, sim.transaction, methods=["POST"]),
+        Route(v.account_lookup_path, sim.account, methods=["POST"]),
+        Route("/sim/stats", stats, methods=["GET"]),
+        Route("/sim/reset", reset, methods=["POST"]),
+        Route("/sim/faults", faults, methods=["POST"]),
+    ]
+    return Starlette(routes=routes)

@@ -1,0 +1,113 @@
+"""The simulated operator wallet (Starlette), speaking the contract of ``worker.wallet.http``.
+
+Balances come from the seeded patrons; holds are idempotent by key.
+``GET /sim/stats`` gives ``holds`` (funds actually frozen, per key: never more
+than 1) and ``hold_requests`` (PUTs per key), ``POST /sim/reset`` starts over.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from decimal import Decimal, InvalidOperation
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from producers.sim.patrons import PATRONS
+from worker.config import Settings
+from worker.errors import WalletRefusedError
+from worker.wallet.fake import InMemoryWallet
+
+_STATUS = {"unknown_patron": 404, "key_conflict": 409}
+
+
+class WalletSim:
+    """The wallet app's handlers over an InMemoryWallet."""
+
+    def __init__(self, settings: Settings):
+        token = settings.wallet.token
+        self.token = token.get_secret_value() if token is not None else None
+        self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to the seeded balances, no holds."""
+        self.wallet = InMemoryWallet({p.patron_id: p.wallet_balance for p in PATRONS})
+        self.requests: Counter[str] = Counter()
+
+    def _denied(self, request: Request) -> Response | None:
+        if self.token is None:
+            return None
+        if request.headers.get("authorization") != f"Bearer {self.token}":
+            return JSONResponse({"message": "bad or missing wallet token"}, status_code=401)
+        return None
+
+    async def balance(self, request: Request) -> Response:
+        """GET /patrons/{patron_id}/balance."""
+        if (denied := self._denied(request)) is not None:
+            return denied
+        value = self.wallet.balance(request.path_params["patron_id"])
+        if value is None:
+            return JSONResponse({"reason": "unknown_patron", "message": "no such patron"}, 404)
+        return JSONResponse({"balance": str(value)})
+
+    async def hold(self, request: Request) -> Response:
+        """PUT /holds/{key}: freeze once per key."""
+        if (denied := self._denied(request)) is not None:
+            return denied
+        key = request.path_params["key"]
+        with self.lock:
+            self.requests[key] += 1
+        try:
+            body = json.loads(await request.body(), parse_float=Decimal)
+            patron_id, amount = str(body["patron_id"]), Decimal(str(body["amount"]))
+        except (ValueError, KeyError, TypeError, InvalidOperation):
+            return JSONResponse({"reason": "bad_request", "message": "need patron_id and amount"}, 400)
+        try:
+            hold = self.wallet.hold(key, patron_id, amount)
+        except WalletRefusedError as exc:
+            return JSONResponse({"reason": exc.reason, "message": str(exc)}, _STATUS.get(exc.reason, 422))
+        return JSONResponse(hold.to_dict())
+
+    async def release(self, request: Request) -> Response:
+        """DELETE /holds/{key}."""
+        if (denied := self._denied(request)) is not None:
+            return denied
+        key = request.path_params["key"]
+        if not self.wallet.release(key):
+            return JSONResponse({"reason": "no_such_hold", "message": "no such hold"}, 404)
+        return JSONResponse(self.wallet.holds()[key].to_dict())
+
+    async def stats(self, request: Request) -> Response:
+        """Holds frozen and requested per key."""
+        holds = self.wallet.holds()
+        return JSONResponse(
+            {
+                "holds": dict(self.wallet.holds_created),
+                "hold_requests": dict(self.requests),
+                "held": {k: h.to_dict() for k, h in holds.items()},
+            }
+        )
+
+    async def reset_route(self, request: Request) -> Response:
+        """POST /sim/reset."""
+        self.reset()
+        return JSONResponse({"reset": True})
+
+
+def build_wallet_app(settings: Settings) -> Starlette:
+    """The wallet service app."""
+    sim = WalletSim(settings)
+    return Starlette(
+        routes=[
+            Route("/patrons/{patron_id}/balance", sim.balance, methods=["GET"]),
+            Route("/holds/{key}", sim.hold, methods=["PUT"]),
+            Route("/holds/{key}", sim.release, methods=["DELETE"]),
+            Route("/sim/stats", sim.stats, methods=["GET"]),
+            Route("/sim/reset", sim.reset_route, methods=["POST"]),
+        ]
+    )

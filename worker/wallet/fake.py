@@ -1,0 +1,87 @@
+"""An in-memory wallet: the fake for tests, the simulator's store, and an example ``wallet.class``.
+
+With ``adapter: python`` and ``class: worker.wallet.fake:InMemoryWallet`` the
+worker runs against it, which is only useful for demonstrations.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import replace
+from decimal import Decimal
+
+from worker.errors import WalletRefusedError
+from worker.wallet.protocol import Hold
+
+
+class InMemoryWallet:
+    """Balances and holds in a dict; ``holds_created`` counts funds actually frozen per key."""
+
+    def __init__(self, balances: Mapping[str, Decimal] | None = None):
+        self._lock = threading.Lock()
+        self._balances: dict[str, Decimal] = dict(balances or {})
+        self._holds: dict[str, Hold] = {}
+        self.holds_created: Counter[str] = Counter()
+
+    def set_balance(self, patron_id: str, balance: Decimal) -> None:
+        """Seed or replace a patron's total balance."""
+        with self._lock:
+            self._balances[patron_id] = balance
+
+    def holds(self) -> dict[str, Hold]:
+        """A snapshot of every hold by key."""
+        with self._lock:
+            return dict(self._holds)
+
+    def _available(self, patron_id: str) -> Decimal:
+        held = sum(
+            (
+                h.amount
+                for h in self._holds.values()
+                if h.patron_id == patron_id and h.status == "held"
+            ),
+            Decimal(0),
+        )
+        return self._balances[patron_id] - held
+
+    def balance(self, patron_id: str) -> Decimal | None:
+        """Total balance minus the funds held; None for an unknown patron."""
+        with self._lock:
+            if patron_id not in self._balances:
+                return None
+            return self._available(patron_id)
+
+    def hold(self, key: str, patron_id: str, amount: Decimal) -> Hold:
+        """Freeze funds once per key; refuse unknown patrons, short balances, reused keys."""
+        with self._lock:
+            existing = self._holds.get(key)
+            if existing is not None:
+                if existing.patron_id != patron_id or existing.amount != amount:
+                    raise WalletRefusedError(
+                        "key_conflict", f"hold {key} already exists for another patron or amount"
+                    )
+                return existing
+            if patron_id not in self._balances:
+                raise WalletRefusedError(
+                    "unknown_patron", f"hold {key}: the wallet has no such patron"
+                )
+            if amount <= 0 or not amount.is_finite():
+                raise WalletRefusedError("invalid_amount", f"hold {key}: amount must be positive")
+            if self._available(patron_id) < amount:
+                raise WalletRefusedError("insufficient_funds", f"hold {key}: insufficient funds")
+            hold = Hold(key, patron_id, amount, "held")
+            self._holds[key] = hold
+            self.holds_created[key] += 1
+            return hold
+
+    def release(self, key: str) -> bool:
+        """Mark the hold released (its funds available again); False when there is no such hold."""
+        with self._lock:
+            existing = self._holds.get(key)
+            if existing is None:
+                return False
+            if existing.status == "held":
+                self._holds[key] = replace(existing, status="released")
+            return True

@@ -1,0 +1,128 @@
+"""The wallet over HTTP: a small contract the operator's wallet service implements.
+
+All bodies are JSON; amounts are decimal strings. When ``wallet.token`` is set
+every request carries ``Authorization: Bearer <token>``.
+
+- ``GET {url}/patrons/{patron_id}/balance`` -> 200 ``{"balance": "123.45"}``
+  (available funds, holds deducted); 404 when the patron is unknown.
+- ``PUT {url}/holds/{key}`` with ``{"patron_id": "...", "amount": "12.34"}`` and the
+  header ``Idempotency-Key: {key}`` -> 200 or 201
+  ``{"key", "patron_id", "amount", "status": "held"}``. The same key again must
+  return the same hold without freezing more. Refusals: 404 (unknown patron),
+  409 (key reused for another patron or amount), 422 (e.g. insufficient funds),
+  each with ``{"reason": "insufficient_funds", "message": "..."}``.
+- ``DELETE {url}/holds/{key}`` -> 200 ``{..., "status": "released"}`` (also when
+  already released); 404 when there is no such hold.
+
+5xx, timeouts and refused connections raise WalletTransientError; the worker
+retries them. PUT (not POST) because the key names the hold: a repeat is the
+same request, which is what makes it safe to retry.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from worker.config import WalletSettings
+from worker.errors import WalletError, WalletRefusedError, WalletTransientError
+from worker.masking import mask_text
+from worker.wallet.protocol import Hold
+
+_REFUSED = {404: "unknown_patron", 409: "key_conflict", 422: "refused"}
+
+
+def _json(resp: requests.Response) -> Any:
+    try:
+        return json.loads(resp.content or b"null", parse_float=Decimal)
+    except (ValueError, InvalidOperation):
+        return None
+
+
+class HttpWallet:
+    """Wallet over the HTTP contract in this module's docstring."""
+
+    def __init__(self, settings: WalletSettings, session: requests.Session | None = None):
+        self._base = settings.url.rstrip("/")
+        self._timeout = settings.timeout_s
+        self._session = session or requests.Session()
+        self._headers = {"Accept": "application/json"}
+        if settings.token is not None:
+            self._headers["Authorization"] = f"Bearer {settings.token.get_secret_value()}"
+
+    def _call(self, method: str, path: str, what: str, **kw: Any) -> requests.Response:
+        headers = {**self._headers, **kw.pop("headers", {})}
+        try:
+            resp = self._session.request(
+                method, self._base + path, headers=headers, timeout=self._timeout, **kw
+            )
+        except requests.RequestException as exc:
+            raise WalletTransientError(
+                f"wallet {what}: {type(exc).__name__}; check wallet.url and that the wallet is up"
+            ) from None
+        if resp.status_code >= 500:
+            raise WalletTransientError(f"wallet {what}: HTTP {resp.status_code}; retry later")
+        if resp.status_code in (401, 403):
+            raise WalletError(f"wallet {what}: HTTP {resp.status_code}; check wallet.token")
+        return resp
+
+    def balance(self, patron_id: str) -> Decimal | None:
+        """GET the patron's available balance; None on 404."""
+        resp = self._call("GET", f"/patrons/{quote(patron_id, safe='')}/balance", "balance")
+        if resp.status_code == 404:
+            return None
+        body = _json(resp)
+        try:
+            return Decimal(str(body["balance"]))
+        except (TypeError, KeyError, InvalidOperation):
+            raise WalletError(
+                f"wallet balance: HTTP {resp.status_code} without a balance"
+            ) from None
+
+    def hold(self, key: str, patron_id: str, amount: Decimal) -> Hold:
+        """PUT the hold ``key`` (idempotent); WalletRefusedError with the wallet's reason."""
+        payload = json.dumps({"patron_id": patron_id, "amount": str(amount)})
+        resp = self._call(
+            "PUT",
+            f"/holds/{quote(key, safe='')}",
+            f"hold {key}",
+            data=payload,
+            headers={"Idempotency-Key": key, "Content-Type": "application/json"},
+        )
+        body = _json(resp)
+        if resp.status_code in (200, 201) and isinstance(body, dict):
+            return _hold(body, key, resp.status_code)
+        reason = _REFUSED.get(resp.status_code, "refused")
+        message = ""
+        if isinstance(body, dict):
+            reason = str(body.get("reason") or reason)
+            message = mask_text(str(body.get("message") or ""))[:200]
+        detail = f": {message}" if message else ""
+        status = resp.status_code
+        raise WalletRefusedError(reason, f"wallet hold {key}: HTTP {status} {reason}{detail}")
+
+    def release(self, key: str) -> bool:
+        """DELETE the hold ``key``; False when the wallet has no such hold."""
+        resp = self._call("DELETE", f"/holds/{quote(key, safe='')}", f"release {key}")
+        if resp.status_code == 404:
+            return False
+        if resp.status_code not in (200, 204):
+            raise WalletError(f"wallet release {key}: unexpected HTTP {resp.status_code}")
+        return True
+
+
+def _hold(body: dict[str, Any], key: str, status: int) -> Hold:
+    try:
+        state = str(body.get("status", "held"))
+        return Hold(
+            str(body.get("key", key)),
+            str(body["patron_id"]),
+            Decimal(str(body["amount"])),
+            "released" if state == "released" else "held",
+        )
+    except (KeyError, InvalidOperation):
+        raise WalletError(f"wallet hold {key}: HTTP {status} with a malformed hold") from None
