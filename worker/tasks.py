@@ -5,13 +5,35 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery import Task
+from celery import Task, signals
 
 from worker.celery_app import TASK_NAME, get_app
 from worker.errors import StoreError, WalletTransientError
 
 log = logging.getLogger("vipflow.tasks")
 app = get_app()
+
+
+def _json_logs(**_: Any) -> None:
+    # Connecting here keeps Celery from installing its own handlers: every line is masked JSON.
+    from worker.logs import configure_logging
+
+    configure_logging(app.vipflow_settings.log.level)
+
+
+def _warm_up(**_: Any) -> None:
+    # Build the adapters and load the rules before the first task, and take SIGHUP for a rules
+    # reload (Celery's own SIGHUP handler would restart the whole worker instead).
+    from worker.bootstrap import process_deps
+    from worker.reload import RuleHolder
+
+    rules = process_deps(app.vipflow_settings).rules
+    if isinstance(rules, RuleHolder):
+        rules.start(app.vipflow_settings.rules.reload_interval_s, sighup=True)
+
+
+signals.setup_logging.connect(_json_logs, weak=False)
+signals.worker_ready.connect(_warm_up, weak=False)
 
 
 @app.task(  # type: ignore[untyped-decorator]  # celery ships no type hints
