@@ -40,6 +40,7 @@ _TOP_KEYS = ("ruleset", "version", "default", "freeze_on", "rules", "description
 _RULE_KEYS = ("id", "description", "when", "outcome")
 _RULE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,79}$")
 _ORDERED = ("gt", "gte", "lt", "lte")
+_REFUSED = object()  # stands in for a refused value; matches no expected type
 
 
 class _Problems:
@@ -71,7 +72,13 @@ class _Reader:
             self._loader.dispose()
 
     def scalar(self, node: Node) -> Any:
-        return self._loader.construct_object(node, deep=True)
+        try:
+            return self._loader.construct_object(node, deep=True)
+        except yaml.constructor.ConstructorError:
+            # A tag the safe loader has no constructor for (!!python/...): refuse it here,
+            # as a located problem, rather than let a raw YAML error escape the loader.
+            self.p.add(node, f"tag '{node.tag}' is not allowed: a rule file is plain data")
+            return _REFUSED
 
     def mapping(self, node: Node, what: str) -> list[tuple[str, Node, Node]] | None:
         if not isinstance(node, MappingNode):
@@ -335,6 +342,8 @@ def _field_ref(r: _Reader, path: str, op: str, node: MappingNode) -> FieldRef | 
 def _literal(r: _Reader, path: str, op: str, node: Node) -> Scalar | None:
     fact = CATALOGUE[path]
     value = r.scalar(node) if isinstance(node, ScalarNode) else None
+    if value is _REFUSED:
+        return None
     if not isinstance(node, ScalarNode) or value is None:
         hint = "; to test for an unknown value use exists: false" if value is None else ""
         r.p.add(node, f"'{path}': {op} needs a single value{hint}")
