@@ -20,7 +20,14 @@ from worker.config import VipSettings
 from worker.errors import ConfigError, VipRejectedError, VipTransientError
 from worker.masking import mask_mapping, mask_text
 from worker.tokens import TokenCache
-from worker.vip.models import AccountInquiry, ApprovalResult, TransactionStatus, field, jsonable
+from worker.vip.models import (
+    AccountInquiry,
+    ApprovalResult,
+    TransactionStatus,
+    field,
+    fold,
+    jsonable,
+)
 from worker.vip.protocol import ApprovalKind
 
 _ERROR_FIELDS = (
@@ -61,9 +68,7 @@ def describe_error(body: Any) -> str:
     """A one-line summary of VIP's error model (errorCode, stage, operator message), masked."""
     if not isinstance(body, dict):
         return ""
-    parts = [
-        f"{name} {field(body, name)}" for name in _ERROR_FIELDS[:3] if field(body, name) is not None
-    ]
+    parts = [f"{name} {field(body, name)}" for name in _ERROR_FIELDS[:3] if field(body, name) is not None]
     return mask_text(", ".join(parts))
 
 
@@ -72,9 +77,7 @@ class VipClient:
 
     def __init__(self, settings: VipSettings, session: requests.Session | None = None):
         if settings.secret_key1 is None:
-            raise ConfigError(
-                "vip.secret_key1", "is not set; set VIPFLOW_VIP__SECRET_KEY1 (base64)"
-            )
+            raise ConfigError("vip.secret_key1", "is not set; set VIPFLOW_VIP__SECRET_KEY1 (base64)")
         if not settings.operator_id:
             raise ConfigError("vip.operator_id", "is empty; set it to the OperatorId VIP assigned")
         self._settings = settings
@@ -119,9 +122,7 @@ class VipClient:
         status = resp.status_code
         payload = _loads(resp.content)
         if status >= 500 or status in (408, 429):
-            raise VipTransientError(
-                f"VIP Connect {what}: HTTP {status}; retry later", maybe_sent=True, status=status
-            )
+            raise VipTransientError(f"VIP Connect {what}: HTTP {status}; retry later", maybe_sent=True, status=status)
         return status, payload
 
     def _refused(self, status: int, payload: Any, what: str) -> VipRejectedError:
@@ -130,11 +131,7 @@ class VipClient:
             if isinstance(payload, dict)
             else ({"text": mask_text(payload)} if isinstance(payload, str) else None)
         )
-        hint = (
-            " (check vip.operator_id, vip.audience and the secret keys)"
-            if status in (401, 403)
-            else ""
-        )
+        hint = " (check vip.operator_id, vip.audience and the secret keys)" if status in (401, 403) else ""
         detail = describe_error(payload)
         return VipRejectedError(
             status,
@@ -156,11 +153,7 @@ class VipClient:
 
     def approve(self, kind: ApprovalKind, body: Mapping[str, Any]) -> ApprovalResult:
         """One Deposit/WithdrawApproval call; success only when transactionResult is "Success"."""
-        path = (
-            self._settings.deposit_approval_path
-            if kind == "deposit"
-            else self._settings.withdraw_approval_path
-        )
+        path = self._settings.deposit_approval_path if kind == "deposit" else self._settings.withdraw_approval_path
         what = f"{kind} approval of {field(dict(body), 'transactionId')}"
         status, payload = self._post(path, body, what)
         if status == 200 and not isinstance(payload, dict):
@@ -173,11 +166,9 @@ class VipClient:
         if status != 200 or str(field(payload, "transactionResult")).lower() != "success":
             raise self._refused(status, payload, what)
         return ApprovalResult(
-            transaction_id=str(
-                field(payload, "transactionId") or field(dict(body), "transactionId")
-            ),
+            transaction_id=str(field(payload, "transactionId") or field(dict(body), "transactionId")),
             transaction_result=str(field(payload, "transactionResult")),
-            raw=jsonable(mask_mapping(payload)),
+            raw=jsonable(payload),  # ids, amount, type, time, result: no personal data
         )
 
     def lookup_transaction(self, transaction_id: str) -> TransactionStatus | None:
@@ -199,6 +190,8 @@ def status_from_lookup(payload: Any, transaction_id: str) -> TransactionStatus |
     entries = payload if isinstance(payload, list) else [payload]
     for entry in entries:
         if isinstance(entry, dict) and str(field(entry, "transactionId")) == transaction_id:
+            # Full details may name the patron; amounts are kept exact (masking would hide digits).
             masked = jsonable(mask_mapping(entry))
+            masked.update({k: jsonable(v) for k, v in entry.items() if fold(k) == "amount"})
             return TransactionStatus.model_validate({**entry, "raw": masked})
     return None
