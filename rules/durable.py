@@ -18,6 +18,8 @@ must design around; each is handled here and covered by a test:
   than once: each rule is counted once;
 * no thread safety: every call into the engine holds one process-wide lock;
 * ``$nex`` never returns: never emitted (see ``rules.predicate``).
+* against another fact (``$m``) null == null and 10 != null hold: a field
+  comparison also requires both sides known.
 """
 
 from __future__ import annotations
@@ -44,9 +46,12 @@ def to_durable(pred: Pred) -> dict[str, Any]:
     """A predicate as a durable_rules JSON expression."""
     if isinstance(pred, Cmp):
         right: Any = {"$m": pred.value.key} if isinstance(pred.value, Ref) else pred.value
-        if pred.op == "eq":
-            return {pred.key: right}
-        return {_DURABLE_OP[pred.op]: {pred.key: right}}
+        test = {pred.key: right} if pred.op == "eq" else {_DURABLE_OP[pred.op]: {pred.key: right}}
+        if isinstance(pred.value, Ref):
+            # Against another fact ($m), durable_rules holds null == null and 10 != null:
+            # require both sides known, so that a comparison with a null is false.
+            return {"$and": [{"$neq": {pred.key: None}}, {"$neq": {pred.value.key: None}}, test]}
+        return test
     if isinstance(pred, IsNull):
         return {pred.key: None}
     if isinstance(pred, NotNull):
