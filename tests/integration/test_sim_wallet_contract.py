@@ -1,0 +1,133 @@
+"""The Wallet contract, run against InMemoryWallet and HttpWallet talking to the simulated wallet."""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Iterator
+from decimal import Decimal
+
+import pytest
+import requests
+
+from producers.sim.patrons import LOW, PREFERRED_GOOD
+from producers.sim.server import SimProcess, start_simulator
+from worker.config import WalletSettings
+from worker.errors import WalletError, WalletRefusedError, WalletTransientError
+from worker.wallet.fake import InMemoryWallet
+from worker.wallet.http import HttpWallet
+from worker.wallet.protocol import Wallet
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "wallet-test-token"
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[SimProcess]:
+    """A simulator whose wallet demands a bearer token."""
+    proc = start_simulator(
+        {
+            "VIPFLOW_VIP__SECRET_KEY1": base64.b64encode(os.urandom(32)).decode(),
+            "VIPFLOW_VIP__OPERATOR_ID": "operator-wallet",
+            "VIPFLOW_WALLET__TOKEN": TOKEN,
+        }
+    )
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(params=["memory", "http"])
+def wallet(request: pytest.FixtureRequest) -> Wallet:
+    """The contract's subject, seeded with the simulator's patrons."""
+    if request.param == "memory":
+        return InMemoryWallet(
+            {PREFERRED_GOOD.patron_id: PREFERRED_GOOD.wallet_balance, LOW.patron_id: LOW.wallet_balance}
+        )
+    sim_proc: SimProcess = request.getfixturevalue("sim")
+    sim_proc.reset()
+    return HttpWallet(WalletSettings(url=sim_proc.wallet_url, token=TOKEN, timeout_s=2))
+
+
+def test_balance_of_seeded_patron(wallet: Wallet) -> None:
+    """The seeded patron's balance comes back exactly."""
+    assert wallet.balance(PREFERRED_GOOD.patron_id) == Decimal("10000.00")
+
+
+def test_balance_of_unknown_patron_is_none(wallet: Wallet) -> None:
+    """An unknown patron has no balance (None), not an error."""
+    assert wallet.balance("no-such-patron") is None
+
+
+def test_hold_is_idempotent_by_key(wallet: Wallet) -> None:
+    """The same key twice holds once: the balance drops by the amount only once."""
+    first = wallet.hold("tx-hold-0001", PREFERRED_GOOD.patron_id, Decimal("100.25"))
+    again = wallet.hold("tx-hold-0001", PREFERRED_GOOD.patron_id, Decimal("100.25"))
+    assert first == again and first.status == "held"
+    assert wallet.balance(PREFERRED_GOOD.patron_id) == Decimal("9899.75")
+
+
+def test_insufficient_funds_is_refused(wallet: Wallet) -> None:
+    """A hold above the balance is refused with reason insufficient_funds."""
+    with pytest.raises(WalletRefusedError) as info:
+        wallet.hold("tx-hold-0002", LOW.patron_id, Decimal("20.01"))
+    assert info.value.reason == "insufficient_funds"
+
+
+def test_unknown_patron_hold_is_refused(wallet: Wallet) -> None:
+    """A hold for an unknown patron is refused with reason unknown_patron."""
+    with pytest.raises(WalletRefusedError) as info:
+        wallet.hold("tx-hold-0003", "no-such-patron", Decimal("1"))
+    assert info.value.reason == "unknown_patron"
+
+
+def test_key_reused_for_other_amount_is_refused(wallet: Wallet) -> None:
+    """Reusing a key for a different amount is a key_conflict, not a second hold."""
+    wallet.hold("tx-hold-0004", PREFERRED_GOOD.patron_id, Decimal("5"))
+    with pytest.raises(WalletRefusedError) as info:
+        wallet.hold("tx-hold-0004", PREFERRED_GOOD.patron_id, Decimal("6"))
+    assert info.value.reason == "key_conflict"
+
+
+def test_release_is_idempotent_and_restores_funds(wallet: Wallet) -> None:
+    """Releasing twice is True both times and the funds are available again."""
+    wallet.hold("tx-hold-0005", PREFERRED_GOOD.patron_id, Decimal("50"))
+    assert wallet.release("tx-hold-0005") is True
+    assert wallet.release("tx-hold-0005") is True
+    assert wallet.balance(PREFERRED_GOOD.patron_id) == Decimal("10000.00")
+
+
+def test_release_of_unknown_hold_is_false(wallet: Wallet) -> None:
+    """Releasing a hold that never existed answers False."""
+    assert wallet.release("tx-hold-none") is False
+
+
+def test_sim_counts_one_freeze_per_key(sim: SimProcess) -> None:
+    """Three PUTs of one key freeze once; the wallet's stats say so."""
+    sim.reset()
+    wallet = HttpWallet(WalletSettings(url=sim.wallet_url, token=TOKEN))
+    for _ in range(3):
+        wallet.hold("tx-hold-0006", PREFERRED_GOOD.patron_id, Decimal("1.00"))
+    stats = requests.get(f"{sim.wallet_url}/sim/stats", timeout=5).json()
+    assert stats["holds"] == {"tx-hold-0006": 1} and stats["hold_requests"] == {"tx-hold-0006": 3}
+
+
+def test_wrong_token_is_a_wallet_error(sim: SimProcess) -> None:
+    """A wrong wallet token is refused, the message pointing at wallet.token without showing it."""
+    wallet = HttpWallet(WalletSettings(url=sim.wallet_url, token="not-the-token"))
+    with pytest.raises(WalletError) as info:
+        wallet.balance(PREFERRED_GOOD.patron_id)
+    assert "wallet.token" in str(info.value) and "not-the-token" not in str(info.value)
+
+
+def test_unreachable_wallet_is_transient() -> None:
+    """A wallet that refuses connections raises WalletTransientError."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(WalletTransientError):
+        HttpWallet(WalletSettings(url=f"http://127.0.0.1:{port}")).balance("x")
