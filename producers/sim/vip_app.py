@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -21,27 +20,11 @@ from starlette.routing import Route
 
 from producers.sim.patrons import BY_CARD, inquiry_response
 from producers.sim.state import SimState, vip_error
+from producers.sim.wire import dumps
 from worker.config import Settings
 from worker.errors import ConfigError
 from worker.tokens import TokenInvalid, TokenPolicy, bearer, verify
 from worker.vip.models import field
-
-_NUMBER = re.compile(r'"\\u0000dec:([-0-9.Ee+]+)"')
-
-
-def dumps(data: Any) -> bytes:
-    """JSON with Decimals as exact JSON numbers (VIP's examples send numbers, not strings)."""
-
-    def mark(value: Any) -> Any:
-        if isinstance(value, Decimal):
-            return "\0dec:" + str(value)
-        if isinstance(value, dict):
-            return {k: mark(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [mark(v) for v in value]
-        return value
-
-    return _NUMBER.sub(r"\1", json.dumps(mark(data))).encode()
 
 
 def _json(data: Any, status: int = 200) -> Response:
