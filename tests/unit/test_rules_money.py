@@ -94,5 +94,5 @@ def test_a_float_sum_with_binary_drift_is_refused_not_rounded() -> None:
 
 def test_a_count_fact_must_be_a_whole_number() -> None:
     """A count fact of 2.5 is refused, naming the path."""
-    with pytest.raises(FactError, match="'velocity.count_1h'"):
+    with pytest.raises(FactError, match=r"'velocity\.count_1h'"):
         prepare({"velocity": {"count_1h": 2.5}})
