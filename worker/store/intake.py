@@ -3,15 +3,19 @@
 This is where "nothing lost, nothing queued twice" is kept. Per transaction a
 hash ``{prefix}:seen:{transaction_id}`` maps each body's sha256 to its archive
 entry, its status, whether its task was queued, and a short publishing lease.
-One Lua script decides and archives atomically, so two concurrent deliveries
-of one body cannot both archive or both queue:
+One Lua script decides, archives and (by default) pushes the Celery task
+message atomically (see ``taskmessage``), so two concurrent deliveries of one
+body cannot both archive or both queue, and nothing is archived unqueued:
 
 - a new transaction: archived ``valid``, queued;
 - the same body again, already queued: counted as a duplicate, nothing else;
-- the same body again, archived but never queued (the broker failed): queued now;
+- the same body again, archived but never queued (only possible with a separate
+  ``Publisher`` whose broker failed): queued now;
 - another body for a known transaction: archived ``conflict`` and queued (the
   worker escalates it to review).
 
+With a ``Publisher`` (e.g. ``CeleryPublisher``) the message is sent after the
+script, under a short lease that makes concurrent duplicates wait for it.
 Error notifications are de-duplicated apart (``{prefix}:seen:error:{id}``), so
 that an error about a deposit is not taken for a conflicting deposit.
 """
@@ -30,6 +34,7 @@ import redis
 from worker.errors import StoreError
 from worker.store.archive import Archive, archive_key, now_ms, pending_key, tx_index_key
 from worker.store.publisher import Publisher
+from worker.store.taskmessage import LUA_HELPERS, TaskMessages
 
 if TYPE_CHECKING:
     from worker.config import Settings
@@ -37,8 +42,14 @@ if TYPE_CHECKING:
 
 Outcome = Literal["accepted", "duplicate", "conflict", "invalid"]
 
-_CLAIM = """
+_CLAIM = LUA_HELPERS + """
 local seen, sha, now, lease = KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local inline = ARGV[8] == '1'
+local function enqueue(id)
+  redis.call('LPUSH', KEYS[5], task_message(id, ARGV[9], ARGV[10], ARGV[11]))
+  redis.call('HSET', seen, sha .. ':q', '1')
+  redis.call('HDEL', seen, sha .. ':lease')
+end
 local id = redis.call('HGET', seen, sha)
 if id then
   local status = redis.call('HGET', seen, sha .. ':s')
@@ -49,19 +60,22 @@ if id then
   if tonumber(redis.call('HGET', seen, sha .. ':lease') or '0') > now then
     return {'busy', id, status}
   end
+  if inline then enqueue(id) return {'queued', id, status} end
   redis.call('HSET', seen, sha .. ':lease', now + lease)
-  return {'requeue', id, status}
+  return {'publish', id, status}
 end
 local status = 'valid'
 if redis.call('HSETNX', seen, 'first', sha) == 0 then status = 'conflict' end
 id = redis.call('XADD', KEYS[2], '*', 'body', ARGV[6], 'kind', ARGV[5], 'received_at', ARGV[2],
   'status', status, 'transaction_id', ARGV[7], 'body_sha256', sha, 'error', '')
-redis.call('HSET', seen, sha, id, sha .. ':s', status, sha .. ':lease', now + lease)
+redis.call('HSET', seen, sha, id, sha .. ':s', status)
 redis.call('PEXPIRE', seen, ARGV[4])
 redis.call('RPUSH', KEYS[4], id)
 redis.call('PEXPIRE', KEYS[4], ARGV[4])
 redis.call('SADD', KEYS[3], id)
-return {'new', id, status}
+if inline then enqueue(id) return {'queued', id, status} end
+redis.call('HSET', seen, sha .. ':lease', now + lease)
+return {'publish', id, status}
 """
 
 _QUEUED = """
@@ -93,8 +107,9 @@ class Intake:
         self,
         client: redis.Redis,
         prefix: str,
-        publisher: Publisher,
+        publisher: Publisher | None = None,
         *,
+        queue: str = "vipflow",
         retention_ms: int = 30 * 86_400_000,
         lease_ms: int = 10_000,
         busy_wait_s: float = 1.0,
@@ -102,6 +117,8 @@ class Intake:
         self.archive = Archive(client, prefix)
         self._prefix = prefix
         self._publisher = publisher
+        self._messages = TaskMessages(queue) if publisher is None else None
+        self._queue = queue
         self._retention_ms = retention_ms
         self._lease_ms = lease_ms
         self._busy_wait_s = busy_wait_s
@@ -111,11 +128,12 @@ class Intake:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, client: redis.Redis, publisher: Publisher
+        cls, settings: Settings, client: redis.Redis, publisher: Publisher | None = None
     ) -> Intake:
-        """An intake on the configured key prefix, keeping seen-markers as long as the archive."""
+        """An intake on the configured prefix and queue; seen-markers live as long as the archive."""
         retention_ms = int(settings.archive.retention_days * 86_400_000)
-        return cls(client, settings.redis.key_prefix, publisher, retention_ms=retention_ms)
+        return cls(client, settings.redis.key_prefix, publisher,
+                   queue=settings.worker.queue, retention_ms=retention_ms)
 
     def accept(
         self,
@@ -138,11 +156,12 @@ class Intake:
         sha = hashlib.sha256(raw_body).hexdigest()
         seen = seen_key(self._prefix, kind, tx)
         keys = [seen, archive_key(self._prefix), pending_key(self._prefix),
-                tx_index_key(self._prefix, tx)]
+                tx_index_key(self._prefix, tx), self._queue]
+        inline = ["1", *self._messages.parts()] if self._messages else ["0", "", "", ""]
         deadline = time.monotonic() + self._busy_wait_s
         while True:
             args: list[str | int | bytes] = [
-                sha, now_ms(), self._lease_ms, self._retention_ms, kind, raw_body, tx
+                sha, now_ms(), self._lease_ms, self._retention_ms, kind, raw_body, tx, *inline
             ]
             verdict, raw_id, raw_status = self._run(partial(self._claim, keys=keys, args=args))
             if verdict != b"busy":
@@ -158,6 +177,8 @@ class Intake:
         archived: Outcome = "conflict" if raw_status == b"conflict" else "accepted"
         if verdict == b"duplicate":
             return IntakeResult("duplicate", entry_id, tx)
+        if verdict == b"queued" or self._publisher is None:
+            return IntakeResult(archived, entry_id, tx)
         try:
             self._publisher.publish(entry_id)
         except StoreError:

@@ -58,7 +58,7 @@ class CeleryPublisher:
             self._app.send_task(
                 self._task, args=[archive_entry_id], kwargs={}, queue=self._queue, retry=False
             )
-        except Exception as exc:  # kombu and redis raise many types; all mean "not queued"
+        except Exception as exc:  # noqa: BLE001 (kombu and redis raise many types; all mean "not queued")
             raise StoreError(
                 f"cannot queue the notification: the broker failed ({type(exc).__name__}); "
                 "check that Redis is up"

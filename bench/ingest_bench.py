@@ -1,0 +1,154 @@
+"""Ingestor benchmark: a paced 1,000 req/s load of signed, valid, unique notifications.
+
+Starts ``vipflow ingest`` as a subprocess on a free loopback port, with its own
+Redis database (flushed before and after), and drives it from this process over
+keep-alive connections. Latency is measured from each request's *scheduled*
+send time to its complete response, so a stalled server cannot hide its
+backlog (no coordinated omission). Prints achieved req/s, p50, p99 and whether
+the targets (1,000 req/s, p99 < 10 ms) are met.
+
+    python bench/ingest_bench.py [--rate 1000] [--seconds 8] [--redis redis://127.0.0.1:6379/13]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from worker.tokens import mint  # noqa: E402
+
+KEY = b"bench-secret-key-32-bytes-long!!"
+TARGET_RATE, TARGET_P99_MS = 1000, 10.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(port: int, redis_url: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "VIPFLOW_REDIS__URL": redis_url, "VIPFLOW_INGEST__PORT": str(port),
+           "VIPFLOW_VIP__SECRET_KEY1": base64.b64encode(KEY).decode(),
+           "VIPFLOW_LOG__LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
+    env.pop("VIPFLOW_CONFIG", None)
+    code = "from producers.ingest.server import serve; from worker.config import load_settings; serve(load_settings())"
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("the ingestor did not start within 20 s")
+
+
+def build_requests(n: int, port: int) -> list[bytes]:
+    token = mint(KEY, "", "vip-api", 900)
+    run = int(time.time()) % 100000
+    out = []
+    for i in range(n):
+        body = json.dumps({
+            "TransactionId": f"b{run:05d}{i:08d}", "Amount": "89.76", "VipCardNumber": "7210642759",
+            "PatronId": "1234567890", "TransactionType": "deposit", "ProductType": "Preferred",
+            "OperatorLimits": {"MinDeposit": 10.00, "MaxDeposit": 99999.99},
+        }).encode()
+        head = (f"POST /vip/notify/deposit HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode()
+        out.append(head + body)
+    return out
+
+
+async def drive(port: int, requests: list[bytes], rate: float, conns: int) -> tuple[list[float], list[int], float]:
+    pool: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+    for _ in range(conns):
+        pool.put_nowait(await asyncio.open_connection("127.0.0.1", port))
+    latencies: list[float] = []
+    statuses: list[int] = []
+
+    async def one(payload: bytes, scheduled: float) -> None:
+        reader, writer = await pool.get()
+        writer.write(payload)
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        await reader.readexactly(length)
+        latencies.append(time.perf_counter() - scheduled)
+        statuses.append(int(head.split(b" ", 2)[1]))
+        pool.put_nowait((reader, writer))
+
+    tasks = []
+    start = time.perf_counter()
+    for i, payload in enumerate(requests):
+        scheduled = start + i / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(payload, scheduled)))
+    await asyncio.wait_for(asyncio.gather(*tasks), timeout=60)
+    elapsed = time.perf_counter() - start
+    while not pool.empty():
+        pool.get_nowait()[1].close()
+    return latencies, statuses, elapsed
+
+
+def pct(sorted_values: list[float], p: float) -> float:
+    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * p))] * 1000
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=TARGET_RATE)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/13")
+    args = parser.parse_args()
+    n = min(int(args.rate * args.seconds), 20000)
+    db = redis.Redis.from_url(args.redis)
+    db.flushdb()
+    port = free_port()
+    server = start_server(port, args.redis)
+    try:
+        warm = build_requests(200, port)
+        asyncio.run(drive(port, warm, 500, 8))  # first publish, Lua script load, imports
+        db.flushdb()
+        latencies, statuses, elapsed = asyncio.run(drive(port, build_requests(n, port), args.rate, args.connections))
+        queued = db.llen("vipflow")
+    finally:
+        server.terminate()
+        server.wait(10)
+        db.flushdb()
+    latencies.sort()
+    achieved = len(latencies) / elapsed
+    p50, p99 = pct(latencies, 0.50), pct(latencies, 0.99)
+    ok = sum(1 for s in statuses if s == 200)
+    print(f"requests   {len(latencies)} in {elapsed:.2f} s over {args.connections} connections")
+    print(f"achieved   {achieved:.0f} req/s (target {TARGET_RATE})")
+    print(f"latency    p50 {p50:.2f} ms  p99 {p99:.2f} ms  max {latencies[-1] * 1000:.2f} ms"
+          f" (p99 target < {TARGET_P99_MS} ms)")
+    print(f"answers    {ok} x 200, {len(statuses) - ok} other; task messages queued: {queued}")
+    met = achieved >= TARGET_RATE * 0.98 and p99 < TARGET_P99_MS and ok == n and queued == n
+    print("targets    MET" if met else "targets    NOT MET")
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

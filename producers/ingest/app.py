@@ -1,0 +1,146 @@
+"""The ingestor's ASGI app (Starlette): authenticate, bound, parse, hand to intake, answer.
+
+200 only once the body is archived and its task queued; 401 for a bad token
+(nothing stored); 413 past ``max_body_bytes``; 400 for a body that is not JSON;
+422 naming the field for a JSON body that is not a notification (archived as
+invalid); 503 when Redis or the broker could not store it (VIP Connect retries).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis as redis_lib
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from producers.ingest.auth import Authenticator, TokenInvalid
+from producers.ingest.body import BodyTooLarge, read_limited
+from producers.ingest.metrics import RECEIVED
+from worker.config import Settings
+from worker.errors import NotificationError, StoreError
+from worker.notification import Kind, decode_body, parse_notification
+from worker.store import Intake, Publisher, connect
+
+log = logging.getLogger("vipflow.ingest")
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _transaction_hint(body: Any) -> str | None:
+    """The transaction id of a body that failed validation, when it carries a plausible one."""
+    if isinstance(body, dict):
+        for k, v in body.items():
+            if str(k).replace("_", "").lower() == "transactionid" and isinstance(v, str | int):
+                return str(v)[:64]
+    return None
+
+
+class _Handler:
+    """One notification route: everything between the socket and intake."""
+
+    def __init__(self, kind: Kind, auth: Authenticator, intake: Intake, limit: int):
+        self.kind, self.auth, self.intake, self.limit = kind, auth, intake, limit
+
+    async def endpoint(self, request: Request) -> Response:
+        """Answer one POST; counts every answer by route and result."""
+        result, response = await self._handle(request)
+        RECEIVED.labels(self.kind, result).inc()
+        return response
+
+    async def _handle(self, request: Request) -> tuple[str, Response]:
+        kind = self.kind
+        try:
+            self.auth.check(request.headers.get("authorization"))
+            raw = await read_limited(request, self.limit)
+        except TokenInvalid as exc:
+            log.warning("refused a %s notification: %s", kind, exc, extra={"route": kind})
+            return "unauthorized", _error(401, str(exc))
+        except BodyTooLarge:
+            log.warning("refused a %s notification over %d bytes", kind, self.limit)
+            return "too_large", _error(413, f"body is larger than {self.limit} bytes")
+        try:
+            decoded = decode_body(raw)
+        except NotificationError as exc:
+            log.warning("refused a %s notification: %s", kind, exc)
+            return "bad_json", _error(400, str(exc))
+        try:
+            note = parse_notification(decoded, kind)
+        except NotificationError as exc:
+            hint = _transaction_hint(decoded)
+            try:
+                await run_in_threadpool(
+                    self.intake.accept, kind, raw, None, str(exc), transaction_id=hint
+                )
+            except StoreError as store_exc:
+                return self._unavailable(store_exc)
+            log.warning("archived an invalid %s notification: %s", kind, exc,
+                        extra={"transaction_id": hint})
+            return "invalid", _error(422, str(exc))
+        try:
+            outcome = await run_in_threadpool(self.intake.accept, kind, raw, note, None)
+        except StoreError as exc:
+            return self._unavailable(exc)
+        level = logging.WARNING if outcome.status == "conflict" else logging.DEBUG
+        log.log(level, "%s notification %s", kind, outcome.status,
+                extra={"transaction_id": outcome.transaction_id, "entry_id": outcome.entry_id})
+        body = {"status": outcome.status, "transactionId": outcome.transaction_id}
+        return outcome.status, JSONResponse(body)
+
+    def _unavailable(self, exc: StoreError) -> tuple[str, Response]:
+        log.error("could not store a %s notification: %s", self.kind, exc)
+        return "unavailable", _error(503, "the notification could not be stored; retry later")
+
+
+def create_app(
+    settings: Settings,
+    *,
+    redis: redis_lib.Redis | None = None,
+    publisher: Publisher | None = None,
+) -> Starlette:
+    """The ingestor app on the configured Redis; tests may pass their own client or publisher.
+
+    Without a publisher, intake pushes the Celery task message in the same Lua
+    step that archives the body (``worker.store.taskmessage``); with one (e.g.
+    ``CeleryPublisher``) the task is sent through it after archiving.
+    """
+    client = redis if redis is not None else connect(settings.redis)
+    intake = Intake.from_settings(settings, client, publisher)
+    auth = Authenticator.from_settings(settings)
+    if not auth.required:
+        log.warning("ingest.auth.mode is 'none': notifications are accepted WITHOUT authentication")
+    elif not auth.keys:
+        log.warning("no verification key is configured: every notification will get 401")
+    limit = settings.ingest.max_body_bytes
+    paths = settings.ingest.paths
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        try:
+            await run_in_threadpool(client.ping)
+        except redis_lib.RedisError as exc:
+            log.error("not ready: Redis unreachable (%s)", type(exc).__name__)
+            return _error(503, "Redis is unreachable")
+        return JSONResponse({"status": "ready"})
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    routes = [
+        Route(paths.deposit, _Handler("deposit", auth, intake, limit).endpoint, methods=["POST"]),
+        Route(paths.withdraw, _Handler("withdraw", auth, intake, limit).endpoint, methods=["POST"]),
+        Route(paths.error, _Handler("error", auth, intake, limit).endpoint, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+    return Starlette(routes=routes)

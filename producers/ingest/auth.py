@@ -1,0 +1,37 @@
+"""Who may post notifications: VIP Connect's bearer JWT, checked against the configured keys."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+from worker.config import Settings
+from worker.tokens import TokenInvalid, TokenPolicy, bearer, verify
+
+
+@dataclass(frozen=True)
+class Authenticator:
+    """Checks an Authorization header; ``required`` is False only in mode ``none``."""
+
+    required: bool
+    keys: tuple[bytes, ...]
+    policy: TokenPolicy
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Authenticator:
+        """SecretKey1/2 plus the optional callback key, with the ingest issuer/audience/leeway."""
+        auth = settings.ingest.auth
+        keys = list(settings.vip.signing_keys())
+        if auth.callback_key is not None:
+            keys.append(base64.b64decode(auth.callback_key.get_secret_value()))
+        policy = TokenPolicy(auth.issuer, auth.audience, auth.leeway_s)
+        return cls(required=auth.mode == "jwt", keys=tuple(keys), policy=policy)
+
+    def check(self, header: str | None) -> None:
+        """Return when the request may be accepted; else TokenInvalid with a one-line reason."""
+        if not self.required:
+            return
+        verify(bearer(header), self.keys, self.policy)
+
+
+__all__ = ["Authenticator", "TokenInvalid"]

@@ -1,0 +1,30 @@
+"""Running the ingestor under uvicorn."""
+
+from __future__ import annotations
+
+from worker.config import Settings
+
+
+def serve(settings: Settings) -> None:
+    """Serve the ingestor on ``ingest.host:port`` in this process until interrupted.
+
+    One process, no access log (the app logs what matters, masked). To use more
+    cores, run several of these behind a load balancer, or one per port; the
+    store's guarantees hold across processes because they live in Redis.
+    """
+    import uvicorn
+
+    from producers.ingest.app import create_app
+    from worker.logs import configure_logging
+
+    configure_logging(settings.log.level)
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=settings.ingest.host,
+        port=settings.ingest.port,
+        access_log=False,
+        log_config=None,  # keep our JSON handler on the root logger
+        server_header=False,
+        proxy_headers=False,
+    )

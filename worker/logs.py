@@ -1,0 +1,50 @@
+"""JSON-lines logging through the standard library, masked on the way out.
+
+Every record becomes one JSON object: ``ts``, ``level``, ``logger``, ``msg``
+and any ``extra=`` fields. The message runs through ``mask_text`` and the extra
+fields through ``mask_mapping``, so a token, card number or IP address that
+reaches a log call is masked before it is written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from worker.masking import mask_mapping, mask_text
+
+# Attributes every LogRecord has; anything else on a record came from ``extra=``.
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """Formats a record as one masked JSON line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as a JSON object on one line, personal data and secrets masked."""
+        out: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": mask_text(record.getMessage()),
+        }
+        extra = {k: v for k, v in vars(record).items() if k not in _STANDARD}
+        if extra:
+            out.update(mask_mapping(extra))
+        if record.exc_info:
+            out["exc"] = mask_text(self.formatException(record.exc_info))
+        return json.dumps(out, default=str, ensure_ascii=False)
+
+
+def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None:
+    """Send the root logger's records to ``stream`` (stderr) as masked JSON lines at ``level``."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
