@@ -16,12 +16,13 @@ _HIDE = {"firstname", "lastname", "name", "homephonenumber", "mobilephonenumber"
 
 # Identifiers and times that are not personal data, left as they are.
 _PLAIN = {"timestamp", "transactionid", "notificationsenton", "approvalcalledon", "membersince",
-          "lasttransaction", "receivedat", "at"}
+          "lasttransaction", "receivedat", "at", "entryid", "ts", "id", "runtime"}
 
 _BEARER = re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=-]+")
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _IPV4 = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b")
-_LONG_DIGITS = re.compile(r"\b\d{7,}\b")
+# Seven or more digits (card, account, phone numbers), but not Redis stream ids (ms-seq).
+_LONG_DIGITS = re.compile(r"\b\d{7,}\b(?!-\d)")
 
 
 def _fold(key: str) -> str:
