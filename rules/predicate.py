@@ -114,11 +114,9 @@ def _compare(c: Compare, negate: bool) -> Pred:
         positive = (c.op == "in") != negate
         op = "eq" if positive else "ne"
         leaves: list[Pred] = [Cmp(key, op, _literal(c.path, v)) for v in c.value]
-        if positive:
-            return _or(leaves)
-        core = _and(leaves)
-        # not (x in [..]) also holds when x is unknown; "x not_in [..]" does not.
-        return Or((IsNull(key), core)) if c.op == "in" else core
+        core = _or(leaves) if positive else _and(leaves)
+        # A negated in/not_in also holds when x is unknown; "x not_in [..]" itself does not.
+        return Or((IsNull(key), core)) if negate else core
     value: Value | Ref
     value = Ref(flat_key(c.value.path)) if isinstance(c.value, FieldRef) else _literal(c.path, c.value)
     if not negate:
