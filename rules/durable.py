@@ -17,7 +17,9 @@ must design around; each is handled here and covered by a test:
 * a rule with ``any`` (or ``$or``) is expanded into branches that can fire more
   than once: each rule is counted once;
 * no thread safety: every call into the engine holds one process-wide lock;
-* ``$nex`` never returns: never emitted (see ``rules.predicate``).
+* ``$nex`` never returns: never emitted (see ``rules.predicate``);
+* at most 32 expressions per rule condition (error 113): refused as a located
+  RuleFilesInvalid naming the rule, never a raw engine error;
 * against another fact (``$m``) null == null and 10 != null hold: a field
   comparison also requires both sides known.
 """
@@ -31,7 +33,7 @@ from typing import Any
 
 import durable_rules_engine as _engine
 
-from rules.errors import RuleError
+from rules.errors import RuleError, RuleFileError, RuleFilesInvalid
 from rules.model import RuleSet
 from rules.predicate import And, Cmp, IsNull, NotNull, Pred, Ref, compile_condition
 
@@ -73,6 +75,22 @@ def durable_name(ruleset: RuleSet) -> str:
     return f"vipflow_{ruleset.name}_{ruleset.content_hash[:20]}"
 
 
+def _refusal(ruleset: RuleSet, name: str, reason: str) -> RuleFilesInvalid:
+    """The rules durable_rules refuses (each probed alone, then deleted), as located problems."""
+    definition = ruleset_definition(ruleset)
+    problems: list[RuleFileError] = []
+    for n, rule in enumerate(ruleset.rules):
+        try:
+            probe = _engine.create_ruleset(f"{name}_probe{n}", json.dumps({rule.id: definition[rule.id]}))
+        except _engine.error as exc:
+            # Typically code 113: durable_rules holds at most 32 expressions per condition.
+            problems.append(RuleFileError(ruleset.file, rule.line, f"durable_rules cannot compile this rule "
+                                          f"({exc}); it is too complex: split it into several rules", rule.id))
+        else:
+            _engine.delete_ruleset(probe)
+    return RuleFilesInvalid(problems or [RuleFileError(ruleset.file, None, f"durable_rules refused it ({reason})")])
+
+
 class DurableEngine:
     """Evaluates rulesets with durable_rules; safe to share between threads."""
 
@@ -87,7 +105,10 @@ class DurableEngine:
             with _LOCK:
                 handle = _HANDLES.get(self._name)
                 if handle is None:
-                    handle = _engine.create_ruleset(self._name, document)
+                    try:
+                        handle = _engine.create_ruleset(self._name, document)
+                    except _engine.error as exc:
+                        raise _refusal(ruleset, self._name, str(exc)) from None
                     _HANDLES[self._name] = handle
                 self._handle = handle
 
