@@ -125,3 +125,33 @@ def test_concurrent_duplicates_queue_once(intake: Intake, publisher: MemoryPubli
         t.join()
     assert len(publisher.published) == 1
     assert sorted(results) == ["accepted"] + ["duplicate"] * 7
+
+
+def test_celery_publisher_queues_through_the_broker(redis_url: str, client: redis.Redis) -> None:
+    """With CeleryPublisher, a new notification ends up as one message on the queue list."""
+    from worker.config import Settings
+    from worker.store import CeleryPublisher
+
+    settings = Settings(redis=RedisSettings(url=redis_url))
+    intake = Intake.from_settings(settings, client, CeleryPublisher.from_settings(settings))
+    assert intake.accept("deposit", BODY, note(BODY), None).status == "accepted"
+    assert intake.accept("deposit", BODY, note(BODY), None).status == "duplicate"
+    assert client.llen(settings.worker.queue) == 1
+
+
+def test_celery_publisher_fails_fast_when_the_broker_is_down() -> None:
+    """A broker where nothing listens gives StoreError within a second, not Celery's retries."""
+    import socket
+    import time
+
+    from worker.config import Settings
+    from worker.store import CeleryPublisher
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    publisher = CeleryPublisher.from_settings(Settings(redis=RedisSettings(url=f"redis://127.0.0.1:{port}/0")))
+    started = time.monotonic()
+    with pytest.raises(StoreError, match="broker"):
+        publisher.publish("1-0")
+    assert time.monotonic() - started < 1.0

@@ -46,8 +46,8 @@ def free_port() -> int:
 def make_settings(redis_url: str, **auth: object) -> Settings:
     return Settings(
         redis=RedisSettings(url=redis_url),
-        vip=VipSettings(secret_key1=base64.b64encode(KEY).decode()),  # type: ignore[arg-type]
-        ingest=IngestSettings(max_body_bytes=LIMIT, auth=IngestAuthSettings(**auth)),  # type: ignore[arg-type]
+        vip=VipSettings(secret_key1=base64.b64encode(KEY).decode()),
+        ingest=IngestSettings(max_body_bytes=LIMIT, auth=IngestAuthSettings(**auth)),
     )
 
 

@@ -16,8 +16,8 @@ CALLBACK = b"callback-key-0123456789abcdef!!!"
 
 def settings(**auth: object) -> Settings:
     return Settings(
-        vip=VipSettings(secret_key1=base64.b64encode(KEY1).decode()),  # type: ignore[arg-type]
-        ingest=IngestSettings(auth=IngestAuthSettings(**auth)),  # type: ignore[arg-type]
+        vip=VipSettings(secret_key1=base64.b64encode(KEY1).decode()),
+        ingest=IngestSettings(auth=IngestAuthSettings(**auth)),
     )
 
 
