@@ -14,6 +14,7 @@ import pytest
 
 from rules.book import RuleBook, load_rulebook
 from rules.durable import DurableEngine, durable_name, ruleset_definition
+from rules.errors import RuleFilesInvalid
 from rules.facts import prepare
 from rules.loader import load_ruleset_file, parse_ruleset
 from rules.model import RuleSet
@@ -115,6 +116,16 @@ def test_a_rule_whose_any_branches_all_hold_is_counted_once() -> None:
     book = RuleBook([_ruleset(rules, version=908)], DurableEngine)
     decision = book.decide("withdraw", {"amount": 50, "fund_transfer_type": "INP"})
     assert decision.matched_ids == ("either",)
+
+
+def test_a_rule_too_complex_for_durable_rules_is_refused_with_its_line_and_id() -> None:
+    """A rule past durable_rules' 32-expression limit is a RuleFilesInvalid naming that rule, not an engine error."""
+    parts = ", ".join(["{amount: {eq: {field: wallet.balance}}}"] * 12)
+    rules = BIG + f"  - id: huge\n    when: {{not: {{all: [{parts}]}}}}\n    outcome: review\n"
+    with pytest.raises(RuleFilesInvalid) as info:
+        DurableEngine(_ruleset(rules, version=909))
+    assert [(p.file, p.line, p.rule_id) for p in info.value.problems] == [("withdraw.yaml", 8, "huge")]
+    assert "split it into several rules" in str(info.value)
 
 
 def _varied_facts(rng: random.Random) -> dict[str, Any]:

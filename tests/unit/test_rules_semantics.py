@@ -139,6 +139,13 @@ def test_not_in_differs_from_not_of_in_only_for_null(engine: type[Engine], value
     assert _holds(engine, "{not: {fund_transfer_type: {in: [ACH, SDA]}}}", facts) is not_of_in
 
 
+@pytest.mark.parametrize(("value", "expected"), [("ACH", True), ("INP", False), (None, True)])
+def test_not_of_not_in_holds_for_an_unknown_fact(engine: type[Engine], value: str | None, expected: bool) -> None:
+    """`not (x not_in [..])` holds when x is in the list, and when x is unknown (not_in of it is false)."""
+    assert _holds(engine, "{not: {fund_transfer_type: {not_in: [ACH, SDA]}}}",
+                  {"fund_transfer_type": value}) is expected
+
+
 NESTED = ("{all: [{any: [{fund_transfer_type: INP}, {amount: {gt: 1000}}]},"
           " {not: {all: [{bank.found: true}, {not: {bank.instant_payment_eligible: false}}]}}]}")
 
