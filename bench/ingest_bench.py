@@ -7,7 +7,7 @@ send time to its complete response, so a stalled server cannot hide its
 backlog (no coordinated omission). Prints achieved req/s, p50, p99 and whether
 the targets (1,000 req/s, p99 < 10 ms) are met.
 
-    python bench/ingest_bench.py [--rate 1000] [--seconds 8] [--redis redis://127.0.0.1:6379/13]
+    python bench/ingest_bench.py [--rate 1000] [--seconds 8] [--redis redis://127.0.0.1:6379/12]
 """
 
 from __future__ import annotations
@@ -110,6 +110,15 @@ async def drive(port: int, requests: list[bytes], rate: float, conns: int) -> tu
     return latencies, statuses, elapsed
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc), 0 where unavailable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(sorted_values: list[float], p: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * p))] * 1000
 
@@ -119,7 +128,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=TARGET_RATE)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379/13")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/12")
     args = parser.parse_args()
     n = min(int(args.rate * args.seconds), 20000)
     db = redis.Redis.from_url(args.redis)
@@ -130,8 +139,10 @@ def main() -> int:
         warm = build_requests(200, port)
         asyncio.run(drive(port, warm, 500, 8))  # first publish, Lua script load, imports
         db.flushdb()
+        cpu_before = cpu_seconds(server.pid)
         latencies, statuses, elapsed = asyncio.run(drive(port, build_requests(n, port), args.rate, args.connections))
         queued = db.llen("vipflow")
+        server_cpu = cpu_seconds(server.pid) - cpu_before
     finally:
         server.terminate()
         server.wait(10)
@@ -144,6 +155,8 @@ def main() -> int:
     print(f"achieved   {achieved:.0f} req/s (target {TARGET_RATE})")
     print(f"latency    p50 {p50:.2f} ms  p99 {p99:.2f} ms  max {latencies[-1] * 1000:.2f} ms"
           f" (p99 target < {TARGET_P99_MS} ms)")
+    print(f"server CPU {server_cpu / elapsed * 100:.0f}% of one core,"
+          f" {server_cpu / max(len(latencies), 1) * 1e6:.0f} us per request")
     print(f"answers    {ok} x 200, {len(statuses) - ok} other; task messages queued: {queued}")
     met = achieved >= TARGET_RATE * 0.98 and p99 < TARGET_P99_MS and ok == n and queued == n
     print("targets    MET" if met else "targets    NOT MET")
