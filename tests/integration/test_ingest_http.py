@@ -18,7 +18,7 @@ import uvicorn
 
 from producers.ingest.app import create_app
 from worker.config import IngestAuthSettings, IngestSettings, RedisSettings, Settings, VipSettings
-from worker.store import Archive, connect
+from worker.store import Archive, CeleryPublisher, Publisher, connect
 from worker.tokens import mint
 
 pytestmark = pytest.mark.integration
@@ -52,10 +52,10 @@ def make_settings(redis_url: str, **auth: object) -> Settings:
 
 
 @contextmanager
-def serving(settings: Settings) -> Iterator[str]:
+def serving(settings: Settings, publisher: Publisher | None = None) -> Iterator[str]:
     """Run the ingestor under a real uvicorn in a thread; yield its base URL."""
     port = free_port()
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
+    config = uvicorn.Config(create_app(settings, publisher=publisher), host="127.0.0.1", port=port,
                             access_log=False, log_config=None, lifespan="off")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -262,3 +262,12 @@ def test_archive_by_transaction_finds_what_the_ingestor_stored(base: str, db: re
     post(base, "/vip/notify/deposit", DEPOSIT)
     [entry] = Archive(db, "vipflow").by_transaction("jason080220231")
     assert entry.kind == "deposit" and entry.status == "valid"
+
+
+def test_with_a_celery_publisher_a_deposit_is_queued_once(redis_url: str, db: redis.Redis) -> None:
+    """Given CeleryPublisher, the ingestor queues through Celery: 200, then duplicate, one message."""
+    settings = make_settings(redis_url)
+    with serving(settings, CeleryPublisher.from_settings(settings)) as base:
+        assert post(base, "/vip/notify/deposit", DEPOSIT).json()["status"] == "accepted"
+        assert post(base, "/vip/notify/deposit", DEPOSIT).json()["status"] == "duplicate"
+    assert db.llen("vipflow") == 1
