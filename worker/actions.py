@@ -113,10 +113,14 @@ def reject(rec: TransactionRecord, save: Save, wallet: Wallet) -> TransactionRec
 
 def approve(rec: TransactionRecord, save: Save, vip: VipApi, kind: ApprovalKind, body: Mapping[str, Any],
             *, reviews: ReviewQueue, max_attempts: int, backoff_base_s: float, backoff_max_s: float,
-            sleep: Callable[[float], None]) -> TransactionRecord:
-    """Approve at most once through VIP Connect; a refusal or giving up goes to review."""
+            sleep: Callable[[float], None], retry_failed: bool = False) -> TransactionRecord:
+    """Approve at most once through VIP Connect; a refusal or giving up goes to review.
+
+    ``retry_failed`` (a reviewer's explicit approval) tries again after a failed
+    approval, reconciling with VIP's lookup first; a done approval is never repeated.
+    """
     last = rec.last_action("approve")
-    if last is not None and last.status != "started":
+    if last is not None and last.status != "started" and not (retry_failed and last.status == "failed"):
         return rec
     # A start without a result: the earlier call may have reached VIP. Ask before repeating.
     outcome_unknown = last is not None

@@ -1,0 +1,196 @@
+"""``vipflow replay``: re-queue archived notifications, or backtest rules on them (``--dry-run``).
+
+Thin: parse, call ``worker.replay`` / ``worker.backtest``, print. Exit 2 for a
+bad selection or bad rule files, 1 when the work failed, 130 when Ctrl-C
+stopped it (after saying how far it got).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``replay``."""
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "replay", help="re-queue archived notifications, or backtest rules on them with --dry-run")
+    p.add_argument("--since", metavar="TIME", help="received at or after this ISO time (no offset: UTC)")
+    p.add_argument("--until", metavar="TIME", help="received at or before this ISO time")
+    p.add_argument("--id", dest="ids", action="append", default=[], metavar="TRANSACTION_ID",
+                   help="a transaction's notifications (repeatable)")
+    p.add_argument("--dlq", action="store_true", help="the dead letters")
+    p.add_argument("--unprocessed", action="store_true", help="archived but never decided")
+    p.add_argument("--force", action="store_true",
+                   help="re-decide the undecided or failed ones (never re-approves a completed approval)")
+    p.add_argument("--dry-run", action="store_true", help="backtest: decide in process, change nothing")
+    p.add_argument("--rules", metavar="PATH", help="with --dry-run: these rules (default: rules.path)")
+    p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    p.add_argument("--max-rows", type=int, default=200, metavar="N",
+                   help="table rows to print (default 200; --json prints every difference)")
+    p.set_defaults(func=run)
+
+
+def _fail(message: str) -> int:
+    print(f"vipflow replay: {message}", file=sys.stderr)
+    return 2
+
+
+@contextmanager
+def _stop_on_ctrl_c() -> Iterator[Callable[[], bool]]:
+    # The first Ctrl-C asks the loop to stop between items (no half-done reset); a second one kills.
+    asked = threading.Event()
+
+    def handler(signum: int, frame: Any) -> None:
+        if asked.is_set():
+            raise KeyboardInterrupt
+        asked.set()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield asked.is_set
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextmanager
+def _progress(label: str) -> Iterator[Callable[[int, int], None] | None]:
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    rate = TextColumn("{task.fields[rate]}")
+    bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(), rate,
+                   TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+    task = bar.add_task(label, total=None, rate="")
+    with bar:
+        def update(done: int, total: int) -> None:
+            speed = bar.tasks[0].speed
+            bar.update(task, completed=done, total=total, rate=f"{speed:,.0f}/s" if speed else "")
+
+        yield update
+
+
+def run(args: argparse.Namespace) -> int:
+    """Select, then re-queue or backtest; print what happened."""
+    from worker.config import load_settings
+    from worker.replay import SelectionError, make_selection, select, stores
+    from worker.store.connection import connect
+
+    if args.rules and not args.dry_run:
+        return _fail("--rules only goes with --dry-run")
+    if args.force and args.dry_run:
+        return _fail("--force changes records; a --dry-run changes nothing: choose one")
+    try:
+        selection = make_selection(since=args.since, until=args.until, ids=args.ids, dlq=args.dlq,
+                                   unprocessed=args.unprocessed)
+    except SelectionError as exc:
+        return _fail(str(exc))
+    settings = load_settings(getattr(args, "config", None))
+    st = stores(connect(settings.redis), settings.redis.key_prefix, settings.worker.lock_ttl_s)
+    if args.dry_run:
+        book = _rulebook(args.rules or settings.rules.path)
+        if book is None:
+            return 2
+    try:
+        refs, missing = select(selection, st)
+    except SelectionError as exc:
+        return _fail(str(exc))
+    for entry_id in missing:
+        print(f"vipflow replay: dead letter {entry_id} is no longer archived (trimmed); skipped", file=sys.stderr)
+    if args.dry_run:
+        from worker.backtest import backtest
+
+        with _stop_on_ctrl_c() as stop, _progress("backtest") as progress:
+            report = backtest(refs, st, book, settings.limits, on_progress=progress, should_stop=stop)
+        _print_backtest(report, as_json=args.json, max_rows=args.max_rows)
+        if report.interrupted:
+            print(f"vipflow replay: interrupted after {report.transactions} transactions; "
+                  "the totals cover those only", file=sys.stderr)
+            return 130
+        return 0
+    return _requeue(args, settings, st, refs)
+
+
+def _rulebook(path: Any) -> Any:
+    from rules import RuleFilesInvalid, load_rulebook
+
+    try:
+        return load_rulebook(path)
+    except RuleFilesInvalid as exc:
+        for problem in exc.problems:
+            print(problem.render(), file=sys.stderr)
+        return None
+
+
+def _requeue(args: argparse.Namespace, settings: Any, st: Any, refs: list[Any]) -> int:
+    from worker.replay import requeue
+    from worker.store.publisher import CeleryPublisher
+
+    publisher = CeleryPublisher.from_settings(settings)
+    with _stop_on_ctrl_c() as stop, _progress("replay") as progress:
+        report = requeue(refs, st, publisher, force=args.force, from_dlq=args.dlq,
+                         on_progress=progress, should_stop=stop)
+    summary = {"selected": report.selected, "queued": report.queued,
+               "already_final": report.already_final, "skipped_invalid": report.skipped_invalid,
+               "redecided": len(report.redecided), "missing": len(report.missing),
+               "interrupted": report.interrupted}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"selected {report.selected} notifications; queued {report.queued} "
+              f"({report.already_final} of them already settled: the worker leaves those as they are)")
+        if report.skipped_invalid:
+            print(f"skipped {report.skipped_invalid} archived as invalid (nothing to decide)")
+        if args.force:
+            print(f"--force: {len(report.redecided)} transactions will be decided again")
+    if report.interrupted:
+        print(f"vipflow replay: interrupted after queueing {report.queued} of {report.selected}; "
+              "run the same replay again to finish (already queued ones are not acted on twice)",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+def _print_backtest(report: Any, *, as_json: bool, max_rows: int) -> None:
+    """The differences (a rich table, or JSON lines), then the totals per outcome before and after."""
+    if as_json:
+        for diff in report.differences:
+            print(json.dumps(diff.to_dict()))
+        print(json.dumps({"totals": report.totals()}))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    table = Table(title=f"{len(report.differences)} of {report.transactions} transactions decided differently")
+    for name in ("transaction", "type", "recorded", "new", "rules that changed"):
+        table.add_column(name)
+    for diff in report.differences[:max_rows]:
+        changed = [f"+{i}" for i in diff.added] + [f"-{i}" for i in diff.removed]
+        table.add_row(diff.transaction_id, diff.transaction_type or "?", diff.recorded, diff.new,
+                      diff.error or " ".join(changed))
+    console.print(table)
+    if len(report.differences) > max_rows:
+        console.print(f"... and {len(report.differences) - max_rows} more (--max-rows N, or --json for all)")
+    totals = Table(title="outcomes before and after")
+    for name in ("outcome", "recorded", "new"):
+        totals.add_column(name, justify="right" if name != "outcome" else "left")
+    for outcome in sorted(set(report.before) | set(report.after)):
+        totals.add_row(outcome, str(report.before.get(outcome, 0)), str(report.after.get(outcome, 0)))
+    console.print(totals)
