@@ -41,11 +41,12 @@ def _paths(args: argparse.Namespace) -> list[str | Path]:
 
 def check_cmd(args: argparse.Namespace) -> int:
     """Exit 0 when every rule file is valid; else print each problem and exit 1."""
-    from rules.book import load_rulesets
+    from rules.book import RuleBook, load_rulesets
     from rules.errors import RuleFilesInvalid
 
     try:
         rulesets = load_rulesets(_paths(args))
+        RuleBook(rulesets)  # compiling also catches rules too complex for durable_rules
     except RuleFilesInvalid as exc:
         for problem in exc.problems:
             print(problem.render())
