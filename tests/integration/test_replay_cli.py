@@ -1,0 +1,150 @@
+"""`vipflow replay` as an operator runs it, against the real ingestor, a real Celery worker and the simulator.
+
+One stack for the module; each test uses its own transaction ids and reads the
+simulator's own approval and hold counts. Deposits and withdrawals use
+different patrons where velocity would otherwise make the hand-computed
+expectations depend on test order.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from producers.sim.patrons import ONLINE, PREFERRED_GOOD
+from producers.sim.sender import build_notification
+from tests.integration.harness import ROOT, Stack, running_stack, wait_until
+from worker.store.archive import Archive
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    from tests.conftest import TEST_REDIS_URL
+
+    with running_stack(TEST_REDIS_URL) as s:
+        yield s
+
+
+def vipflow(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the real `vipflow` command with the stack's configuration."""
+    return subprocess.run([sys.executable, "-m", "producers", *args], cwd=ROOT, env=stack.env,
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def approvals(stack: Stack) -> dict[str, int]:
+    assert stack.sim is not None
+    return dict(stack.sim.stats().get("approvals", {}))
+
+
+def holds(stack: Stack) -> dict[str, int]:
+    assert stack.sim is not None
+    return dict(requests.get(f"{stack.sim.wallet_url}/sim/stats", timeout=5).json()["holds"])
+
+
+def settle(stack: Stack, kind: str, body: dict[str, Any], txid: str) -> dict[str, Any]:
+    answer = stack.notify(kind, body)
+    assert answer.status_code == 200, answer.text
+    return stack.wait_state(txid, ("approved", "review", "rejected"))
+
+
+def iso(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, UTC).isoformat()
+
+
+def wait_deliveries(stack: Stack, txid: str, at_least: int) -> dict[str, Any]:
+    return wait_until(lambda: (r := stack.record(txid)) and r["deliveries"] >= at_least and r, 30,
+                      f"{txid} delivered {at_least} times")
+
+
+def test_replay_by_time_and_by_id_changes_nothing_for_completed(stack: Stack) -> None:
+    """Replaying settled transactions by time range and by id redelivers them and approves nothing more."""
+    start = time.time() - 1
+    settle(stack, "deposit", build_notification(PREFERRED_GOOD, "deposit", Decimal("40.00"),
+                                                transaction_id="rpdep00001"), "rpdep00001")
+    settle(stack, "withdraw", build_notification(ONLINE, "withdraw", Decimal("60.00"),
+                                                 transaction_id="rpwd000001"), "rpwd000001")
+    before_approvals, before_holds = approvals(stack), holds(stack)
+    assert before_approvals["rpdep00001"] == 1 and before_approvals["rpwd000001"] == 1
+
+    by_time = vipflow(stack, "replay", "--since", iso(start), "--until", iso(time.time() + 1), "--json")
+    assert by_time.returncode == 0, by_time.stderr
+    assert json.loads(by_time.stdout)["queued"] >= 2
+    wait_deliveries(stack, "rpdep00001", 2)
+    wait_deliveries(stack, "rpwd000001", 2)
+
+    by_id = vipflow(stack, "replay", "--id", "rpdep00001", "--id", "rpwd000001")
+    assert by_id.returncode == 0, by_id.stderr
+    assert "queued 2 (2 of them already settled" in by_id.stdout
+    rec = wait_deliveries(stack, "rpwd000001", 3)
+    wait_deliveries(stack, "rpdep00001", 3)
+
+    assert rec["state"] == "approved"
+    assert approvals(stack) == before_approvals
+    assert holds(stack) == before_holds
+
+
+def test_unknown_id_exits_2_naming_it(stack: Stack) -> None:
+    """An id with nothing archived is refused with exit 2 and its name."""
+    result = vipflow(stack, "replay", "--id", "rpnosuch001")
+    assert result.returncode == 2
+    assert "--id: no archived notification for transaction rpnosuch001" in result.stderr
+
+
+def test_unprocessed_recovers_a_notification_archived_but_never_queued(stack: Stack) -> None:
+    """A body archived (pending) whose task was never queued is decided and approved once after --unprocessed."""
+    body = build_notification(PREFERRED_GOOD, "deposit", Decimal("25.00"), transaction_id="rpdep00002")
+    archive = Archive(stack.redis, stack.prefix)
+    entry = archive.append("deposit", json.dumps(body).encode(), status="valid", transaction_id="rpdep00002",
+                           error=None)
+    time.sleep(1)
+    assert stack.record("rpdep00002") is None  # nothing queued it
+    result = vipflow(stack, "replay", "--unprocessed")
+    assert result.returncode == 0, result.stderr
+    rec = stack.wait_state("rpdep00002", ("approved", "review", "rejected"))
+    assert rec["state"] == "approved"
+    assert approvals(stack)["rpdep00002"] == 1
+    wait_until(lambda: entry not in {e.entry_id for e in archive.unprocessed()}, 10, "the entry to be processed")
+
+
+def test_dry_run_after_a_rule_change_matches_the_hand_computed_differences(stack: Stack, tmp_path: Path) -> None:
+    """large-withdrawal lowered from 2,500 to 500: only the 1,000 withdrawal moves, approve -> review."""
+    for txid, amount in (("rpwd000010", "100.00"), ("rpwd000011", "1000.00"), ("rpwd000012", "3000.00")):
+        settle(stack, "withdraw", build_notification(PREFERRED_GOOD, "withdraw", Decimal(amount),
+                                                     transaction_id=txid, bank_index=1), txid)
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules" / "default", rules)
+    text = (rules / "withdraw.yaml").read_text()
+    assert "when: {amount: {gt: 2500}}" in text
+    (rules / "withdraw.yaml").write_text(text.replace("when: {amount: {gt: 2500}}", "when: {amount: {gt: 500}}"))
+    before = approvals(stack)
+    ids = ["--id", "rpwd000010", "--id", "rpwd000011", "--id", "rpwd000012"]
+
+    result = vipflow(stack, "replay", "--dry-run", "--rules", str(rules), "--json", *ids)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert lines == [
+        {"transaction_id": "rpwd000011", "transaction_type": "withdraw", "recorded": "approve", "new": "review",
+         "added": ["large-withdrawal"], "removed": [], "error": None},
+        {"totals": {"transactions": 3, "differences": 1, "before": {"approve": 2, "review": 1},
+                    "after": {"approve": 1, "review": 2}, "interrupted": False}},
+    ]
+    table = vipflow(stack, "replay", "--dry-run", "--rules", str(rules), *ids)
+    assert table.returncode == 0, table.stderr
+    row = next(line for line in table.stdout.splitlines() if "rpwd000011" in line)
+    assert "approve" in row and "review" in row and "+large-withdrawal" in row
+    assert "rpwd000010" not in table.stdout
+    assert approvals(stack) == before  # a dry run calls nothing
+    assert stack.record("rpwd000011")["decision"]["outcome"] == "approve"  # type: ignore[index]
