@@ -24,7 +24,7 @@ def _note() -> Notification:
 def _paths(d: dict[str, object], prefix: str = "") -> set[str]:
     out: set[str] = set()
     for k, v in d.items():
-        out |= _paths(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k}  # type: ignore[arg-type]
+        out |= _paths(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k}
     return out
 
 
