@@ -46,3 +46,12 @@ def test_release_by_a_non_owner_keeps_the_lock(store: RecordStore) -> None:
     store.lock("tx000004").release()
     with pytest.raises(LockBusy):
         store.lock("tx000004").acquire()
+
+
+def test_masked_view_hides_personal_data_inside_actions() -> None:
+    """The record's dict form lets masking reach identifiers nested in action results."""
+    from worker.masking import mask_mapping
+
+    rec = TransactionRecord("tx000005").with_action("freeze", "done", {"patron_id": "P0001234"})
+    masked = mask_mapping(rec.to_dict())
+    assert masked["actions"][0]["result"]["patron_id"] == "****1234"

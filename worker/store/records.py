@@ -91,8 +91,9 @@ class TransactionRecord:
         return replace(self, notifications=(*self.notifications, seen))
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return asdict(self)
+        """JSON-ready form: lists, not tuples (so masking and JSON tools walk every part)."""
+        out: dict[str, Any] = json.loads(json.dumps(asdict(self), default=_json_default))
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TransactionRecord:
