@@ -195,7 +195,9 @@ def run(base_url: str = DEFAULT_REDIS, *, count: int = 3000, latency_ms: float =
     env = bench_env(url, VIPFLOW_REDIS__KEY_PREFIX=prefix, VIPFLOW_WORKER__QUEUE=queue,
                     VIPFLOW_VIP__SECRET_KEY1=base64.b64encode(key).decode(), VIPFLOW_VIP__OPERATOR_ID=OPERATOR,
                     VIPFLOW_INGEST__AUTH__ISSUER=OPERATOR, VIPFLOW_RULES__PATH=str(bench_rules(tmp)),
-                    VIPFLOW_LOG__LEVEL="INFO")
+                    VIPFLOW_LOG__LEVEL="INFO",
+                    # No metrics port: 9108 is fixed and may be taken; a second worker would collide.
+                    VIPFLOW_WORKER__METRICS_PORT="0")
     sim = None
     with Children(keep_logs) as children:
         try:

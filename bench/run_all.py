@@ -107,8 +107,9 @@ def ingest_rows(redis_url: str) -> list[Row]:
     return [Row("ingest: requests/s at 1,000/s offered", f"{achieved:,.0f}/s", ">= 980/s",
                 "PASS" if achieved >= 980 else "FAIL"),
             Row("ingest: acknowledgement p50", f"{float(lat.group(1)):.2f} ms", "", "info"),
-            Row("ingest: acknowledgement p99", f"{p99:.2f} ms", "< 10 ms",
-                "PASS" if p99 < 10 and code == 0 else "FAIL")]
+            Row("ingest: acknowledgement p99", f"{p99:.2f} ms", "< 10 ms", "PASS" if p99 < 10 else "FAIL"),
+            # Its own checks also count 200s and queued task messages: shown apart from the figures.
+            Row("ingest: the bench's own checks", f"exit {code}", "exit 0", "PASS" if code == 0 else "FAIL")]
 
 
 def pipeline_rows(redis_url: str, count: int, noop_count: int) -> list[Row]:
