@@ -32,6 +32,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def _bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted sockets inherit this: without it every answer on a kept-alive connection waits ~40 ms
+    # for the client's delayed ACK (Nagle), which dwarfs the latency the simulator is asked to add.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host, port))
     sock.listen(1024)
     sock.setblocking(False)
