@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from worker.errors import WalletRefusedError
+from worker.metrics import ACTIONS, RETRIES
 from worker.store.records import TransactionRecord
 from worker.store.review import ReviewQueue
 from worker.vip.approve import approve_with_reconciliation
@@ -81,8 +82,11 @@ def freeze(rec: TransactionRecord, save: Save, wallet: Wallet, patron_id: str,
         hold = wallet.hold(rec.transaction_id, patron_id, amount)
     except WalletRefusedError as exc:
         save(rec.with_action("freeze", "failed", {"reason": exc.reason}))
+        ACTIONS.labels("freeze", "refused").inc()
         raise FreezeRefused(exc.reason) from None
-    return save(replace(rec.with_action("freeze", "done", _json(hold)), state="frozen"))
+    rec = save(replace(rec.with_action("freeze", "done", _json(hold)), state="frozen"))
+    ACTIONS.labels("freeze", "done").inc()
+    return rec
 
 
 def release(rec: TransactionRecord, save: Save, wallet: Wallet) -> TransactionRecord:
@@ -92,7 +96,9 @@ def release(rec: TransactionRecord, save: Save, wallet: Wallet) -> TransactionRe
         return rec
     rec = save(rec.with_action("release", "started"))
     released = wallet.release(rec.transaction_id)
-    return save(rec.with_action("release", "done", {"released": released}))
+    rec = save(rec.with_action("release", "done", {"released": released}))
+    ACTIONS.labels("release", "done").inc()
+    return rec
 
 
 def send_to_review(rec: TransactionRecord, save: Save, reviews: ReviewQueue, reason: str) -> TransactionRecord:
@@ -102,13 +108,17 @@ def send_to_review(rec: TransactionRecord, save: Save, reviews: ReviewQueue, rea
     rec = save(replace(rec.with_action("review", "started", {"reason": reason}), review_reason=reason))
     reviews.enqueue(rec.transaction_id)
     log.info("sent to review", extra={"transaction_id": rec.transaction_id, "reason": reason})
-    return save(replace(rec.with_action("review", "done", {"reason": reason}), state="review"))
+    rec = save(replace(rec.with_action("review", "done", {"reason": reason}), state="review"))
+    ACTIONS.labels("review", "done").inc()
+    return rec
 
 
 def reject(rec: TransactionRecord, save: Save, wallet: Wallet) -> TransactionRecord:
     """Record the rejection (VIP Connect has no reject call: not approving is rejecting)."""
     rec = release(rec, save, wallet)
-    return save(replace(rec.with_action("reject", "done"), state="rejected"))
+    rec = save(replace(rec.with_action("reject", "done"), state="rejected"))
+    ACTIONS.labels("reject", "done").inc()
+    return rec
 
 
 def approve(rec: TransactionRecord, save: Save, vip: VipApi, kind: ApprovalKind, body: Mapping[str, Any],
@@ -135,6 +145,9 @@ def approve(rec: TransactionRecord, save: Save, vip: VipApi, kind: ApprovalKind,
         vip, kind, body, max_attempts=max_attempts, backoff_base_s=backoff_base_s,
         backoff_max_s=backoff_max_s, outcome_unknown=outcome_unknown, sleep=sleep, on_attempt=on_attempt)
     rec = state["rec"]
+    ACTIONS.labels("approve", outcome.status).inc()
+    if outcome.attempts > 1:
+        RETRIES.labels("vip_approval").inc(outcome.attempts - 1)
     result = {"status": outcome.status, "attempts": outcome.attempts, "result": outcome.result,
               "error": outcome.error}
     if outcome.status in ("approved", "already_approved"):

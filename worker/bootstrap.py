@@ -11,9 +11,11 @@ import threading
 from worker.config import Settings
 from worker.pipeline import Deps, RuleSource
 from worker.reload import RuleHolder
+from worker.shadow import shadow_holder
 from worker.store.accounts import AccountCache
 from worker.store.archive import Archive
 from worker.store.connection import connect
+from worker.store.deadletters import DeadLetters
 from worker.store.records import RecordStore
 from worker.store.review import ReviewQueue
 from worker.store.velocity import VelocityStore
@@ -28,8 +30,9 @@ def bootstrap(settings: Settings, *, vip: VipApi | None = None, wallet: Wallet |
     prefix = settings.redis.key_prefix
     if vip is None:
         from worker.vip.client import VipClient
+        from worker.vip.timed import TimedVip
 
-        vip = VipClient(settings.vip)
+        vip = TimedVip(VipClient(settings.vip))
     if wallet is None:
         from worker.wallet import make_wallet
 
@@ -38,6 +41,9 @@ def bootstrap(settings: Settings, *, vip: VipApi | None = None, wallet: Wallet |
         holder = RuleHolder(settings.rules.path)
         holder.start(settings.rules.reload_interval_s, sighup=False)
         rules = holder
+    shadow = shadow_holder(settings)
+    if shadow is not None:
+        shadow.start(settings.rules.reload_interval_s, sighup=False)
     return Deps(
         settings=settings,
         archive=Archive(client, prefix),
@@ -48,6 +54,8 @@ def bootstrap(settings: Settings, *, vip: VipApi | None = None, wallet: Wallet |
         vip=vip,
         wallet=wallet,
         rules=rules,
+        shadow=shadow,
+        deadletters=DeadLetters(client, prefix),
     )
 
 

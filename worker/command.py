@@ -31,21 +31,34 @@ def run_worker(args: argparse.Namespace) -> int:
     from worker.celery_app import create_celery
     from worker.config import load_settings
     from worker.logs import configure_logging
+    from worker.metrics import cleanup_multiprocess, start_worker_metrics
+    from worker.retention import ArchiveTrimmer
+    from worker.store.archive import Archive
+    from worker.store.connection import connect
 
     settings = load_settings(getattr(args, "config", None))
     configure_logging(settings.log.level)
+    pool = args.pool or settings.worker.pool
+    queue = args.queue or settings.worker.queue
+    # Before the pool forks: prefork children must inherit the metrics directory.
+    metrics_dir = start_worker_metrics(settings, pool, queue)
+    ArchiveTrimmer(Archive(connect(settings.redis), settings.redis.key_prefix),
+                   settings.archive.retention_days, settings.archive.trim_interval_s).start()
     app = create_celery(settings)
     import worker.celery_app as celery_app
 
     celery_app._app = app  # the task module registers on this app, not a second one
-    argv = ["worker", "--pool", args.pool or settings.worker.pool,
+    argv = ["worker", "--pool", pool,
             "--concurrency", str(args.concurrency or settings.worker.concurrency),
-            "--queues", args.queue or settings.worker.queue,
+            "--queues", queue,
             "--loglevel", settings.log.level, "--without-gossip", "--without-mingle"]
     try:
         app.worker_main(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
+    finally:
+        if metrics_dir is not None:
+            cleanup_multiprocess(metrics_dir)
     return 0
 
 
@@ -100,6 +113,16 @@ def render(rec: dict[str, Any]) -> str:
             lines.append(f"  matched {m['id']} -> {m['outcome']}: {m.get('description', '')}")
     else:
         lines.append("decision: none yet")
+    shadow = rec.get("shadow_decision")
+    if shadow:
+        if shadow.get("outcome"):
+            same = "same as live" if decision and shadow["outcome"] == decision["outcome"] else "DIFFERS from live"
+            lines.append(f"shadow decision (never acted on): {shadow['outcome'].upper()} by ruleset "
+                         f"{shadow['ruleset']} v{shadow['version']} ({shadow['content_hash'][:12]}), {same}")
+            for m in shadow.get("matched", ()):
+                lines.append(f"  shadow matched {m['id']} -> {m['outcome']}")
+        else:
+            lines.append(f"shadow decision: none ({shadow.get('error')})")
     if rec.get("review_reason"):
         lines.append(f"review: {rec['review_reason']}")
     lines.append("actions:")

@@ -172,6 +172,7 @@ class WorkerSettings(_Section):
     pool: Literal["threads", "prefork", "gevent", "solo"] = "threads"
     concurrency: int = Field(16, ge=1, le=512)
     metrics_port: int = Field(9108, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
     queue: str = "vipflow"
     max_deliveries: int = Field(5, ge=1)
     task_time_limit_s: int = Field(300, ge=10)
@@ -181,6 +182,7 @@ class WorkerSettings(_Section):
 
 class ArchiveSettings(_Section):
     retention_days: float = Field(30, gt=0)
+    trim_interval_s: float = Field(3600, gt=0)
 
 
 class ReviewSettings(_Section):

@@ -17,15 +17,18 @@ from typing import Any, Protocol
 import redis
 
 from rules import RuleBook
-from worker import actions
+from worker import actions, deliveries
 from worker.config import Settings
 from worker.enrich import enrich
 from worker.errors import StoreError, WalletTransientError
 from worker.facts import build_facts, facts_for_record
 from worker.masking import mask_value
+from worker.metrics import ACTIONS, count_decision
 from worker.notification import Notification, decode_body, parse_notification
+from worker.shadow import count_shadow, decide_shadow
 from worker.store.accounts import AccountCache
 from worker.store.archive import Archive, ArchivedNotification
+from worker.store.deadletters import DeadLetters
 from worker.store.records import FINAL_STATES, NotificationSeen, RecordStore, TransactionRecord, TxLock
 from worker.store.review import ReviewQueue
 from worker.store.velocity import VelocityStore
@@ -62,6 +65,8 @@ class Deps:
     wallet: Wallet
     rules: RuleSource
     sleep: Any = time.sleep
+    shadow: RuleSource | None = None  # rules.shadow: decided beside the live rules, never acted on
+    deadletters: DeadLetters | None = None
 
 
 def process(entry_id: str, deps: Deps) -> TransactionRecord | None:
@@ -90,6 +95,9 @@ def process(entry_id: str, deps: Deps) -> TransactionRecord | None:
             if rec.state not in ("approved", "rejected", "failed"):
                 rec = actions.send_to_review(rec, _saver(deps.records, lock), deps.reviews,
                                              f"unexpected {type(exc).__name__} while processing")
+            deliveries.dead_letter(deps.deadletters, entry_id, rec.transaction_id,
+                                   f"unexpected {type(exc).__name__} while processing", rec.deliveries,
+                                   deliveries.UNEXPECTED_ERROR)
         deps.archive.mark_processed(entry_id)
         return rec
     finally:
@@ -128,8 +136,8 @@ def _handle(entry: ArchivedNotification, rec: TransactionRecord, book: RuleBook,
         # Which body is VIP's? A person decides; an approval already started is reconciled there.
         return actions.send_to_review(rec, save, deps.reviews, CONFLICT_REASON)
     if rec.deliveries > deps.settings.worker.max_deliveries:
-        return actions.send_to_review(
-            rec, save, deps.reviews, f"delivered {rec.deliveries} times without finishing")
+        return deliveries.stop_redelivery(entry.entry_id, rec, save, deps.reviews, deps.deadletters,
+                                          deps.settings.worker.max_deliveries)
     note = parse_notification(decode_body(entry.body), "withdraw" if entry.kind == "withdraw" else "deposit")
     if rec.decision is None:
         rec = _decide(note, entry, rec, book, deps, save)
@@ -144,14 +152,21 @@ def _decide(note: Notification, entry: ArchivedNotification, rec: TransactionRec
     decision = book.decide(str(note.transaction_type), facts)
     for problem in found.problems:
         rec = rec.with_error(problem)
+    shadow = None
+    if deps.shadow is not None:
+        shadow = decide_shadow(deps.shadow, str(note.transaction_type), facts, decision, rec.transaction_id)
     rec = replace(rec, transaction_type=note.transaction_type, amount=str(note.amount),
-                  references=_references(note), decision=decision.to_dict(),
+                  references=_references(note), decision=decision.to_dict(), shadow_decision=shadow,
                   facts=facts_for_record(facts), state="decided")
     log.info("decided", extra={
         "transaction_id": rec.transaction_id, "outcome": decision.outcome,
         "matched": [m.id for m in decision.matched], "ruleset": decision.ruleset,
         "version": decision.version, "content_hash": decision.content_hash})
-    return save(rec)
+    rec = save(rec)
+    count_decision(decision.ruleset, decision.outcome, decision.matched_ids)  # once stored: counted once
+    if shadow is not None:
+        count_shadow(decision.outcome, shadow)
+    return rec
 
 
 def _act(note: Notification, entry: ArchivedNotification, rec: TransactionRecord, deps: Deps,
@@ -196,7 +211,9 @@ def _failed(entry: ArchivedNotification, rec: TransactionRecord, save: actions.S
     rec = actions.release(rec, save, deps.wallet)
     deps.reviews.remove(rec.transaction_id)
     log.info("failed by VIP Connect", extra={"transaction_id": rec.transaction_id})
-    return save(replace(rec.with_action("fail", "done", {"vip_error": error}), state="failed"))
+    rec = save(replace(rec.with_action("fail", "done", {"vip_error": error}), state="failed"))
+    ACTIONS.labels("fail", "done").inc()
+    return rec
 
 
 def _needs_release(rec: TransactionRecord) -> bool:

@@ -27,9 +27,14 @@ def _warm_up(**_: Any) -> None:
     from worker.bootstrap import process_deps
     from worker.reload import RuleHolder
 
-    rules = process_deps(app.vipflow_settings).rules
-    if isinstance(rules, RuleHolder):
-        rules.start(app.vipflow_settings.rules.reload_interval_s, sighup=True)
+    deps = process_deps(app.vipflow_settings)
+    interval = app.vipflow_settings.rules.reload_interval_s
+    if isinstance(deps.rules, RuleHolder):
+        deps.rules.start(interval, sighup=True)
+    if isinstance(deps.shadow, RuleHolder):
+        from worker.shadow import start_reloading
+
+        start_reloading(deps.shadow, interval, sighup=True)  # after the live one: SIGHUP reloads both
 
 
 signals.setup_logging.connect(_json_logs, weak=False)
@@ -44,19 +49,45 @@ def process_notification(self: Task, archive_entry_id: str) -> None:
     import redis
 
     from worker.bootstrap import process_deps
+    from worker.deliveries import RETRIES_EXHAUSTED, UNEXPECTED_ERROR
+    from worker.metrics import RETRIES
     from worker.pipeline import process
 
     settings = self.app.vipflow_settings
+    entry_id = str(archive_entry_id)
+    deps = process_deps(settings)
     try:
-        process(str(archive_entry_id), process_deps(settings))
+        process(entry_id, deps)
     except (StoreError, redis.RedisError, WalletTransientError) as exc:
         # Nothing is lost: the entry stays pending in the archive and every step is recorded.
         retries = self.request.retries
         if retries >= settings.worker.max_deliveries:
-            log.error("giving up after retries; the archive keeps the entry pending for replay",
-                      extra={"entry_id": archive_entry_id, "error": type(exc).__name__})
-            raise
+            _give_up(deps, entry_id, f"{type(exc).__name__} after {retries + 1} attempts",
+                     retries + 1, RETRIES_EXHAUSTED)
+            return
         delay: Any = min(2 ** retries, 30)
-        log.warning("retrying", extra={"entry_id": archive_entry_id, "error": type(exc).__name__,
+        log.warning("retrying", extra={"entry_id": entry_id, "error": type(exc).__name__,
                                        "retry_in_s": delay})
+        RETRIES.labels("task").inc()
         raise self.retry(exc=exc, countdown=delay) from None
+    except Exception as exc:
+        # Outside the pipeline's own net (e.g. the time limit): never retried blindly, never lost.
+        log.exception("unexpected error in the task", extra={"entry_id": entry_id})
+        _give_up(deps, entry_id, f"unexpected {type(exc).__name__} in the task", self.request.retries + 1,
+                 UNEXPECTED_ERROR)
+
+
+def _give_up(deps: Any, entry_id: str, error: str, attempts: int, reason: str) -> None:
+    from worker.deliveries import give_up
+
+    if deps.deadletters is None:
+        raise RuntimeError("the worker's Deps have no dead-letter list; build them with worker.bootstrap")
+    try:
+        give_up(entry_id, archive=deps.archive, records=deps.records, reviews=deps.reviews,
+                letters=deps.deadletters, error=error, attempts=attempts, reason=reason,
+                lock_wait_s=min(deps.settings.worker.lock_ttl_s, 30))
+    except Exception:
+        # Redis cannot even take the dead letter: the archive keeps the entry pending for replay.
+        log.exception("could not dead-letter; the archive keeps the entry pending for replay",
+                      extra={"entry_id": entry_id})
+        raise

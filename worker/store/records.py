@@ -55,6 +55,7 @@ class TransactionRecord:
     notifications: tuple[NotificationSeen, ...] = ()
     state: str = "received"
     decision: Mapping[str, Any] | None = None
+    shadow_decision: Mapping[str, Any] | None = None  # rules.shadow's decision: recorded, never acted on
     facts: Mapping[str, Any] | None = None
     actions: tuple[ActionEntry, ...] = ()
     deliveries: int = 0
