@@ -112,6 +112,19 @@ def ingest_rows(redis_url: str) -> list[Row]:
             Row("ingest: the bench's own checks", f"exit {code}", "exit 0", "PASS" if code == 0 else "FAIL")]
 
 
+def backtest_rows(redis_url: str, quick: bool) -> list[Row]:
+    """The dry-run backtest over an archive of 100,000 notifications (target: under a minute)."""
+    count = 20_000 if quick else 100_000
+    code, out = _script("backtest_bench.py", ["--count", str(count), "--redis", db_url(redis_url, 10)], 600)
+    found = re.search(r"backtest: ([\d,]+) notifications in ([\d.]+) s", out)
+    if not found:
+        return [Row("backtest", f"no figures (exit {code})", "", "error")]
+    n, seconds = _number(found.group(1)), float(found.group(2))
+    scaled = seconds * 100_000 / n  # a quick run is judged at the rate it showed
+    return [Row(f"backtest: {n:,.0f} notifications (dry run)", f"{seconds:.1f} s = {n / seconds:,.0f}/s",
+                "100,000 in < 60 s", "PASS" if scaled < 60 else "FAIL")]
+
+
 def pipeline_rows(redis_url: str, count: int, noop_count: int) -> list[Row]:
     """The Celery floor (threads, and prefork) and end to end, instant and +50 ms."""
     from celery_noop_bench import measure
@@ -162,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         rows += pipeline_rows(args.redis, 1000 if args.quick else 3000, 2000 if args.quick else 5000)
         print("\n== ingest", flush=True)
         rows += ingest_rows(args.redis)
+        print("\n== backtest", flush=True)
+        rows += backtest_rows(args.redis, args.quick)
     except KeyboardInterrupt:
         print("\ninterrupted; every child process stopped")
         return 130
