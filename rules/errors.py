@@ -16,7 +16,8 @@ here and the worker's sub-bases (in ``worker.errors``) derive from it::
     │   ├── VipTransientError          5xx, timeout, refused connection: retry
     │   └── VipRejectedError           4xx: do not retry; carries VIP's error body
     ├── WalletError                    worker.errors: the operator's wallet
-    │   └── WalletTransientError
+    │   ├── WalletTransientError       unreachable or 5xx: retry
+    │   └── WalletRefusedError         refused (insufficient funds, unknown patron, ...)
     └── StoreError                     worker.errors: Redis unreachable or inconsistent
 
 A message names what was wrong and what to do about it. It never carries a
