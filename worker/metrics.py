@@ -107,7 +107,7 @@ class StoreCollector(Collector):
                                 "Age of the oldest transaction waiting for review (0 when none)", value=age)
         yield GaugeMetricFamily("vipflow_review_overdue", "Transactions waiting for review longer than "
                                 "review.max_age_s", value=overdue)
-        yield GaugeMetricFamily("vipflow_dead_letters", "Entries in the dead-letter list", value=dead)
+        yield GaugeMetricFamily("vipflow_dead_letter_list_size", "Entries in the dead-letter list", value=dead)
         yield GaugeMetricFamily("vipflow_archive_pending", "Archived notifications not decided yet",
                                 value=pending)
 

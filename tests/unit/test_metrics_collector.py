@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from worker.metrics import StoreCollector
+from worker.metrics import StoreCollector, registry_for
 from worker.store.deadletters import DeadLetters
 from worker.store.review import ReviewQueue
 
@@ -34,7 +34,7 @@ def test_gauges_read_redis_at_scrape_time(redis_url: str) -> None:
     assert reg.get_sample_value("vipflow_review_queue_size") == 2
     assert 7190 < (reg.get_sample_value("vipflow_review_oldest_age_seconds") or 0) < 7300
     assert reg.get_sample_value("vipflow_review_overdue") == 1
-    assert reg.get_sample_value("vipflow_dead_letters") == 1
+    assert reg.get_sample_value("vipflow_dead_letter_list_size") == 1
     assert reg.get_sample_value("vipflow_store_up") == 1
     client.close()
 
@@ -54,3 +54,15 @@ def test_unreachable_redis_still_answers_the_scrape() -> None:
     reg = _registry(client)
     assert reg.get_sample_value("vipflow_store_up") == 0
     assert reg.get_sample_value("vipflow_queue_depth") is None
+
+
+def test_collector_joins_the_default_registry_without_clashing(redis_url: str) -> None:
+    """The threads-pool registry takes the collector beside every counter (no duplicated names)."""
+    client = redis.Redis.from_url(redis_url)
+    collector = StoreCollector(client, "mc", "mcq", 3600)
+    registry = registry_for(False, [collector])
+    try:
+        assert registry.get_sample_value("vipflow_store_up") == 1
+    finally:
+        registry.unregister(collector)
+        client.close()
