@@ -13,13 +13,14 @@ import pytest
 import redis
 from prometheus_client import REGISTRY
 
-from rules import RuleBook, load_rulebook
+from rules import RuleBook, RuleError, load_rulebook
 from tests.conftest import FIXTURES, ROOT
 from worker.command import render
-from worker.config import Settings
+from worker.config import RulesSettings, Settings
 from worker.masking import mask_mapping
 from worker.pipeline import Deps, process
 from worker.reload import RuleHolder
+from worker.shadow import shadow_holder
 from worker.store.accounts import AccountCache
 from worker.store.archive import Archive
 from worker.store.records import RecordStore
@@ -194,3 +195,18 @@ def test_without_shadow_rules_nothing_is_recorded(world: World) -> None:
     """rules.shadow unset: no shadow decision on the record."""
     rec = process(_notify(world, "deposit", "shdep0007", "89.76"), replace(world.deps, shadow=None))
     assert rec is not None and rec.shadow_decision is None
+
+
+def test_a_shadow_failing_its_own_tests_is_refused_at_start(tmp_path: Path) -> None:
+    """rules.shadow goes through the live rules' acceptance checks: a failing test case stops the start."""
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "deposit.yaml").write_text(SHADOW_DEPOSIT)
+    (bad / "deposit_test.yaml").write_text(SHADOW_DEPOSIT_TEST.replace("outcome: reject", "outcome: approve"))
+    with pytest.raises(RuleError):
+        shadow_holder(Settings(rules=RulesSettings(shadow=bad)))
+
+
+def test_no_shadow_configured_gives_no_holder() -> None:
+    """rules.shadow null (the default): no shadow holder."""
+    assert shadow_holder(Settings()) is None
