@@ -76,6 +76,8 @@ def run_tx_show(args: argparse.Namespace) -> int:
         print(f"vipflow: no record of transaction {args.transaction_id}", file=sys.stderr)
         return 1
     data = mask_mapping(rec.to_dict())
+    for shown, action in zip(data.get("actions", ()), rec.actions, strict=False):
+        shown["name"] = action.name  # an action name is a constant, but masking hides every "name" key
     if args.json:
         print(json.dumps(data, indent=2, default=str))
     else:

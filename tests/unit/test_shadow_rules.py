@@ -210,3 +210,20 @@ def test_a_shadow_failing_its_own_tests_is_refused_at_start(tmp_path: Path) -> N
 def test_no_shadow_configured_gives_no_holder() -> None:
     """rules.shadow null (the default): no shadow holder."""
     assert shadow_holder(Settings()) is None
+
+
+def test_tx_show_names_the_actions(world: World, redis_url: str, monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """`vipflow tx show` lists action names (masking hides every 'name' key; actions are put back)."""
+    import argparse
+
+    from worker.command import run_tx_show
+
+    process(_notify(world, "withdraw", "shwd0003", "100.00"), world.deps)
+    monkeypatch.delenv("VIPFLOW_CONFIG", raising=False)
+    monkeypatch.setenv("VIPFLOW_REDIS__URL", redis_url)
+    monkeypatch.setenv("VIPFLOW_REDIS__KEY_PREFIX", PREFIX)
+    assert run_tx_show(argparse.Namespace(transaction_id="shwd0003", json=True, config=None)) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert [a["name"] for a in shown["actions"] if a["status"] == "done"] == ["freeze", "approve_attempt", "approve"]
+    assert shown["shadow_decision"]["outcome"] == "approve"
