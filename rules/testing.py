@@ -6,7 +6,7 @@ set of matched rules. Cases run through the production engine (durable_rules).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -76,8 +76,11 @@ def test_file_for(rule_file: Path) -> Path:
 
 def run_tests(paths: list[str | Path]) -> TestReport:
     """Load the rule files under ``paths`` and run the test file beside each."""
-    rulesets = load_rulesets(paths)
-    book = RuleBook(rulesets)
+    return _load_and_test(paths)[1]
+
+
+def _load_and_test(paths: list[str | Path]) -> tuple[RuleBook, TestReport]:
+    book = RuleBook(load_rulesets(paths))
     report = TestReport()
     for path in paths:
         for rule_file in rule_files(path):
@@ -86,7 +89,7 @@ def run_tests(paths: list[str | Path]) -> TestReport:
                 report.untested.append(str(rule_file))
                 continue
             report.results.extend(_run_file(book, tests))
-    return report
+    return book, report
 
 
 def _scalar(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
@@ -148,16 +151,16 @@ def _run_case(book: RuleBook, file: str, ruleset: Any, loader: yaml.SafeLoader,
 
 
 def _with(base: CaseResult, **changes: Any) -> CaseResult:
-    from dataclasses import replace
-
     return replace(base, **changes)
 
 
 def verify_rulebook(path: str | Path) -> RuleBook:
-    """Load the rule files at ``path`` and require their own tests to pass (hot-reload gate)."""
-    report = run_tests([path])
+    """Load the rule files at ``path`` and require their own tests to pass (hot-reload gate).
+
+    The book returned is the one the tests ran against: the files are read once, so an
+    edit landing mid-check can never be accepted untested.
+    """
+    book, report = _load_and_test([path])
     if report.failed:
         raise RuleTestsFailed(report)
-    from rules.book import load_rulebook
-
-    return load_rulebook(path)
+    return book
