@@ -52,6 +52,12 @@ class RuleBook:
         except KeyError:
             raise RuleError(f"no ruleset for transaction type '{transaction_type}'") from None
 
+    def reads(self, transaction_type: str, namespace: str) -> bool:
+        """Whether the ruleset for the type reads facts under ``namespace`` (True without a ruleset:
+        the decision will fail anyway, and asking too much is the safe side)."""
+        ruleset = self.rulesets.get(transaction_type)
+        return ruleset is None or ruleset.reads(namespace)
+
     def decide(self, transaction_type: str, facts: Mapping[str, Any]) -> Decision:
         """Decide nested facts with the ruleset for the transaction type."""
         ruleset = self.get(transaction_type)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import cached_property
 from typing import Literal
 
 Outcome = Literal["approve", "review", "reject"]
@@ -83,6 +84,31 @@ class RuleSet:
     rules: tuple[Rule, ...]
     file: str
     content_hash: str
+
+    @cached_property
+    def fact_paths(self) -> frozenset[str]:
+        """Every fact the rules read, on either side of a comparison."""
+        out: set[str] = set()
+
+        def walk(cond: Condition) -> None:
+            if isinstance(cond, Compare):
+                out.add(cond.path)
+                if isinstance(cond.value, FieldRef):
+                    out.add(cond.value.path)
+            elif isinstance(cond, Not):
+                walk(cond.item)
+            else:
+                for item in cond.items:
+                    walk(item)
+
+        for r in self.rules:
+            walk(r.when)
+        return frozenset(out)
+
+    def reads(self, namespace: str) -> bool:
+        """True when some rule reads a fact under ``namespace`` (``wallet`` reads ``wallet.balance``)."""
+        head = namespace + "."
+        return any(p == namespace or p.startswith(head) for p in self.fact_paths)
 
     def rule(self, rule_id: str) -> Rule:
         """The rule with that id; KeyError when there is none."""

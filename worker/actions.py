@@ -18,7 +18,7 @@ from typing import Any
 
 from worker.errors import WalletRefusedError
 from worker.metrics import ACTIONS, RETRIES
-from worker.store.records import TransactionRecord
+from worker.store.records import RecordWriter, TransactionRecord
 from worker.store.review import ReviewQueue
 from worker.vip.approve import approve_with_reconciliation
 from worker.vip.models import fold, jsonable
@@ -27,7 +27,9 @@ from worker.wallet.protocol import Wallet
 
 log = logging.getLogger("vipflow.actions")
 
-Save = Callable[[TransactionRecord], TransactionRecord]
+# ``save(rec)`` stores at once (every ``started`` step, before its side effect); ``save.stage(rec)``
+# may wait for the next write (a ``done`` step after an idempotent effect): see RecordWriter.
+Save = RecordWriter
 
 # The approval request's fields, in the order of VIP Connect's page examples.
 APPROVAL_FIELDS: dict[str, tuple[str, ...]] = {
@@ -84,7 +86,7 @@ def freeze(rec: TransactionRecord, save: Save, wallet: Wallet, patron_id: str,
         save(rec.with_action("freeze", "failed", {"reason": exc.reason}))
         ACTIONS.labels("freeze", "refused").inc()
         raise FreezeRefused(exc.reason) from None
-    rec = save(replace(rec.with_action("freeze", "done", _json(hold)), state="frozen"))
+    rec = save.stage(replace(rec.with_action("freeze", "done", _json(hold)), state="frozen"))
     ACTIONS.labels("freeze", "done").inc()
     return rec
 
@@ -96,7 +98,7 @@ def release(rec: TransactionRecord, save: Save, wallet: Wallet) -> TransactionRe
         return rec
     rec = save(rec.with_action("release", "started"))
     released = wallet.release(rec.transaction_id)
-    rec = save(rec.with_action("release", "done", {"released": released}))
+    rec = save.stage(rec.with_action("release", "done", {"released": released}))
     ACTIONS.labels("release", "done").inc()
     return rec
 
@@ -108,7 +110,7 @@ def send_to_review(rec: TransactionRecord, save: Save, reviews: ReviewQueue, rea
     rec = save(replace(rec.with_action("review", "started", {"reason": reason}), review_reason=reason))
     reviews.enqueue(rec.transaction_id)
     log.info("sent to review", extra={"transaction_id": rec.transaction_id, "reason": reason})
-    rec = save(replace(rec.with_action("review", "done", {"reason": reason}), state="review"))
+    rec = save.stage(replace(rec.with_action("review", "done", {"reason": reason}), state="review"))
     ACTIONS.labels("review", "done").inc()
     return rec
 
@@ -116,7 +118,7 @@ def send_to_review(rec: TransactionRecord, save: Save, reviews: ReviewQueue, rea
 def reject(rec: TransactionRecord, save: Save, wallet: Wallet) -> TransactionRecord:
     """Record the rejection (VIP Connect has no reject call: not approving is rejecting)."""
     rec = release(rec, save, wallet)
-    rec = save(replace(rec.with_action("reject", "done"), state="rejected"))
+    rec = save.stage(replace(rec.with_action("reject", "done"), state="rejected"))
     ACTIONS.labels("reject", "done").inc()
     return rec
 
@@ -139,7 +141,9 @@ def approve(rec: TransactionRecord, save: Save, vip: VipApi, kind: ApprovalKind,
     state = {"rec": rec}
 
     def on_attempt(attempt: dict[str, Any]) -> None:
-        state["rec"] = save(state["rec"].with_action("approve_attempt", "done", attempt))
+        # A success is stored with the approval's "done" step; anything else at once, before a retry.
+        write = save.stage if attempt.get("outcome") == "approved" else save
+        state["rec"] = write(state["rec"].with_action("approve_attempt", "done", attempt))
 
     outcome = approve_with_reconciliation(
         vip, kind, body, max_attempts=max_attempts, backoff_base_s=backoff_base_s,
@@ -152,7 +156,7 @@ def approve(rec: TransactionRecord, save: Save, vip: VipApi, kind: ApprovalKind,
               "error": outcome.error}
     if outcome.status in ("approved", "already_approved"):
         log.info("approved", extra={"transaction_id": rec.transaction_id, "vip_status": outcome.status})
-        return save(replace(rec.with_action("approve", "done", result), state="approved"))
+        return save.stage(replace(rec.with_action("approve", "done", result), state="approved"))
     rec = save(rec.with_action("approve", "failed", result))
     if outcome.status == "rejected":
         err = outcome.error or {}

@@ -73,7 +73,7 @@ def give_up(entry_id: str, *, archive: Archive, records: RecordStore, reviews: R
         rec = records.load(txid) or TransactionRecord(transaction_id=txid)
         if rec.state not in _SETTLED:
             rec = records.save(rec.with_error(error), lock)
-            actions.send_to_review(rec, lambda r: records.save(r, lock), reviews, error)
+            actions.send_to_review(rec, records.writer(lock), reviews, error)
         archive.mark_processed(entry_id)
     finally:
         lock.release()

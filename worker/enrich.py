@@ -12,11 +12,13 @@ import logging
 from dataclasses import dataclass
 from decimal import Decimal
 
+from redis.exceptions import NoScriptError
+
 from worker.errors import VipApiError, WalletError
 from worker.facts import Enrichment
 from worker.notification import Notification
 from worker.store.accounts import AccountCache
-from worker.store.velocity import VelocityStore
+from worker.store.velocity import Velocity, VelocityStore
 from worker.vip.models import AccountInquiry
 from worker.vip.protocol import VipApi
 from worker.wallet.protocol import Wallet
@@ -24,34 +26,67 @@ from worker.wallet.protocol import Wallet
 log = logging.getLogger("vipflow.enrich")
 
 
+# The sources a rule set may read beyond the notification; velocity is always kept (it is history).
+SOURCES = frozenset({"account", "wallet"})
+
+
 @dataclass(frozen=True)
 class Enriched:
-    """The enrichment and the problems met while gathering it (messages without personal data)."""
+    """The enrichment, the problems met while gathering it (messages without personal data), and
+    the sources not asked because no rule reads them (their facts are unknown on the record)."""
 
     found: Enrichment
     problems: tuple[str, ...] = ()
+    unasked: tuple[str, ...] = ()
 
 
 def enrich(note: Notification, received_at_s: float, *, vip: VipApi, accounts: AccountCache,
-           wallet: Wallet, velocity: VelocityStore) -> Enriched:
-    """Ask VIP Connect (through the cache), the wallet and the velocity store about ``note``."""
+           wallet: Wallet, velocity: VelocityStore, asks: frozenset[str] = SOURCES) -> Enriched:
+    """Ask VIP Connect (through the cache), the wallet and the velocity store about ``note``.
+
+    Only the sources in ``asks`` are asked (the pipeline passes those its rules read).
+    The account-cache read and the velocity script share one Redis round trip.
+    """
     problems: list[str] = []
+    card, product = note.vip_card_number, note.product_type
+    ask_account = "account" in asks and bool(card)
+    observe = bool(card and note.amount is not None and note.transaction_type)
+    cached, seen = _redis_lookups(note, received_at_s, accounts, velocity, ask_account, observe)
     account: AccountInquiry | None = None
-    if note.vip_card_number:
+    if ask_account and card:
         try:
-            account = accounts.inquire(vip, note.vip_card_number, note.product_type)
+            account = accounts.resolve(cached, vip, card, product)
         except VipApiError as exc:
             problems.append(f"account inquiry failed ({type(exc).__name__}); account facts unknown")
     balance: Decimal | None = None
-    if note.patron_id:
+    if "wallet" in asks and note.patron_id:
         try:
             balance = wallet.balance(note.patron_id)
         except WalletError as exc:
             problems.append(f"wallet balance failed ({type(exc).__name__}); wallet.balance unknown")
-    seen = None
-    if note.vip_card_number and note.amount is not None and note.transaction_type:
-        seen = velocity.observe(note.transaction_type, note.vip_card_number, note.transaction_id,
-                                note.amount, received_at_s)
     for problem in problems:
         log.warning(problem, extra={"transaction_id": note.transaction_id})
-    return Enriched(Enrichment(account=account, wallet_balance=balance, velocity=seen), tuple(problems))
+    return Enriched(Enrichment(account=account, wallet_balance=balance, velocity=seen), tuple(problems),
+                    tuple(sorted(SOURCES - asks)))
+
+
+def _redis_lookups(note: Notification, at: float, accounts: AccountCache, velocity: VelocityStore,
+                   ask_account: bool, observe: bool) -> tuple[bytes | None, Velocity | None]:
+    """The cached account (raw) and the velocity windows, in one pipeline (Redis errors propagate)."""
+    for attempt in (1, 2):
+        pipe = accounts.client.pipeline(transaction=False)
+        queued = ask_account and accounts.queue_get(pipe, str(note.vip_card_number), note.product_type)
+        if observe:
+            velocity.queue_observe(pipe, str(note.transaction_type), str(note.vip_card_number),
+                                   note.transaction_id, note.amount or Decimal(0), at)
+        if not (queued or observe):
+            return None, None
+        try:
+            out = pipe.execute()
+        except NoScriptError:
+            if attempt == 2:
+                raise
+            velocity.load_script()  # Redis restarted and forgot the script: load it, run again
+            continue
+        return (out[0] if queued else None), (VelocityStore.parse(out[-1]) if observe else None)
+    raise AssertionError("unreachable")  # pragma: no cover

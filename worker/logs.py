@@ -39,6 +39,9 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str, ensure_ascii=False)
 
 
+_PER_TASK_LOGGERS = ("celery.worker.strategy", "celery.app.trace")
+
+
 def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None:
     """Send the root logger's records to ``stream`` (stderr) as masked JSON lines at ``level``."""
     handler = logging.StreamHandler(stream or sys.stderr)
@@ -48,3 +51,9 @@ def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    # Celery's two lines per task ("received", "succeeded in") say less than the pipeline's own
+    # "decided"/"approved" lines, which carry the transaction id, and cost a masked JSON line each:
+    # they show at DEBUG only. Celery's warnings and errors still show at every level.
+    quiet = logging.DEBUG if logging.getLevelName(level) == logging.DEBUG else logging.WARNING
+    for name in _PER_TASK_LOGGERS:
+        logging.getLogger(name).setLevel(quiet)

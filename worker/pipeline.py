@@ -19,7 +19,7 @@ import redis
 from rules import RuleBook
 from worker import actions, deliveries
 from worker.config import Settings
-from worker.enrich import enrich
+from worker.enrich import SOURCES, enrich
 from worker.errors import StoreError, WalletTransientError
 from worker.facts import build_facts, facts_for_record
 from worker.masking import mask_value
@@ -29,7 +29,7 @@ from worker.shadow import count_shadow, decide_shadow
 from worker.store.accounts import AccountCache
 from worker.store.archive import Archive, ArchivedNotification
 from worker.store.deadletters import DeadLetters
-from worker.store.records import FINAL_STATES, NotificationSeen, RecordStore, TransactionRecord, TxLock
+from worker.store.records import FINAL_STATES, NotificationSeen, RecordStore, TransactionRecord
 from worker.store.review import ReviewQueue
 from worker.store.velocity import VelocityStore
 from worker.vip.protocol import ApprovalKind, VipApi
@@ -79,49 +79,54 @@ def process(entry_id: str, deps: Deps) -> TransactionRecord | None:
         deps.archive.mark_processed(entry_id)
         return None
     book = deps.rules.current()  # read once: a reload mid-task does not change this decision
-    lock = deps.records.lock(entry.transaction_id)
-    lock.acquire(wait_s=min(deps.settings.worker.lock_ttl_s, 30))
+    seen = NotificationSeen(entry.entry_id, entry.kind, entry.status, str(entry.received_at))
+    first = replace(TransactionRecord(transaction_id=entry.transaction_id).with_notification(seen), deliveries=1)
+    # Lock, read the record and (first delivery) store it, in one round trip.
+    lock, rec, created = deps.records.begin(first, wait_s=min(deps.settings.worker.lock_ttl_s, 30))
+    save = deps.records.writer(lock, deferred=True)
+    finished = False
     try:
-        rec = _received(deps.records.load(entry.transaction_id), entry, deps.records, lock)
+        rec = _received(rec, created, entry, save)
         try:
-            rec = _handle(entry, rec, book, deps, lock)
+            rec = _handle(entry, rec, book, deps, save)
         except (StoreError, redis.RedisError, WalletTransientError):
             raise  # redeliver: nothing is lost, every step is recorded and idempotent
         except Exception as exc:
             log.exception("unexpected error; sending to review",
                           extra={"transaction_id": entry.transaction_id})
-            rec = deps.records.load(entry.transaction_id) or rec
-            rec = deps.records.save(rec.with_error(f"unexpected {type(exc).__name__} while processing"), lock)
+            rec = save((save.latest or rec).with_error(f"unexpected {type(exc).__name__} while processing"))
             if rec.state not in ("approved", "rejected", "failed"):
-                rec = actions.send_to_review(rec, _saver(deps.records, lock), deps.reviews,
+                rec = actions.send_to_review(rec, save, deps.reviews,
                                              f"unexpected {type(exc).__name__} while processing")
             deliveries.dead_letter(deps.deadletters, entry_id, rec.transaction_id,
                                    f"unexpected {type(exc).__name__} while processing", rec.deliveries,
                                    deliveries.UNEXPECTED_ERROR)
-        deps.archive.mark_processed(entry_id)
-        return rec
+        # Store what is staged, take the entry off the pending set, release the lock: one round trip.
+        save.finish(processed=(deps.archive.pending_set, entry_id))
+        finished = True
+        return save.latest or rec
     finally:
-        lock.release()
+        if not finished:
+            lock.release()  # staged "done" steps are dropped: the next delivery repeats them safely
 
 
-def _saver(records: RecordStore, lock: TxLock) -> actions.Save:
-    return lambda rec: records.save(rec, lock)
-
-
-def _received(rec: TransactionRecord | None, entry: ArchivedNotification, records: RecordStore,
-              lock: TxLock) -> TransactionRecord:
-    txid = str(entry.transaction_id)
-    rec = rec or TransactionRecord(transaction_id=txid)
+def _received(rec: TransactionRecord, created: bool, entry: ArchivedNotification,
+              save: actions.Save) -> TransactionRecord:
+    """Count this delivery on the record (stored by ``begin`` for a first delivery)."""
+    if created:
+        save.latest = rec
+        log.debug("delivery", extra={"transaction_id": rec.transaction_id, "entry_id": entry.entry_id,
+                                     "kind": entry.kind, "delivery": 1})
+        return rec
     seen = NotificationSeen(entry.entry_id, entry.kind, entry.status, str(entry.received_at))
     rec = replace(rec.with_notification(seen), deliveries=rec.deliveries + 1)
-    log.info("delivery", extra={"transaction_id": txid, "entry_id": entry.entry_id,
-                                "kind": entry.kind, "delivery": rec.deliveries})
-    return records.save(rec, lock)
+    log.info("delivery", extra={"transaction_id": rec.transaction_id, "entry_id": entry.entry_id,
+                                "kind": entry.kind, "delivery": rec.deliveries, "state": rec.state})
+    return save(rec)  # stored before any work: a poison notification's deliveries are counted
 
 
 def _handle(entry: ArchivedNotification, rec: TransactionRecord, book: RuleBook, deps: Deps,
-            lock: TxLock) -> TransactionRecord:
-    save = _saver(deps.records, lock)
+            save: actions.Save) -> TransactionRecord:
     if entry.kind == "error":
         return _failed(entry, rec, save, deps)
     if rec.state in FINAL_STATES:
@@ -147,7 +152,7 @@ def _handle(entry: ArchivedNotification, rec: TransactionRecord, book: RuleBook,
 def _decide(note: Notification, entry: ArchivedNotification, rec: TransactionRecord, book: RuleBook,
             deps: Deps, save: actions.Save) -> TransactionRecord:
     found = enrich(note, entry.received_at / 1000, vip=deps.vip, accounts=deps.accounts,
-                   wallet=deps.wallet, velocity=deps.velocity)
+                   wallet=deps.wallet, velocity=deps.velocity, asks=_asks(str(note.transaction_type), book, deps))
     facts = build_facts(note, found.found, deps.settings.limits)
     decision = book.decide(str(note.transaction_type), facts)
     for problem in found.problems:
@@ -157,16 +162,30 @@ def _decide(note: Notification, entry: ArchivedNotification, rec: TransactionRec
         shadow = decide_shadow(deps.shadow, str(note.transaction_type), facts, decision, rec.transaction_id)
     rec = replace(rec, transaction_type=note.transaction_type, amount=str(note.amount),
                   references=_references(note), decision=decision.to_dict(), shadow_decision=shadow,
-                  facts=facts_for_record(facts), state="decided")
+                  facts=facts_for_record(facts), unasked=found.unasked, state="decided")
     log.info("decided", extra={
         "transaction_id": rec.transaction_id, "outcome": decision.outcome,
         "matched": [m.id for m in decision.matched], "ruleset": decision.ruleset,
         "version": decision.version, "content_hash": decision.content_hash})
-    rec = save(rec)
-    count_decision(decision.ruleset, decision.outcome, decision.matched_ids)  # once stored: counted once
-    if shadow is not None:
-        count_shadow(decision.outcome, shadow)
-    return rec
+
+    def counted() -> None:  # once stored: counted once
+        count_decision(decision.ruleset, decision.outcome, decision.matched_ids)
+        if shadow is not None:
+            count_shadow(decision.outcome, shadow)
+
+    # Stored with the first action's "started" step (before any side effect), or at the end.
+    return save.stage(rec, after=counted)
+
+
+def _asks(transaction_type: str, book: RuleBook, deps: Deps) -> frozenset[str]:
+    """The sources the live rules (and the shadow rules) read for this type: only those are asked."""
+    books = [book]
+    if deps.shadow is not None:
+        try:
+            books.append(deps.shadow.current())
+        except Exception:  # noqa: BLE001 - the candidate must never break the live decision
+            return SOURCES
+    return frozenset(s for s in SOURCES if any(b.reads(transaction_type, s) for b in books))
 
 
 def _act(note: Notification, entry: ArchivedNotification, rec: TransactionRecord, deps: Deps,
@@ -184,7 +203,7 @@ def _act(note: Notification, entry: ArchivedNotification, rec: TransactionRecord
         try:
             rec = actions.freeze(rec, save, deps.wallet, note.patron_id, note.amount)
         except actions.FreezeRefused as exc:
-            rec = deps.records.load(rec.transaction_id) or rec
+            rec = save.latest or rec  # with the refusal, stored by freeze
             return actions.send_to_review(rec, save, deps.reviews, f"the wallet refused the freeze ({exc.reason})")
     if outcome == "approve":
         vip = deps.settings.vip
@@ -211,7 +230,7 @@ def _failed(entry: ArchivedNotification, rec: TransactionRecord, save: actions.S
     rec = actions.release(rec, save, deps.wallet)
     deps.reviews.remove(rec.transaction_id)
     log.info("failed by VIP Connect", extra={"transaction_id": rec.transaction_id})
-    rec = save(replace(rec.with_action("fail", "done", {"vip_error": error}), state="failed"))
+    rec = save.stage(replace(rec.with_action("fail", "done", {"vip_error": error}), state="failed"))
     ACTIONS.labels("fail", "done").inc()
     return rec
 

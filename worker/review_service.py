@@ -100,8 +100,7 @@ def approve(deps: Deps, transaction_id: str, reviewer: str, reason: str | None =
     try:
         rec = queued_record(deps.records, deps.reviews, transaction_id)
 
-        def save(r: TransactionRecord) -> TransactionRecord:
-            return deps.records.save(r, lock)
+        save = deps.records.writer(lock)  # every step stored at once
 
         earlier = rec.last_action("approve")
         if earlier is not None and earlier.status == "done":  # approved, then a crash before dequeueing
@@ -171,8 +170,7 @@ def reject(deps: Deps, transaction_id: str, reviewer: str, reason: str) -> Trans
     try:
         rec = queued_record(deps.records, deps.reviews, transaction_id)
 
-        def save(r: TransactionRecord) -> TransactionRecord:
-            return deps.records.save(r, lock)
+        save = deps.records.writer(lock)  # every step stored at once
 
         last = rec.last_action("approve")
         if last is not None and last.status in ("started", "done"):

@@ -32,10 +32,10 @@ PATRON = "P0001234"
 PREFIX = "dl"
 
 
-class ExplodingWallet(InMemoryWallet):
-    """A wallet whose balance call raises something nobody expects."""
+class ExplodingVip(FakeVip):
+    """A VIP client whose account inquiry raises something nobody expects."""
 
-    def balance(self, patron_id: str) -> Decimal:
+    def account_inquiry(self, vip_card_number: str, product_type: str | None) -> AccountInquiry:
         raise KeyError("boom")
 
 
@@ -63,7 +63,7 @@ def _archive(deps: Deps, txid: str) -> str:
 def test_unexpected_error_is_dead_lettered_and_reviewed(deps: Deps) -> None:
     """An exception the pipeline does not expect: one dead letter with the attempt count, and review."""
     entry = _archive(deps, "dlunexp01")
-    rec = process(entry, replace(deps, wallet=ExplodingWallet({})))
+    rec = process(entry, replace(deps, vip=ExplodingVip({})))
     assert rec is not None and rec.state == "review"
     letters = deps.deadletters.list() if deps.deadletters else []
     assert [(d.entry_id, d.transaction_id, d.attempts) for d in letters] == [(entry, "dlunexp01", 1)]

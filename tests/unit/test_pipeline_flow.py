@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -224,3 +224,55 @@ def test_unexpected_error_goes_to_review_never_approved(world: World) -> None:
     assert rec is not None and rec.state == "review"
     assert world.vip.calls["approve"] == 0
     assert rec.errors and "RuleError" in rec.errors[-1]["message"]
+
+
+class _CountingWallet(InMemoryWallet):
+    def __init__(self, balances: Mapping[str, Decimal]):
+        super().__init__(balances)
+        self.balance_calls = 0
+
+    def balance(self, patron_id: str) -> Decimal | None:
+        self.balance_calls += 1
+        return super().balance(patron_id)
+
+
+def test_only_the_sources_the_rules_read_are_asked(world: World, book: RuleBook) -> None:
+    """The shipped deposit rules read no wallet fact: no balance call, and the record says so;
+    the withdrawal rules read wallet.balance: it is asked and nothing is listed as unasked."""
+    wallet = _CountingWallet({PATRON: Decimal("10000.00")})
+    deps = _deps(world.client, world.vip, wallet, book)
+    dep = process(archive(world, "deposit", deposit("dep000008")), deps)
+    assert dep is not None and dep.state == "approved" and wallet.balance_calls == 0
+    assert dep.unasked == ("wallet",) and dep.facts is not None and dep.facts["wallet"]["balance"] is None
+    wd = process(archive(world, "withdraw", withdraw("wd0000008")), deps)
+    assert wd is not None and wd.state == "approved" and wallet.balance_calls == 1 and wd.unasked == ()
+
+
+class _FinishFails(RecordStore):
+    """A store whose last write of a task fails once, as if Redis went away at that moment."""
+
+    failed = False
+
+    def finish(self, record: Any, lock: Any, processed: Any = None) -> Any:
+        if not self.failed:
+            self.failed = True
+            raise redis.ConnectionError("Redis went away")
+        return super().finish(record, lock, processed)
+
+
+def test_a_lost_final_write_is_reconciled_on_redelivery(world: World, book: RuleBook) -> None:
+    """The approval's "done" step is staged for the task's last write; if that write is lost, the
+    lock is released, the entry stays pending, and the redelivery asks VIP's lookup instead of
+    approving again."""
+    entry = archive(world, "deposit", deposit("dep000009"))
+    deps = _deps(world.client, world.vip, world.wallet, book)
+    failing = replace(deps, records=_FinishFails(world.client, PREFIX, 30))
+    with pytest.raises(redis.ConnectionError):
+        process(entry, failing)
+    assert entry in pending(world) and world.vip.approvals["dep000009"] == 1
+    rec = process(entry, failing)
+    assert rec is not None and rec.state == "approved" and rec.deliveries == 2
+    assert world.vip.approvals["dep000009"] == 1 and world.vip.calls["lookup"] == 1
+    approve = rec.last_action("approve")
+    assert approve is not None and approve.result is not None and approve.result["status"] == "already_approved"
+    assert entry not in pending(world)

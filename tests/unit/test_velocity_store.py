@@ -47,3 +47,24 @@ def test_types_and_cards_are_separate(redis_url: str) -> None:
     store.observe("withdraw", "card2", "tx-00000002", Decimal("1.00"), T0 - 10)
     v = store.observe("withdraw", "card1", "tx-00000003", Decimal("1.00"), T0)
     assert v.counts == {"1h": 0, "24h": 0}
+
+
+def test_entries_older_than_twice_the_widest_window_are_dropped(redis_url: str) -> None:
+    """History past 48 h leaves both keys (the set and the id hash); newer history stays."""
+    client = redis.Redis.from_url(redis_url)
+    store = VelocityStore(client, "t")
+    store.observe("withdraw", "card1", "tx-00000001", Decimal("1.00"), T0 - 3 * 86400)
+    store.observe("withdraw", "card1", "tx-00000002", Decimal("2.00"), T0 - 86400 - 60)  # kept, outside 24h
+    v = store.observe("withdraw", "card1", "tx-00000003", Decimal("3.00"), T0)
+    assert v.counts == {"1h": 0, "24h": 0}
+    assert client.zcard("t:velocity:withdraw:card1") == 2
+    assert sorted(client.hkeys("t:velocity:withdraw:card1:seen")) == [b"tx-00000002", b"tx-00000003"]
+
+
+def test_a_redelivery_with_another_amount_keeps_the_first(redis_url: str) -> None:
+    """The amount first seen for a transaction is the one counted, whatever a later body says."""
+    store = _store(redis_url)
+    store.observe("withdraw", "card1", "tx-00000001", Decimal("1.00"), T0 - 10)
+    store.observe("withdraw", "card1", "tx-00000001", Decimal("900.00"), T0 - 5)
+    v = store.observe("withdraw", "card1", "tx-00000002", Decimal("2.00"), T0)
+    assert v.counts["1h"] == 1 and v.amounts["1h"] == Decimal("1.00")

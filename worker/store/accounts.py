@@ -20,6 +20,7 @@ class AccountCache:
 
     def __init__(self, redis: Any, prefix: str, ttl_s: int):
         self._redis = redis
+        self.client = redis  # enrichment pipelines the cache read with the velocity script
         self._prefix = prefix
         self._ttl_s = ttl_s
 
@@ -28,14 +29,26 @@ class AccountCache:
 
     def inquire(self, api: VipApi, vip_card_number: str, product_type: str | None) -> AccountInquiry:
         """The cached inquiry, else ask VIP Connect (errors propagate) and cache a found account."""
+        raw = self._redis.get(self._key(vip_card_number, product_type)) if self._ttl_s > 0 else None
+        return self.resolve(raw, api, vip_card_number, product_type)
+
+    def queue_get(self, pipe: Any, vip_card_number: str, product_type: str | None) -> bool:
+        """Queue the cache read on pipeline ``pipe`` (False, nothing queued, when caching is off);
+        pass its result to :meth:`resolve`."""
+        if self._ttl_s <= 0:
+            return False
+        pipe.get(self._key(vip_card_number, product_type))
+        return True
+
+    def resolve(self, raw: bytes | None, api: VipApi, vip_card_number: str,
+                product_type: str | None) -> AccountInquiry:
+        """The inquiry from the cache read ``raw``, else from VIP Connect (cached when found)."""
         key = self._key(vip_card_number, product_type)
-        if self._ttl_s > 0:
-            raw = self._redis.get(key)
-            if raw is not None:
-                try:
-                    return AccountInquiry.from_dict(json.loads(raw))
-                except ValueError:
-                    self._redis.delete(key)  # an unreadable entry is asked again, not trusted
+        if raw is not None:
+            try:
+                return AccountInquiry.from_dict(json.loads(raw))
+            except ValueError:
+                self._redis.delete(key)  # an unreadable entry is asked again, not trusted
         inquiry = api.account_inquiry(vip_card_number, product_type)
         if inquiry.found and self._ttl_s > 0:
             self._redis.set(key, json.dumps(inquiry.to_dict()), ex=self._ttl_s)

@@ -97,6 +97,7 @@ class Archive:
         self._prefix = prefix
         self.key = archive_key(prefix)
         self._pending = pending_key(prefix)
+        self.pending_set = self._pending  # the set of entries whose decision is not stored yet
         self._append = client.register_script(_APPEND)
 
     def append(

@@ -13,11 +13,11 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import requests
-from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from worker.config import VipSettings
 from worker.errors import ConfigError, VipRejectedError, VipTransientError
+from worker.httpsession import session_for
 from worker.masking import mask_mapping, mask_text
 from worker.tokens import TokenCache
 from worker.vip.models import (
@@ -88,12 +88,7 @@ class VipClient:
             settings.audience,
             settings.token_ttl_s,
         )
-        if session is None:
-            session = requests.Session()
-            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=64, max_retries=0)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-        self._session = session
+        self._session = session or session_for(self._base)
 
     def _post(self, path: str, body: Mapping[str, Any], what: str) -> tuple[int, Any]:
         headers = {

@@ -30,6 +30,7 @@ import requests
 
 from worker.config import WalletSettings
 from worker.errors import WalletError, WalletRefusedError, WalletTransientError
+from worker.httpsession import session_for
 from worker.masking import mask_text
 from worker.wallet.protocol import Hold
 
@@ -49,7 +50,7 @@ class HttpWallet:
     def __init__(self, settings: WalletSettings, session: requests.Session | None = None):
         self._base = settings.url.rstrip("/")
         self._timeout = settings.timeout_s
-        self._session = session or requests.Session()
+        self._session = session or session_for(self._base)
         self._headers = {"Accept": "application/json"}
         if settings.token is not None:
             self._headers["Authorization"] = f"Bearer {settings.token.get_secret_value()}"
