@@ -80,9 +80,9 @@ def bench_rules(directory: Path) -> Path:
     return out
 
 
-def build_mix(count: int, seed: int) -> list[tuple[str, str, dict[str, Any]]]:
+def build_mix(count: int, seed: int, patrons: int = 500) -> list[tuple[str, str, dict[str, Any]]]:
     """``count`` (kind, expected outcome, body) in the mix the module docstring describes."""
-    from producers.sim.patrons import ONLINE, PREFERRED_BAD, PREFERRED_GOOD
+    from producers.sim.patrons import ONLINE, PREFERRED_BAD, crowd_patron
     from producers.sim.sender import build_notification
 
     rng = random.Random(seed)
@@ -91,10 +91,11 @@ def build_mix(count: int, seed: int) -> list[tuple[str, str, dict[str, Any]]]:
     for i in range(count):
         r = rng.random()
         pascal, as_strings = rng.random() < 0.5, rng.random() < 0.5
+        good = crowd_patron(rng.randrange(patrons))
         kind, want, patron, cents, bank = (
-            ("deposit", "approved", PREFERRED_GOOD, (1_000, 90_000), 0) if r < 0.65 else
+            ("deposit", "approved", good, (1_000, 90_000), 0) if r < 0.65 else
             ("deposit", "approved", ONLINE, (1_000, 30_000), 0) if r < 0.80 else
-            ("withdraw", "approved", PREFERRED_GOOD, (1_000, 1_200), 1) if r < 0.92 else
+            ("withdraw", "approved", good, (1_000, 1_200), 1) if r < 0.92 else
             ("withdraw", "approved", ONLINE, (1_000, 1_200), 1) if r < 0.95 else
             ("deposit", "rejected", PREFERRED_BAD, (1_000, 5_000), 0))
         out.append((kind, want, build_notification(

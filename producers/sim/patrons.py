@@ -9,15 +9,19 @@ ONLINE             7210600003  1000000003  online     bank ****4321 instant-elig
                                                       bank **1111 not eligible (4500.00)
 LOW                7210600004  1000000004  preferred  good standing, availableAmount 25.00
 UNKNOWN_CARD       7210699999  -           -          accountlookup answers 404
+crowd_patron(i)    72108iiiii  2iiiiiiiii  preferred  i < 10,000: PREFERRED_GOOD's twin, its own card
 =================  ==========  ==========  =========  ========================================
 
-Wallet balances: 10000.00, 500.00, 2500.00, 20.00. The personal data below is
-invented, and exists only so the inquiry answers have VIP's real shape.
+Wallet balances: 10000.00, 500.00, 2500.00, 20.00 (and 10000.00 for each crowd
+patron). The crowd lets benchmarks spread traffic over many cards, as real
+traffic is: velocity windows and the account cache then behave as they would in
+production rather than piling every transaction on one card. The personal data
+below is invented, and exists only so the inquiry answers have VIP's real shape.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -125,6 +129,32 @@ UNKNOWN_CARD = "7210699999"
 
 PATRONS: tuple[SimPatron, ...] = (PREFERRED_GOOD, PREFERRED_BAD, ONLINE, LOW)
 BY_CARD = {p.vip_card_number: p for p in PATRONS}
+CROWD_SIZE = 10_000
+_CROWD_PREFIX = "72108"
+
+
+def crowd_patron(i: int) -> SimPatron:
+    """The ``i``-th generated patron (0 <= i < CROWD_SIZE): PREFERRED_GOOD's twin with its own card."""
+    if not 0 <= i < CROWD_SIZE:
+        raise ValueError(f"crowd patron {i} out of range 0..{CROWD_SIZE - 1}")
+    return replace(PREFERRED_GOOD, name=f"CROWD_{i}", vip_card_number=f"{_CROWD_PREFIX}{i:05d}",
+                   patron_id=f"2{i:09d}", id_number=f"6{i:08d}")
+
+
+def find(vip_card_number: str) -> SimPatron | None:
+    """The seeded or crowd patron with this card, or None (VIP answers 404)."""
+    patron = BY_CARD.get(vip_card_number)
+    tail = vip_card_number[len(_CROWD_PREFIX):]
+    if patron is None and vip_card_number.startswith(_CROWD_PREFIX) and len(tail) == 5 and tail.isdigit():
+        return crowd_patron(int(tail))
+    return patron
+
+
+def wallet_balances() -> dict[str, Decimal]:
+    """Every simulated patron's starting wallet balance, by patron id (the crowd included)."""
+    out = {p.patron_id: p.wallet_balance for p in PATRONS}
+    out.update((f"2{i:09d}", PREFERRED_GOOD.wallet_balance) for i in range(CROWD_SIZE))
+    return out
 
 
 def inquiry_response(patron: SimPatron) -> dict[str, Any]:

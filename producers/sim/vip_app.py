@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from producers.sim.patrons import BY_CARD, inquiry_response
+from producers.sim.patrons import BY_CARD, find, inquiry_response
 from producers.sim.state import SimState, vip_error
 from producers.sim.wire import dumps
 from worker.config import Settings
@@ -134,7 +134,7 @@ class VipSim:
         return _json(found) if found else Response(status_code=204)
 
     async def account(self, request: Request) -> Response:
-        """accountlookup by VipAccountNumber (or ID details): the seeded patron, or 404."""
+        """accountlookup by VipAccountNumber (or ID details): a seeded or crowd patron, or 404."""
         body, early = await self._enter(request, "account_lookup")
         if early is not None:
             return early
@@ -143,7 +143,7 @@ class VipSim:
         step = await self._scripted("account", card)
         if isinstance(step, Response):
             return step
-        patron = BY_CARD.get(card) or next(
+        patron = find(card) or next(
             (p for p in BY_CARD.values() if id_number and p.id_number == id_number), None
         )
         if patron is None:

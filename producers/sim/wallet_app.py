@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from producers.sim.patrons import PATRONS
+from producers.sim.patrons import wallet_balances
 from worker.config import Settings
 from worker.errors import WalletRefusedError
 from worker.wallet.fake import InMemoryWallet
@@ -36,7 +36,7 @@ class WalletSim:
 
     def reset(self) -> None:
         """Back to the seeded balances, no holds."""
-        self.wallet = InMemoryWallet({p.patron_id: p.wallet_balance for p in PATRONS})
+        self.wallet = InMemoryWallet(wallet_balances())
         self.requests: Counter[str] = Counter()
 
     def _denied(self, request: Request) -> Response | None:
