@@ -69,6 +69,25 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of process ``pid`` and its live children (a prefork pool's processes)."""
+    total = cpu_seconds(pid)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == str(pid):
+            total += cpu_seconds(int(stat.parent.name))
+    return total
+
+
+def redis_cpu_seconds(client: Any) -> float:
+    """CPU seconds (user + system) the Redis server has used so far, from INFO (any Redis, embedded too)."""
+    info = client.info("cpu")
+    return float(info.get("used_cpu_user", 0.0)) + float(info.get("used_cpu_sys", 0.0))
+
+
 def port_open(port: int) -> bool:
     """True when something accepts connections on 127.0.0.1:``port``."""
     try:

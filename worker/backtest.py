@@ -6,6 +6,11 @@ or the wallet and nothing is written. A transaction never decided has no
 stored facts: it is decided on what its notification alone says (account,
 wallet and velocity unknown) and shown with ``(none)`` recorded. Records are
 read with MGET ``batch`` at a time.
+
+The worker asks only the sources its rules read (``TransactionRecord.unasked``
+lists the others). When the candidate rules read such a source, those facts are
+unknown in the stored record, not absent in the world: the report counts those
+transactions per source (``unasked``) so that their differences are read as such.
 """
 
 from __future__ import annotations
@@ -53,13 +58,14 @@ class BacktestReport:
     differences: list[Difference] = field(default_factory=list)
     before: Counter[str] = field(default_factory=Counter)
     after: Counter[str] = field(default_factory=Counter)
+    unasked: Counter[str] = field(default_factory=Counter)  # source -> transactions decided without it
     interrupted: bool = False
 
     def totals(self) -> dict[str, Any]:
         """The closing totals (as printed after the differences)."""
         return {"transactions": self.transactions, "differences": len(self.differences),
                 "before": dict(sorted(self.before.items())), "after": dict(sorted(self.after.items())),
-                "interrupted": self.interrupted}
+                "unasked": dict(sorted(self.unasked.items())), "interrupted": self.interrupted}
 
 
 def _recorded(rec: TransactionRecord | None) -> tuple[str, tuple[str, ...]]:
@@ -108,6 +114,9 @@ def _compare(report: BacktestReport, ref: Ref, rec: TransactionRecord | None, bo
         report.differences.append(Difference(txid, ttype, recorded, ERROR, error=message))
         return
     report.after[decision.outcome] += 1
+    for source in rec.unasked if rec is not None and rec.decision else ():
+        if book.reads(str(ttype), source):
+            report.unasked[source] += 1
     now = decision.matched_ids
     if decision.outcome != recorded or set(now) != set(was):
         report.differences.append(Difference(

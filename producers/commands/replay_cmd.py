@@ -194,3 +194,7 @@ def _print_backtest(report: Any, *, as_json: bool, max_rows: int) -> None:
     for outcome in sorted(set(report.before) | set(report.after)):
         totals.add_row(outcome, str(report.before.get(outcome, 0)), str(report.after.get(outcome, 0)))
     console.print(totals)
+    for source, n in sorted(report.unasked.items()):
+        console.print(f"note: {n} transactions were decided here on {source}.* facts the live rules never "
+                      f"read, so the worker never asked for them: they are unknown in these records, and "
+                      f"differences in rules that read them say what an unknown {source} does, not the real one")

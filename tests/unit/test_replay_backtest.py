@@ -159,3 +159,26 @@ def test_a_stop_request_ends_the_requeue_early(world: World) -> None:
     publisher = MemoryPublisher()
     report = requeue(_everything(world), world.st, publisher, should_stop=lambda: len(publisher.published) >= 2)
     assert report.interrupted and report.queued == 2 == len(publisher.published)
+
+
+def test_candidate_rules_reading_an_unasked_source_are_flagged(world: World, tmp_path: Path) -> None:
+    """A deposit decided by the shipped rules never asked the wallet; a candidate that reads
+    wallet.balance for deposits sees it unknown, and the report counts that transaction."""
+    body: dict[str, Any] = json.loads((FIXTURES / "vip-connect" / "deposit-approval-request.json").read_text())
+    body.update(TransactionId="dpbt00001", Amount="89.76", VipCardNumber=CARD, PatronId=PATRON)
+    entry = world.st.archive.append("deposit", json.dumps(body).encode(), status="valid",
+                                    transaction_id="dpbt00001", error=None)
+    rec = process(entry, world.deps)
+    assert rec is not None and rec.unasked == ("wallet",)
+    _decided(world, "wdbt00010", "100.00")  # a withdrawal asked the wallet: not counted
+    rules = tmp_path / "rules"
+    shutil.copytree(RULES, rules)
+    text = (rules / "deposit.yaml").read_text()
+    (rules / "deposit.yaml").write_text(text.replace("rules:\n", "rules:\n  - id: wallet-unknown\n"
+                                                     "    when: {wallet.balance: {exists: false}}\n"
+                                                     "    outcome: review\n\n", 1))
+    report = backtest(_everything(world), world.st, load_rulebook(rules), Settings().limits)
+    assert report.unasked == {"wallet": 1} and report.totals()["unasked"] == {"wallet": 1}
+    assert [(d.transaction_id, d.added) for d in report.differences] == [("dpbt00001", ("wallet-unknown",))]
+    same = backtest(_everything(world), world.st, load_rulebook(RULES), Settings().limits)
+    assert not same.unasked
