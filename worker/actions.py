@@ -74,6 +74,12 @@ def _json(value: Any) -> Any:
     return jsonable(value)
 
 
+def _count(action: str, result: str) -> Callable[[], None]:
+    """Count an action's result in the metrics once its step is stored (a step staged and lost in a
+    crash is done again on redelivery, and counted then)."""
+    return lambda: ACTIONS.labels(action, result).inc()
+
+
 def freeze(rec: TransactionRecord, save: Save, wallet: Wallet, patron_id: str,
            amount: Decimal) -> TransactionRecord:
     """Hold ``amount`` in the patron's wallet, keyed by transaction id (at most one hold)."""
@@ -86,9 +92,8 @@ def freeze(rec: TransactionRecord, save: Save, wallet: Wallet, patron_id: str,
         save(rec.with_action("freeze", "failed", {"reason": exc.reason}))
         ACTIONS.labels("freeze", "refused").inc()
         raise FreezeRefused(exc.reason) from None
-    rec = save.stage(replace(rec.with_action("freeze", "done", _json(hold)), state="frozen"))
-    ACTIONS.labels("freeze", "done").inc()
-    return rec
+    return save.stage(replace(rec.with_action("freeze", "done", _json(hold)), state="frozen"),
+                      after=_count("freeze", "done"))
 
 
 def release(rec: TransactionRecord, save: Save, wallet: Wallet) -> TransactionRecord:
@@ -98,9 +103,7 @@ def release(rec: TransactionRecord, save: Save, wallet: Wallet) -> TransactionRe
         return rec
     rec = save(rec.with_action("release", "started"))
     released = wallet.release(rec.transaction_id)
-    rec = save.stage(rec.with_action("release", "done", {"released": released}))
-    ACTIONS.labels("release", "done").inc()
-    return rec
+    return save.stage(rec.with_action("release", "done", {"released": released}), after=_count("release", "done"))
 
 
 def send_to_review(rec: TransactionRecord, save: Save, reviews: ReviewQueue, reason: str) -> TransactionRecord:
@@ -110,17 +113,14 @@ def send_to_review(rec: TransactionRecord, save: Save, reviews: ReviewQueue, rea
     rec = save(replace(rec.with_action("review", "started", {"reason": reason}), review_reason=reason))
     reviews.enqueue(rec.transaction_id)
     log.info("sent to review", extra={"transaction_id": rec.transaction_id, "reason": reason})
-    rec = save.stage(replace(rec.with_action("review", "done", {"reason": reason}), state="review"))
-    ACTIONS.labels("review", "done").inc()
-    return rec
+    return save.stage(replace(rec.with_action("review", "done", {"reason": reason}), state="review"),
+                      after=_count("review", "done"))
 
 
 def reject(rec: TransactionRecord, save: Save, wallet: Wallet) -> TransactionRecord:
     """Record the rejection (VIP Connect has no reject call: not approving is rejecting)."""
     rec = release(rec, save, wallet)
-    rec = save.stage(replace(rec.with_action("reject", "done"), state="rejected"))
-    ACTIONS.labels("reject", "done").inc()
-    return rec
+    return save.stage(replace(rec.with_action("reject", "done"), state="rejected"), after=_count("reject", "done"))
 
 
 def approve(rec: TransactionRecord, save: Save, vip: VipApi, kind: ApprovalKind, body: Mapping[str, Any],
@@ -149,15 +149,16 @@ def approve(rec: TransactionRecord, save: Save, vip: VipApi, kind: ApprovalKind,
         vip, kind, body, max_attempts=max_attempts, backoff_base_s=backoff_base_s,
         backoff_max_s=backoff_max_s, outcome_unknown=outcome_unknown, sleep=sleep, on_attempt=on_attempt)
     rec = state["rec"]
-    ACTIONS.labels("approve", outcome.status).inc()
     if outcome.attempts > 1:
         RETRIES.labels("vip_approval").inc(outcome.attempts - 1)
     result = {"status": outcome.status, "attempts": outcome.attempts, "result": outcome.result,
               "error": outcome.error}
     if outcome.status in ("approved", "already_approved"):
         log.info("approved", extra={"transaction_id": rec.transaction_id, "vip_status": outcome.status})
-        return save.stage(replace(rec.with_action("approve", "done", result), state="approved"))
+        return save.stage(replace(rec.with_action("approve", "done", result), state="approved"),
+                          after=_count("approve", outcome.status))
     rec = save(rec.with_action("approve", "failed", result))
+    ACTIONS.labels("approve", outcome.status).inc()
     if outcome.status == "rejected":
         err = outcome.error or {}
         reason = f"VIP Connect refused the approval (HTTP {err.get('status')}); see its error body"

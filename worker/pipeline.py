@@ -230,9 +230,8 @@ def _failed(entry: ArchivedNotification, rec: TransactionRecord, save: actions.S
     rec = actions.release(rec, save, deps.wallet)
     deps.reviews.remove(rec.transaction_id)
     log.info("failed by VIP Connect", extra={"transaction_id": rec.transaction_id})
-    rec = save.stage(replace(rec.with_action("fail", "done", {"vip_error": error}), state="failed"))
-    ACTIONS.labels("fail", "done").inc()
-    return rec
+    return save.stage(replace(rec.with_action("fail", "done", {"vip_error": error}), state="failed"),
+                      after=lambda: ACTIONS.labels("fail", "done").inc())
 
 
 def _needs_release(rec: TransactionRecord) -> bool:

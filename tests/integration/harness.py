@@ -29,6 +29,16 @@ import requests
 from producers.sim.server import SimProcess, start_simulator
 from worker.tokens import mint
 
+
+def simulator(key: str, operator: str) -> Iterator[SimProcess]:
+    """A simulator process verifying tokens signed with ``key`` for ``operator``, stopped at the end
+    (for a module fixture: ``yield from simulator(KEY, OPERATOR)``)."""
+    proc = start_simulator({"VIPFLOW_VIP__SECRET_KEY1": key, "VIPFLOW_VIP__OPERATOR_ID": operator})
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 

@@ -12,7 +12,8 @@ from decimal import Decimal
 import pytest
 import requests
 
-from producers.sim.server import SimProcess, start_simulator
+from producers.sim.server import SimProcess
+from tests.integration.harness import simulator
 from worker.config import VipSettings
 from worker.errors import VipRejectedError, VipTransientError
 from worker.vip.client import VipClient
@@ -26,11 +27,7 @@ OPERATOR = "operator-faults"
 @pytest.fixture(scope="module")
 def sim() -> Iterator[SimProcess]:
     """A simulator started with a 500 error rate of 0 and scripted faults posted per test."""
-    proc = start_simulator({"VIPFLOW_VIP__SECRET_KEY1": KEY, "VIPFLOW_VIP__OPERATOR_ID": OPERATOR})
-    try:
-        yield proc
-    finally:
-        proc.stop()
+    yield from simulator(KEY, OPERATOR)
 
 
 @pytest.fixture

@@ -14,7 +14,8 @@ import pytest
 import requests
 
 from producers.sim import patrons
-from producers.sim.server import SimProcess, start_simulator
+from producers.sim.server import SimProcess
+from tests.integration.harness import simulator
 from worker.config import VipSettings
 from worker.errors import ConfigError, VipRejectedError, VipTransientError
 from worker.vip.approve import approve_with_reconciliation
@@ -32,11 +33,7 @@ OPERATOR = "operator-contract"
 @pytest.fixture(scope="module")
 def sim() -> Iterator[SimProcess]:
     """One simulator process for the module; faults make lost answers hang 1.5 s."""
-    proc = start_simulator({"VIPFLOW_VIP__SECRET_KEY1": KEY, "VIPFLOW_VIP__OPERATOR_ID": OPERATOR})
-    try:
-        yield proc
-    finally:
-        proc.stop()
+    yield from simulator(KEY, OPERATOR)
 
 
 def vip_settings(base_url: str, **kw: Any) -> VipSettings:

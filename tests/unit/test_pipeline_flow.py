@@ -264,6 +264,12 @@ def test_a_lost_final_write_is_reconciled_on_redelivery(world: World, book: Rule
     """The approval's "done" step is staged for the task's last write; if that write is lost, the
     lock is released, the entry stays pending, and the redelivery asks VIP's lookup instead of
     approving again."""
+    from prometheus_client import REGISTRY
+
+    def counted(status: str) -> float:
+        return REGISTRY.get_sample_value("vipflow_actions_total", {"action": "approve", "result": status}) or 0.0
+
+    before = {s: counted(s) for s in ("approved", "already_approved")}
     entry = archive(world, "deposit", deposit("dep000009"))
     deps = _deps(world.client, world.vip, world.wallet, book)
     failing = replace(deps, records=_FinishFails(world.client, PREFIX, 30))
@@ -276,3 +282,5 @@ def test_a_lost_final_write_is_reconciled_on_redelivery(world: World, book: Rule
     approve = rec.last_action("approve")
     assert approve is not None and approve.result is not None and approve.result["status"] == "already_approved"
     assert entry not in pending(world)
+    # Counted once, when stored: the lost "approved" step was never counted.
+    assert {s: counted(s) - before[s] for s in before} == {"approved": 0, "already_approved": 1}
