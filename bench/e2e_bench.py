@@ -6,9 +6,12 @@ every VIP call), ``vipflow ingest`` and ``--workers`` ``vipflow worker`` process
 one core at a time) as processes on free loopback ports, in a Redis database of their own (flushed),
 with a random SecretKey1 shared through the environment. Sends N signed
 notifications through the ingestor at a high rate and times from the first send
-to the last transaction record reaching a final state (the records'
-``updated_at``). Checks the simulator's approval counts: as many approvals as
-approved records, none twice.
+to the last transaction settling in the ledger (``worker.ledger.states.SETTLED``:
+final, or waiting for a person; the ``transactions.updated_at`` of the last one).
+The workers write the ledger at ``--database``: by default a PostgreSQL database
+of the benchmark's own (``vipflow_bench_e2e``), dropped, created and migrated
+before each run. Checks the simulator's approval counts: as many approvals as
+approved transactions in the ledger, none twice.
 
 The mix (``build_mix``, seeded): 65% deposits by one of 500 crowd patrons
 (PREFERRED_GOOD's twins with their own cards, 10.00-900.00), 15% deposits by
@@ -23,11 +26,20 @@ with only its velocity thresholds raised out of reach (same rules, same
 evaluation work); the shipped thresholds would send some to review.
 
 CPU is measured per notification for every process on the path (workers,
-ingestor, simulator, and Redis through INFO), with the ceilings that follow:
-one worker process cannot go past one core, nor the whole path past the cores.
+ingestor, simulator, Redis through INFO, and the ledger: the PostgreSQL server
+processes of the benchmark's database plus the rest of the server, see
+``_procs.PostgresCpu``), with the ceilings that follow: one worker process
+cannot go past one core, nor the whole path past the cores.
+
+The +latency case is also run on the code before the ledger (``--baseline``,
+default BASELINE_REF): a temporary ``git worktree`` of that commit runs its own
+``bench/e2e_bench.py --only latency`` with the same figures, importing its own
+packages; the ledger's rate must reach RATIO_TARGET of that one.
 
     python bench/e2e_bench.py [--count 3000] [--workers 2] [--concurrency 8] [--latency-concurrency 32]
                               [--latency-ms 50] [--only instant|latency] [--floor 1050]
+                              [--database postgresql+psycopg://postgres@127.0.0.1:5432/vipflow_bench_e2e]
+                              [--baseline d7a1cde|none]
 """
 
 from __future__ import annotations
@@ -38,27 +50,33 @@ import base64
 import json
 import os
 import random
+import re
 import secrets
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import redis
 from _procs import (
+    BENCH_APP,
     DEFAULT_REDIS,
     ROOT,
     Children,
+    PostgresCpu,
+    PostgresCpuUse,
     bench_env,
     cpu_seconds,
     db_url,
     free_port,
     port_open,
     redis_cpu_seconds,
+    run_streaming,
     sigterm_as_interrupt,
     start_sim,
     wait_for,
@@ -66,9 +84,14 @@ from _procs import (
 
 sys.path.insert(0, str(ROOT))
 
-DB = 11
+from worker.ledger.states import SETTLED, State
+
+DB = 11  # the Redis database (flushed); the test suites use 12-15
+DEFAULT_DATABASE = "postgresql+psycopg://postgres@127.0.0.1:5432/vipflow_bench_e2e"
 OPERATOR = "op-bench"
-FINAL = ("approved", "review", "rejected", "failed")
+# The last commit before the ledger (issue 8): the end-to-end rate the ledger is compared with.
+BASELINE_REF = "d7a1cde"
+RATIO_TARGET = 0.90  # the ledger's +latency rate over the baseline's, at least
 # The shipped velocity thresholds, raised out of reach (see the module docstring).
 _VELOCITY = {"{velocity.count_1h: {gte: 5}}": "{velocity.count_1h: {gte: 100000000}}",
              "{velocity.count_24h: {gte: 3}}": "{velocity.count_24h: {gte: 100000000}}",
@@ -172,11 +195,13 @@ class Result:
     approved_twice: int
     workers: int
     expected_approvals: int
-    cpu_ms: dict[str, float]
+    cpu_ms: dict[str, float]  # per notification, by process; "ledger" is the PostgreSQL server's share
+    ledger: PostgresCpuUse | None = None  # the ledger's CPU in detail (None: SQLite, inside the workers)
+    database: str = ""  # where the ledger was (no password)
 
     @property
     def rate(self) -> float:
-        """Notifications decided per second, first send to last final record."""
+        """Notifications decided per second, first send to the last transaction settled in the ledger."""
         return self.count / self.seconds if self.seconds > 0 else 0.0
 
     @property
@@ -185,8 +210,13 @@ class Result:
         return max((v for k, v in self.cpu_ms.items() if k.startswith("worker")), default=0.0) or 1e-9
 
     @property
+    def ledger_cpu_ms(self) -> float:
+        """The ledger's database server's CPU per notification (0.0 when it runs inside the workers)."""
+        return self.cpu_ms.get("ledger", 0.0)
+
+    @property
     def cpu_total_ms(self) -> float:
-        """CPU per notification over every process on the path (workers, ingest, simulator, Redis)."""
+        """CPU per notification over every process on the path (workers, ingest, simulator, Redis, ledger)."""
         return sum(self.cpu_ms.values())
 
     @property
@@ -196,36 +226,108 @@ class Result:
 
     @property
     def correct(self) -> bool:
-        """Every record final, approvals as expected, none twice."""
-        return (self.approved_twice == 0 and self.approvals == self.states.get("approved", 0)
-                == self.expected_approvals and sum(self.states.get(s, 0) for s in FINAL) == self.count)
+        """Every transaction settled, approvals as expected, none twice."""
+        return (self.approved_twice == 0 and self.approvals == self.states.get(State.APPROVED, 0)
+                == self.expected_approvals and sum(self.states.get(s, 0) for s in SETTLED) == self.count)
 
 
-def _records(db: redis.Redis, prefix: str, txids: list[str]) -> list[dict[str, Any] | None]:
-    out: list[dict[str, Any] | None] = []
-    for i in range(0, len(txids), 500):
-        raws = db.mget([f"{prefix}:tx:{t}" for t in txids[i:i + 500]])
-        out.extend(None if r is None else json.loads(r) for r in raws)
-    return out
+def fresh_ledger(url: str) -> None:
+    """Drop and create the ledger's database at ``url`` and migrate it to this code's head.
+
+    PostgreSQL: ``DROP DATABASE ... WITH (FORCE)`` then ``CREATE DATABASE`` through the server's
+    ``postgres`` database. SQLite: the file (an absolute path) and its -wal/-shm are removed."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from worker.ledger.schema import make_engine, upgrade
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        path = parsed.database or ""
+        if not path or path == ":memory:" or not Path(path).is_absolute():
+            raise SystemExit(f"--database {url}: give SQLite as an absolute file path (sqlite:////tmp/bench.db); "
+                             "the workers run in another directory and need a file they share")
+        for suffix in ("", "-wal", "-shm"):
+            Path(path + suffix).unlink(missing_ok=True)
+    else:
+        name = parsed.database or ""
+        if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
+            raise SystemExit(f"--database: {name!r} is not a plain database name (lower case, digits, _)")
+        admin = create_engine(parsed.set(drivername="postgresql+psycopg", database="postgres"),
+                              isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+        finally:
+            admin.dispose()
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+
+
+class LedgerReader:
+    """The benchmark's reads of the ledger: each transaction's state and ``updated_at``
+    (one connection, named BENCH_APP so its work is never counted as the ledger's)."""
+
+    def __init__(self, url: str):
+        from sqlalchemy import create_engine
+        from sqlalchemy.engine import make_url
+
+        from worker.ledger.schema import make_engine
+
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite":
+            self.engine = make_engine(url, pool_size=1)
+        else:
+            self.engine = create_engine(parsed.set(drivername="postgresql+psycopg"), pool_size=1,
+                                        connect_args={"application_name": BENCH_APP})
+
+    def states(self, txids: list[str]) -> dict[str, tuple[str, float]]:
+        """transaction id -> (state, updated_at epoch seconds), for those the ledger holds."""
+        from sqlalchemy import select
+
+        from worker.ledger.tables import transactions as tx
+
+        out: dict[str, tuple[str, float]] = {}
+        with self.engine.connect() as conn:
+            for i in range(0, len(txids), 1000):
+                rows = conn.execute(select(tx.c.transaction_id, tx.c.state, tx.c.updated_at)
+                                    .where(tx.c.transaction_id.in_(txids[i:i + 1000])))
+                out.update((t, (s, float(u))) for t, s, u in rows)
+        return out
+
+    def close(self) -> None:
+        """Close its connection."""
+        self.engine.dispose()
 
 
 def run(base_url: str = DEFAULT_REDIS, *, count: int = 3000, latency_ms: float = 0.0, concurrency: int = 16,
         rate: float = 3000.0, seed: int = 7, warmup: int = 40, timeout_s: float = 150,
-        keep_logs: bool = False, workers: int = 1) -> Result:
-    """One end-to-end run (see the module docstring); a Result."""
+        keep_logs: bool = False, workers: int = 1, database: str = DEFAULT_DATABASE) -> Result:
+    """One end-to-end run (see the module docstring) on a fresh ledger at ``database``; a Result."""
+    from sqlalchemy.engine import make_url
+
     url = db_url(base_url, DB)
     db = redis.Redis.from_url(url)
     db.flushdb()
+    fresh_ledger(database)
+    postgres = make_url(database).get_backend_name() == "postgresql"
     key = secrets.token_bytes(32)
     prefix, queue = "bench", "bench-e2e"
     tmp = Path(tempfile.mkdtemp(prefix="vipflow-e2e-"))
     env = bench_env(url, VIPFLOW_REDIS__KEY_PREFIX=prefix, VIPFLOW_WORKER__QUEUE=queue,
                     VIPFLOW_VIP__SECRET_KEY1=base64.b64encode(key).decode(), VIPFLOW_VIP__OPERATOR_ID=OPERATOR,
                     VIPFLOW_INGEST__AUTH__ISSUER=OPERATOR, VIPFLOW_RULES__PATH=str(bench_rules(tmp)),
-                    VIPFLOW_LOG__LEVEL="INFO",
+                    VIPFLOW_DATABASE__URL=database, VIPFLOW_LOG__LEVEL="INFO",
                     # No metrics port: 9108 is fixed and may be taken; a second worker would collide.
                     VIPFLOW_WORKER__METRICS_PORT="0")
     sim = None
+    reader = LedgerReader(database)
+    pg = PostgresCpu(database) if postgres else None
+    ledger_use = None
     with Children(keep_logs) as children:
         try:
             sim = start_sim(env, *(("--latency-ms", str(latency_ms)) if latency_ms else ()))
@@ -234,43 +336,54 @@ def run(base_url: str = DEFAULT_REDIS, *, count: int = 3000, latency_ms: float =
             ingest = children.start("ingest", ["-m", "producers", "ingest", "--port", str(port)], env)
             pool = [children.start(f"worker{i}", ["-m", "producers", "worker", "--pool", "threads",
                                                   "--concurrency", str(concurrency)], env) for i in range(workers)]
-            worker = pool[0]
             wait_for(lambda: _alive(ingest) and port_open(port), 30, "the ingestor")
             for w in pool:
                 wait_for(lambda w=w: _alive(w) and " ready" in w.output(), 60, "the worker")  # type: ignore[misc]
-            # Warm up (imports, rule engine, token and account caches), then start clean.
+            # Warm up (imports, rule engine, token and account caches, ledger connections), then start clean.
             warm = build_mix(warmup, seed + 1)
-            _drain(db, prefix, queue, [n["TransactionId" if "TransactionId" in n else "transactionId"]
-                                       for _, _, n in warm],
-                   asyncio.run(_send(port, raw_requests(warm, port, key), 200, 8)), worker, 60)
+            _drain(db, reader, queue, [_txid(n) for _, _, n in warm],
+                   asyncio.run(_send(port, raw_requests(warm, port, key), 200, 8)), pool, 60)
             sim.reset()
             mix = build_mix(count, seed)
-            txids = [n["TransactionId" if "TransactionId" in n else "transactionId"] for _, _, n in mix]
+            txids = [_txid(n) for _, _, n in mix]
             payloads = raw_requests(mix, port, key)
             pids = {**{f"worker{i}": w.process.pid for i, w in enumerate(pool)},
                     "ingest": ingest.process.pid, "sim": sim.process.pid}
             cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
             redis0 = redis_cpu_seconds(db)
+            if pg is not None:
+                pg.start()
             start = time.time()
             statuses = asyncio.run(_send(port, payloads, rate, 32))
-            records = _drain(db, prefix, queue, txids, statuses, worker, timeout_s)
-            end = max(float(r["updated_at"]) for r in records)
+            decided = _drain(db, reader, queue, txids, statuses, pool, timeout_s)
+            end = max(updated for _, updated in decided.values())
             cpu_ms = {name: (cpu_seconds(pid) - cpu0[name]) * 1000 / count for name, pid in pids.items()}
             cpu_ms["redis"] = (redis_cpu_seconds(db) - redis0) * 1000 / count
+            if pg is not None:  # before the workers stop: their backends are still there to read
+                ledger_use, pg = pg.stop(), None
+                cpu_ms["ledger"] = ledger_use.ledger * 1000 / count
             approvals = {t: n for t, n in sim.stats()["approvals"].items() if t in set(txids)}
         finally:
+            if pg is not None:
+                pg.stop()
             if sim is not None:
                 sim.stop()
             children.stop_all()
+            reader.close()
             db.flushdb()
             db.close()
             shutil.rmtree(tmp, ignore_errors=True)
     states: dict[str, int] = {}
-    for r in records:
-        states[r["state"]] = states.get(r["state"], 0) + 1
+    for state, _ in decided.values():
+        states[state] = states.get(state, 0) + 1
     return Result(latency_ms, concurrency, count, end - start, states, sum(1 for n in approvals.values() if n),
                   sum(1 for n in approvals.values() if n > 1), workers,
-                  sum(1 for _, want, _ in mix if want == "approved"), cpu_ms)
+                  sum(1 for _, want, _ in mix if want == "approved"), cpu_ms, ledger_use,
+                  make_url(database).render_as_string(hide_password=True))
+
+
+def _txid(note: dict[str, Any]) -> str:
+    return str(note["TransactionId" if "TransactionId" in note else "transactionId"])
 
 
 def _alive(child: Any) -> bool:
@@ -278,19 +391,20 @@ def _alive(child: Any) -> bool:
     return True
 
 
-def _drain(db: redis.Redis, prefix: str, queue: str, txids: list[str], statuses: list[int], worker: Any,
-           timeout_s: float) -> list[dict[str, Any]]:
-    """Wait until every record is final; the records."""
+def _drain(db: redis.Redis, reader: LedgerReader, queue: str, txids: list[str], statuses: list[int],
+           workers: list[Any], timeout_s: float) -> dict[str, tuple[str, float]]:
+    """Wait until every transaction is settled in the ledger; transaction id -> (state, updated_at)."""
     bad = len([s for s in statuses if s != 200])
     if bad:
         raise RuntimeError(f"the ingestor refused {bad} of {len(statuses)} notifications")
     deadline = time.monotonic() + timeout_s
     while True:
-        worker.check()
-        if not db.llen(queue) and not db.hlen("unacked"):
-            records = _records(db, prefix, txids)
-            if all(r is not None and r["state"] in FINAL for r in records):
-                return [r for r in records if r is not None]
+        for w in workers:
+            w.check()
+        if not db.llen(queue) and not db.hlen("unacked"):  # only then is the ledger read (cheap to wait)
+            decided = reader.states(txids)
+            if len(decided) == len(txids) and all(state in SETTLED for state, _ in decided.values()):
+                return decided
         if time.monotonic() > deadline:
             raise RuntimeError(f"not all {len(txids)} notifications were decided within {timeout_s:.0f} s")
         time.sleep(0.05)
@@ -302,10 +416,12 @@ def report(r: Result, floor: float | None) -> list[str]:
     procs = f"{r.workers} workers x " if r.workers > 1 else ""
     lines = [f"e2e  sim +{r.latency_ms:.0f} ms  {procs}threads x{r.concurrency}: {r.count} notifications in "
              f"{r.seconds:.2f} s = {r.rate:,.0f}/s  ({states})",
+             f"     ledger: {r.database}",
              f"     approvals at the simulator: {r.approvals} (expected {r.expected_approvals}), "
              f"approved twice: {r.approved_twice}  -> {'correct' if r.correct else 'INCORRECT'}"]
     cpu = ", ".join(f"{k} {v:.2f}" for k, v in r.cpu_ms.items())
     lines.append(f"     CPU per notification (ms): {cpu}; all {r.cpu_total_ms:.2f}")
+    lines.extend(ledger_lines(r))
     lines.append(f"     CPU ceilings: one worker process <= {1000 / r.worker_cpu_ms:,.0f}/s (one core), "
                  f"this machine <= {r.machine_ceiling:,.0f}/s ({os.cpu_count()} cores / all)")
     if floor:
@@ -313,8 +429,126 @@ def report(r: Result, floor: float | None) -> list[str]:
     return lines
 
 
+def ledger_lines(r: Result) -> list[str]:
+    """What the ledger's share ("ledger" above) counted."""
+    use = r.ledger
+    if use is None:
+        return ["     the ledger's share: inside the workers' own CPU (SQLite, in process)"]
+    per = 1000 / r.count
+    share = r.ledger_cpu_ms / (r.cpu_total_ms or 1e-9)
+    lines = [f"     the ledger's share (PostgreSQL): {r.ledger_cpu_ms:.2f} ms = {share:.0%} of all; counted: "
+             f"{use.backend_count} server processes of database {use.database} {use.backends * per:.2f} ms "
+             f"+ the rest of the server {use.rest * per:.2f} ms",
+             f"       (the rest: postmaster, {', '.join(use.background) or 'no background processes'}, backends "
+             f"that ended between 0.2 s samples; the bench's own ledger reads not counted)"]
+    if use.other_commits > 0 or use.others > 0:
+        lines.append(f"       other databases on the server meanwhile: {use.other_commits} commits, "
+                     f"{use.others * per:.2f} ms in their sessions (not counted): the rest may hold some of their "
+                     "work; the ledger's share is an upper bound")
+    lines.append(f"     the ledger's work per notification: {use.commits / r.count:.1f} commits, "
+                 f"{use.inserted / r.count:.1f} rows inserted, {use.updated / r.count:.1f} updated; "
+                 f"{use.backend_count} server processes (connections) seen in all")
+    return lines
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The +latency run of the code before the ledger (its own bench, in a worktree of ``ref``)."""
+
+    ref: str
+    commit: str
+    count: int
+    seconds: float
+    rate: float  # notifications decided per second, as that code's bench printed it
+    correct: bool
+    output: str = field(repr=False)
+
+
+def _git(*args: str, cwd: Path = ROOT) -> str:
+    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"git {' '.join(args)} failed: {done.stderr.strip()[:300]}")
+    return done.stdout.strip()
+
+
+# Put in the baseline's worktree as sitecustomize.py (PYTHONPATH = that tree, for its bench and for the
+# children its bench starts): the venv's editable install of this checkout adds an import finder that
+# serves any module the tree lacks (worker.ledger, say) from this checkout; this drops it, so the
+# baseline runs its own code and nothing else.
+_SEAL = """import sys
+sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")]
+sys.path_hooks[:] = [h for h in sys.path_hooks if not getattr(h, "__module__", "").startswith("__editable__")]
+sys.path[:] = [p for p in sys.path if not p.endswith(".__path_hook__")]
+"""
+# Run in the worktree with its environment: which packages that tree's bench would import.
+_PROBE = """
+import importlib.util, json, producers, worker
+print(json.dumps({"worker": worker.__file__, "producers": producers.__file__,
+                  "ledger": importlib.util.find_spec("worker.ledger") is not None}))
+"""
+
+
+def run_baseline(ref: str = BASELINE_REF, base_url: str = DEFAULT_REDIS, *, count: int = 3000,
+                 rate: float = 3000.0, latency_ms: float = 50.0, concurrency: int = 32, workers: int = 2,
+                 timeout_s: float = 600) -> Baseline:
+    """Run ``ref``'s own ``bench/e2e_bench.py --only latency`` with these figures, in a temporary
+    ``git worktree`` (removed afterwards) with ``PYTHONPATH`` = that tree and the editable install's
+    finder dropped (``_SEAL``), so its workers import its own ``worker`` and ``producers`` (checked: no
+    ``worker.ledger`` importable, no ledger file made); a Baseline.
+    Its output is printed as it comes, each line after "  baseline | "."""
+    tmp = Path(tempfile.mkdtemp(prefix="vipflow-baseline-"))
+    tree = tmp / "tree"
+    _git("worktree", "add", "--detach", str(tree), ref)
+    try:
+        commit = _git("rev-parse", "--short", "HEAD", cwd=tree)
+        (tree / "sitecustomize.py").write_text(_SEAL, encoding="utf-8")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("VIPFLOW_")}
+        env.update(PYTHONPATH=str(tree), PYTHONUNBUFFERED="1")
+        probe = subprocess.run([sys.executable, "-c", _PROBE], cwd=tree, env=env, capture_output=True, text=True)
+        if probe.returncode:
+            raise RuntimeError(f"{ref}'s packages do not import: {probe.stderr.strip()[-500:]}")
+        found = json.loads(probe.stdout)
+        if found["ledger"] or not all(Path(found[p]).resolve().is_relative_to(tree.resolve())
+                                      for p in ("worker", "producers")):
+            raise RuntimeError(f"the baseline would import {found['worker']} and {found['producers']} "
+                               f"(worker.ledger found: {found['ledger']}), not {ref}'s tree {tree} alone")
+        print(f"  baseline | {ref} = {commit} in {tree}: imports worker and producers from that tree, "
+              "no worker.ledger", flush=True)
+        code, out = run_streaming(
+            [sys.executable, str(tree / "bench" / "e2e_bench.py"), "--only", "latency", "--count", str(count),
+             "--rate", str(rate), "--latency-ms", str(latency_ms), "--latency-concurrency", str(concurrency),
+             "--workers", str(workers), "--redis", base_url],
+            cwd=tree, env=env, timeout_s=timeout_s, prefix="  baseline | ")
+        made = [str(p.relative_to(tree)) for p in tree.glob("var/*.db*")]
+        if made:
+            raise RuntimeError(f"the baseline run created a ledger ({', '.join(made)}): it ran this checkout's code")
+        print(f"  baseline | no ledger created in {tree} (var/*.db): the workers ran {ref}'s code", flush=True)
+        found_rate = re.search(r"(\d+) notifications in ([\d.]+) s = ([\d,]+)/s", out)
+        if not found_rate:
+            raise RuntimeError(f"the baseline's bench printed no rate (exit {code})")
+        return Baseline(ref, commit, int(found_rate.group(1)), float(found_rate.group(2)),
+                        float(found_rate.group(3).replace(",", "")), "-> correct" in out, out)
+    finally:
+        try:
+            _git("worktree", "remove", "--force", str(tree))
+        except RuntimeError:
+            _git("worktree", "prune")
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def compare_lines(base: Baseline, r: Result) -> tuple[list[str], bool]:
+    """The comparison the issue asks for: both rates, their ratio, PASS/FAIL; (lines, met)."""
+    ratio = r.rate / base.rate if base.rate > 0 else 0.0
+    met = base.correct and r.correct and ratio >= RATIO_TARGET
+    return [f"compare  sim +{r.latency_ms:.0f} ms, {r.workers} workers x{r.concurrency}, {r.count} notifications:",
+            f"     baseline {base.ref} ({base.commit}, before the ledger, Redis records): {base.rate:,.0f}/s"
+            f"{'' if base.correct else ' (INCORRECT)'}",
+            f"     ledger ({r.database}): {r.rate:,.0f}/s{'' if r.correct else ' (INCORRECT)'}",
+            f"     ratio {ratio:.2f}, target >= {RATIO_TARGET:.2f}: {'PASS' if met else 'FAIL'}"], met
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run instant and +50 ms, print figures and PASS/FAIL against the targets."""
+    """Run instant and +50 ms (and +50 ms on the baseline), print figures and PASS/FAIL against the targets."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=3000)
     parser.add_argument("--rate", type=float, default=3000.0, help="send rate, notifications per second")
@@ -325,7 +559,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=max(1, min(2, os.cpu_count() or 1)),
                         help="worker processes (default: one per core, at most 2)")
     parser.add_argument("--only", choices=("instant", "latency"), default=None)
-    parser.add_argument("--redis", default=DEFAULT_REDIS, help="Redis server (db 11 is used and flushed)")
+    parser.add_argument("--redis", default=DEFAULT_REDIS, help=f"Redis server (db {DB} is used and flushed)")
+    parser.add_argument("--database", default=DEFAULT_DATABASE,
+                        help="the ledger (dropped, created and migrated before each run)")
+    parser.add_argument("--baseline", default=BASELINE_REF, metavar="REF",
+                        help="the commit the +latency rate is compared with ('none': no comparison)")
     args = parser.parse_args(argv)
     sigterm_as_interrupt()
     floor = args.floor
@@ -335,18 +573,28 @@ def main(argv: list[str] | None = None) -> int:
         floor = measure(args.redis).rate
     ok = True
     if args.only in (None, "instant"):
-        r = run(args.redis, count=args.count, rate=args.rate, concurrency=args.concurrency, workers=args.workers)
+        r = run(args.redis, count=args.count, rate=args.rate, concurrency=args.concurrency, workers=args.workers,
+                database=args.database)
         print("\n".join(report(r, floor)))
         met = r.correct and floor is not None and r.rate >= floor / 2
         print(f"     target >= half the floor ({(floor or 0) / 2:,.0f}/s): {'PASS' if met else 'FAIL'}")
         ok &= met
     if args.only in (None, "latency"):
+        base = None
+        if args.baseline.lower() != "none":
+            base = run_baseline(args.baseline, args.redis, count=args.count, rate=args.rate,
+                                latency_ms=args.latency_ms, concurrency=args.latency_concurrency,
+                                workers=args.workers)
         r = run(args.redis, count=args.count, rate=args.rate, latency_ms=args.latency_ms,
-                concurrency=args.latency_concurrency, workers=args.workers)
+                concurrency=args.latency_concurrency, workers=args.workers, database=args.database)
         print("\n".join(report(r, floor)))
         met = r.correct and r.rate >= 200
         print(f"     target >= 200/s: {'PASS' if met else 'FAIL'}")
         ok &= met
+        if base is not None:
+            lines, met = compare_lines(base, r)
+            print("\n".join(lines))
+            ok &= met
     return 0 if ok else 1
 
 

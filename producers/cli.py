@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "producers.commands.replay_cmd",
     "producers.commands.review_cmd",
     "producers.commands.run_cmd",
+    "producers.commands.db_cmd",
 )
 
 

@@ -18,7 +18,11 @@ here and the worker's sub-bases (in ``worker.errors``) derive from it::
     ├── WalletError                    worker.errors: the operator's wallet
     │   ├── WalletTransientError       unreachable or 5xx: retry
     │   └── WalletRefusedError         refused (insufficient funds, unknown patron, ...)
-    └── StoreError                     worker.errors: Redis unreachable or inconsistent
+    ├── StoreError                     worker.errors: Redis or the ledger unreachable or inconsistent (retried)
+    │   └── LedgerUnavailable          the ledger's database failed or did not answer
+    └── LedgerError                    worker.errors: the ledger refused (not retried)
+        ├── IllegalTransition          worker.ledger.states: a state change the state machine forbids
+        └── SchemaOutdated             the database schema is not the code's: run vipflow db upgrade
 
 A message names what was wrong and what to do about it. It never carries a
 secret or a patron's personal data.

@@ -8,6 +8,7 @@ file, line and rule id, so that ``vipflow rules check`` reports them together.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from decimal import Decimal
@@ -130,7 +131,7 @@ def parse_ruleset(data: bytes, file: str) -> RuleSet:
     if problems.items:
         raise RuleFilesInvalid(problems.items)
     assert ruleset is not None
-    return ruleset
+    return dataclasses.replace(ruleset, text=text)
 
 
 def _ruleset(r: _Reader, root: Node, file: str, digest: str) -> RuleSet | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cached_property
 from typing import Literal
@@ -83,7 +83,8 @@ class RuleSet:
     freeze_on: tuple[Outcome, ...]
     rules: tuple[Rule, ...]
     file: str
-    content_hash: str
+    content_hash: str  # sha256 of the file's bytes: the ledger keeps ``text`` once under it
+    text: str = field(default="", repr=False, compare=False)  # the file as written
 
     @cached_property
     def fact_paths(self) -> frozenset[str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -71,3 +72,140 @@ def redis_url() -> Iterator[str]:
     finally:
         client.flushdb()
         client.close()
+
+
+# --- the ledger's databases ----------------------------------------------------------------------
+# SQLite: a file per test. PostgreSQL: $VIPFLOW_TEST_DATABASE_URL (default: the local server's
+# vipflow_test database, created when missing), migrated once per session and emptied per test.
+TEST_DATABASE_URL = os.environ.get("VIPFLOW_TEST_DATABASE_URL",
+                                   "postgresql+psycopg://postgres@127.0.0.1:5432/vipflow_test")
+_PG_READY: dict[str, str] = {}
+
+
+def pg_admin_url(url: str, database: str = "postgres") -> str:
+    """The same server's ``database`` (to create or drop test databases from)."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(database=database).render_as_string(hide_password=False)
+
+
+def create_pg_database(url: str, *, fresh: bool = False) -> str:
+    """Make sure the database of ``url`` exists (dropped and created again with ``fresh``); returns ``url``."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = make_url(url).database
+    admin = create_engine(pg_admin_url(url), isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    try:
+        with admin.connect() as conn:
+            if fresh:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first()
+            if not exists:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    return url
+
+
+def _pg_unavailable(problem: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"no PostgreSQL at $VIPFLOW_TEST_DATABASE_URL ({problem}); CI must provide one")
+    pytest.skip(f"no PostgreSQL for the ledger's tests ({problem}); set VIPFLOW_TEST_DATABASE_URL to run them")
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A migrated PostgreSQL ledger, emptied at the start of the test."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from worker.ledger import tables
+    from worker.ledger.schema import make_engine, upgrade
+
+    url = TEST_DATABASE_URL
+    if url not in _PG_READY:
+        try:
+            create_pg_database(url)
+            engine = make_engine(url)
+            upgrade(engine)
+            engine.dispose()
+        except Exception as exc:  # noqa: BLE001 - any failure to reach the server means "no PostgreSQL"
+            _pg_unavailable(type(exc).__name__)
+        _PG_READY[url] = url
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            names = ", ".join(t.name for t in tables.metadata.sorted_tables)
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    except SQLAlchemyError as exc:
+        _pg_unavailable(type(exc).__name__)
+    finally:
+        engine.dispose()
+    yield url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A fresh SQLite ledger file (migrated when first opened)."""
+    return f"sqlite:///{tmp_path / 'ledger.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_url(request: pytest.FixtureRequest) -> str:
+    """The ledger's URL, once on SQLite and once on PostgreSQL (the contract tests run on both)."""
+    name = "sqlite_url" if request.param == "sqlite" else "pg_url"
+    return str(request.getfixturevalue(name))
+
+
+@pytest.fixture
+def ledger(sqlite_url: str) -> Iterator[object]:
+    """A Ledger on a fresh SQLite file (the pipeline's unit tests)."""
+    from worker.ledger import Ledger
+
+    led = Ledger.open(sqlite_url)
+    try:
+        yield led
+    finally:
+        led.engine.dispose()
+
+
+@pytest.fixture
+def pg_empty_url() -> Iterator[str]:
+    """An empty PostgreSQL database of its own (``<test database>_empty``), dropped after the test."""
+    from sqlalchemy.engine import make_url
+
+    base = make_url(TEST_DATABASE_URL)
+    url = base.set(database=f"{base.database}_empty").render_as_string(hide_password=False)
+    try:
+        create_pg_database(url, fresh=True)
+    except Exception as exc:  # noqa: BLE001 - any failure to reach the server means "no PostgreSQL"
+        _pg_unavailable(type(exc).__name__)
+    yield url
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(pg_admin_url(url), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+if TYPE_CHECKING:
+    from worker.store.archive import ArchivedNotification, Status
+
+
+def archived_note(entry_id: str, transaction_id: str | None, *, received_at_ms: int = 1_700_000_000_000,
+                  status: Status = "valid", kind: str = "withdraw") -> ArchivedNotification:
+    """An ``ArchivedNotification`` as intake would keep it (a made-up body: no personal data)."""
+    import hashlib
+
+    from worker.store.archive import ArchivedNotification
+
+    body = f'{{"transactionId": "{transaction_id}", "n": "{entry_id}"}}'.encode()
+    return ArchivedNotification(entry_id=entry_id, kind=kind, body=body, received_at=received_at_ms,
+                                status=status, transaction_id=transaction_id,
+                                body_sha256=hashlib.sha256(body).hexdigest(),
+                                error="amount: not a number" if status == "invalid" else None,
+                                route=f"/vip/notify/{kind}")

@@ -17,9 +17,8 @@ from decimal import Decimal
 from typing import Any
 
 from worker.errors import WalletRefusedError
+from worker.ledger import RecordWriter, State, TransactionRecord
 from worker.metrics import ACTIONS, RETRIES
-from worker.store.records import RecordWriter, TransactionRecord
-from worker.store.review import ReviewQueue
 from worker.vip.approve import approve_with_reconciliation
 from worker.vip.models import fold, jsonable
 from worker.vip.protocol import ApprovalKind, VipApi
@@ -92,7 +91,7 @@ def freeze(rec: TransactionRecord, save: Save, wallet: Wallet, patron_id: str,
         save(rec.with_action("freeze", "failed", {"reason": exc.reason}))
         ACTIONS.labels("freeze", "refused").inc()
         raise FreezeRefused(exc.reason) from None
-    return save.stage(replace(rec.with_action("freeze", "done", _json(hold)), state="frozen"),
+    return save.stage(rec.with_action("freeze", "done", _json(hold)).moved(State.FROZEN),
                       after=_count("freeze", "done"))
 
 
@@ -106,25 +105,25 @@ def release(rec: TransactionRecord, save: Save, wallet: Wallet) -> TransactionRe
     return save.stage(rec.with_action("release", "done", {"released": released}), after=_count("release", "done"))
 
 
-def send_to_review(rec: TransactionRecord, save: Save, reviews: ReviewQueue, reason: str) -> TransactionRecord:
-    """Queue the transaction for a human with ``reason`` (kept on the record)."""
-    if rec.state == "review" and rec.action_done("review"):
+def send_to_review(rec: TransactionRecord, save: Save, reason: str) -> TransactionRecord:
+    """Queue the transaction for a human with ``reason`` (kept on the record; the review queue is the
+    ledger's transactions in state ``review``)."""
+    if rec.state == State.REVIEW and rec.action_done("review"):
         return rec
-    rec = save(replace(rec.with_action("review", "started", {"reason": reason}), review_reason=reason))
-    reviews.enqueue(rec.transaction_id)
     log.info("sent to review", extra={"transaction_id": rec.transaction_id, "reason": reason})
-    return save.stage(replace(rec.with_action("review", "done", {"reason": reason}), state="review"),
+    return save.stage(replace(rec.with_action("review", "done", {"reason": reason}),
+                              review_reason=reason).moved(State.REVIEW),
                       after=_count("review", "done"))
 
 
 def reject(rec: TransactionRecord, save: Save, wallet: Wallet) -> TransactionRecord:
     """Record the rejection (VIP Connect has no reject call: not approving is rejecting)."""
     rec = release(rec, save, wallet)
-    return save.stage(replace(rec.with_action("reject", "done"), state="rejected"), after=_count("reject", "done"))
+    return save.stage(rec.with_action("reject", "done").moved(State.REJECTED), after=_count("reject", "done"))
 
 
 def approve(rec: TransactionRecord, save: Save, vip: VipApi, kind: ApprovalKind, body: Mapping[str, Any],
-            *, reviews: ReviewQueue, max_attempts: int, backoff_base_s: float, backoff_max_s: float,
+            *, max_attempts: int, backoff_base_s: float, backoff_max_s: float,
             sleep: Callable[[float], None], retry_failed: bool = False) -> TransactionRecord:
     """Approve at most once through VIP Connect; a refusal or giving up goes to review.
 
@@ -136,8 +135,8 @@ def approve(rec: TransactionRecord, save: Save, vip: VipApi, kind: ApprovalKind,
         return rec
     # A start without a result: the earlier call may have reached VIP. Ask before repeating.
     outcome_unknown = last is not None
-    rec = save(replace(rec.with_action("approve", "started", {"outcome_unknown": outcome_unknown}),
-                       state="approving"))
+    rec = save(rec.with_action("approve", "started", {"outcome_unknown": outcome_unknown})
+               .moved(State.APPROVING))
     state = {"rec": rec}
 
     def on_attempt(attempt: dict[str, Any]) -> None:
@@ -155,7 +154,7 @@ def approve(rec: TransactionRecord, save: Save, vip: VipApi, kind: ApprovalKind,
               "error": outcome.error}
     if outcome.status in ("approved", "already_approved"):
         log.info("approved", extra={"transaction_id": rec.transaction_id, "vip_status": outcome.status})
-        return save.stage(replace(rec.with_action("approve", "done", result), state="approved"),
+        return save.stage(rec.with_action("approve", "done", result).moved(State.APPROVED),
                           after=_count("approve", outcome.status))
     rec = save(rec.with_action("approve", "failed", result))
     ACTIONS.labels("approve", outcome.status).inc()
@@ -164,4 +163,4 @@ def approve(rec: TransactionRecord, save: Save, vip: VipApi, kind: ApprovalKind,
         reason = f"VIP Connect refused the approval (HTTP {err.get('status')}); see its error body"
     else:
         reason = f"VIP Connect could not be reached after {outcome.attempts} attempts"
-    return send_to_review(rec, save, reviews, reason)
+    return send_to_review(rec, save, reason)

@@ -1,11 +1,18 @@
 """The dry-run backtest: decide selected notifications again, in process, and compare.
 
 Each transaction is decided with the given rule book on the facts its record
-stored at decision time (money back to Decimal), so nothing calls VIP Connect
-or the wallet and nothing is written. A transaction never decided has no
-stored facts: it is decided on what its notification alone says (account,
-wallet and velocity unknown) and shown with ``(none)`` recorded. Records are
-read with MGET ``batch`` at a time.
+stored at decision time (money as the strings stored, which the rules read
+exactly), so nothing calls VIP Connect or the wallet and nothing is written.
+A transaction never decided has no stored facts: it is decided on what its
+notification alone says (account, wallet and velocity unknown) and shown with
+``(none)`` recorded.
+
+A time range is streamed from the ledger with constant memory: one query per
+page of notifications brings each one's recorded decision, facts and unasked
+sources (``Ledger.iter_recorded``; a body only where nothing was decided), and
+differences go to ``on_difference`` as they are found (the report keeps the
+first ``keep``). Other selections (ids, dead letters, unfinished) are small:
+their records are read a page at a time with ``Ledger.load_many``.
 
 The worker asks only the sources its rules read (``TransactionRecord.unasked``
 lists the others). When the candidate rules read such a source, those facts are
@@ -15,20 +22,27 @@ transactions per source (``unasked``) so that their differences are read as such
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections import Counter
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from rules import RuleBook, RuleError
 from worker.config import LimitsSettings
 from worker.errors import NotificationError
-from worker.facts import Enrichment, build_facts, facts_from_record
+from worker.facts import Enrichment, build_facts
+from worker.ledger.store import Recorded
 from worker.notification import decode_body, parse_notification
-from worker.replay import Progress, Ref, StopFlag, Stores, parse_record
-from worker.store.records import TransactionRecord
+from worker.replay import Progress, Selected, Selection, StopFlag, Stores, select
 
 NONE = "(none)"
 ERROR = "(error)"
+PAGE = 2000  # notifications per ledger query
+AHEAD = 2  # pages read ahead while one is decided
+T = TypeVar("T")
+_END = object()
 
 
 @dataclass(frozen=True)
@@ -52,104 +66,171 @@ class Difference:
 
 @dataclass
 class BacktestReport:
-    """Differences, and outcome totals before and after, over the transactions decided."""
+    """Outcome totals before and after over the transactions decided, the number of differences, and
+    the first ``keep`` of them (None: all)."""
 
+    keep: int | None = 1000
     transactions: int = 0
+    different: int = 0
     differences: list[Difference] = field(default_factory=list)
     before: Counter[str] = field(default_factory=Counter)
     after: Counter[str] = field(default_factory=Counter)
     unasked: Counter[str] = field(default_factory=Counter)  # source -> transactions decided without it
+    missing: list[str] = field(default_factory=list)  # dead letters' entries no longer stored
     interrupted: bool = False
+    on_difference: Callable[[Difference], None] | None = None
+
+    def add(self, diff: Difference) -> None:
+        """Count one difference, hand it to ``on_difference``, keep it while under ``keep``."""
+        self.different += 1
+        if self.on_difference is not None:
+            self.on_difference(diff)
+        if self.keep is None or len(self.differences) < self.keep:
+            self.differences.append(diff)
 
     def totals(self) -> dict[str, Any]:
         """The closing totals (as printed after the differences)."""
-        return {"transactions": self.transactions, "differences": len(self.differences),
+        return {"transactions": self.transactions, "differences": self.different,
                 "before": dict(sorted(self.before.items())), "after": dict(sorted(self.after.items())),
                 "unasked": dict(sorted(self.unasked.items())), "interrupted": self.interrupted}
 
 
-def _recorded(rec: TransactionRecord | None) -> tuple[str, tuple[str, ...]]:
-    decision = rec.decision if rec is not None else None
-    if not decision:
-        return NONE, ()
-    return str(decision.get("outcome")), tuple(str(m.get("id")) for m in decision.get("matched", ()))
-
-
-def _facts(ref: Ref, rec: TransactionRecord | None, body: bytes | None,
-           limits: LimitsSettings) -> tuple[str | None, dict[str, Any]]:
-    if rec is not None and rec.decision and rec.facts:
-        ttype = rec.transaction_type or str(rec.decision.get("ruleset"))
-        return ttype, facts_from_record(rec.facts)
+def _facts(row: Recorded, st: Stores, limits: LimitsSettings) -> tuple[str | None, Mapping[str, Any]]:
+    if row.decision and row.facts:
+        # The facts as stored, money as strings: the rules engine reads those exactly, as it reads a
+        # Decimal (``rules.facts.prepare``), so they are not converted here first.
+        return row.transaction_type or str(row.decision.get("ruleset")), row.facts
+    body = row.body
     if body is None:
-        raise NotificationError("body", "the archived notification is no longer there (trimmed?)")
-    note = parse_notification(decode_body(body), "withdraw" if ref.kind == "withdraw" else "deposit")
+        entry = st.archive.get(row.entry_id) or st.ledger.notification(row.entry_id)
+        if entry is None:
+            raise NotificationError("body", "the notification is in neither the ledger nor the intake buffer")
+        body = entry.body
+    note = parse_notification(decode_body(body), "withdraw" if row.kind == "withdraw" else "deposit")
     return note.transaction_type, build_facts(note, Enrichment(), limits)
 
 
-def _bodies(st: Stores, entry_ids: list[str]) -> dict[str, bytes]:
-    if not entry_ids:
-        return {}
-    pipe = st.client.pipeline(transaction=False)
-    for entry_id in entry_ids:
-        pipe.xrange(st.archive.key, entry_id, entry_id, count=1)
-    out: dict[str, bytes] = {}
-    for entry_id, rows in zip(entry_ids, pipe.execute(), strict=True):
-        if rows:
-            out[entry_id] = rows[0][1].get(b"body", b"")
-    return out
-
-
-def _compare(report: BacktestReport, ref: Ref, rec: TransactionRecord | None, body: bytes | None,
-             book: RuleBook, limits: LimitsSettings) -> None:
-    txid = str(ref.transaction_id)
-    recorded, was = _recorded(rec)
+def _compare(report: BacktestReport, row: Recorded, st: Stores, book: RuleBook, limits: LimitsSettings) -> None:
+    recorded_decision = row.decision
+    if recorded_decision:
+        recorded = str(recorded_decision.get("outcome"))
+        was = tuple([str(m.get("id")) for m in recorded_decision.get("matched", ())])
+    else:
+        recorded, was = NONE, ()
     report.before[recorded] += 1
-    ttype = rec.transaction_type if rec is not None else None
+    ttype = row.transaction_type
     try:
-        ttype, facts = _facts(ref, rec, body, limits)
+        ttype, facts = _facts(row, st, limits)
         decision = book.decide(str(ttype), facts)
-    except (RuleError, NotificationError, ValueError) as exc:
+    except (RuleError, NotificationError, ValueError, ArithmeticError) as exc:
         report.after[ERROR] += 1
         message = str(exc) if isinstance(exc, RuleError | NotificationError) else type(exc).__name__
-        report.differences.append(Difference(txid, ttype, recorded, ERROR, error=message))
+        report.add(Difference(str(row.transaction_id), ttype, recorded, ERROR, error=message))
         return
     report.after[decision.outcome] += 1
-    for source in rec.unasked if rec is not None and rec.decision else ():
-        if book.reads(str(ttype), source):
-            report.unasked[source] += 1
+    if recorded_decision and row.unasked:
+        for source in row.unasked:
+            if book.reads(str(ttype), source):
+                report.unasked[source] += 1
     now = decision.matched_ids
-    if decision.outcome != recorded or set(now) != set(was):
-        report.differences.append(Difference(
-            txid, ttype, recorded, decision.outcome,
-            added=tuple(i for i in now if i not in was), removed=tuple(i for i in was if i not in now)))
+    if decision.outcome != recorded or (now != was and set(now) != set(was)):
+        report.add(Difference(str(row.transaction_id), ttype, recorded, decision.outcome,
+                              added=tuple(i for i in now if i not in was),
+                              removed=tuple(i for i in was if i not in now)))
 
 
-def backtest(refs: list[Ref], st: Stores, book: RuleBook, limits: LimitsSettings, *, batch: int = 1000,
-             on_progress: Progress | None = None, should_stop: StopFlag | None = None) -> BacktestReport:
-    """Decide each selected transaction once with ``book``; nothing is called and nothing written."""
-    report = BacktestReport()
+def _listed(selected: Selected, st: Stores, page: int) -> Generator[list[Recorded], None, None]:
+    """A small selection's notifications with their transactions' records, ``page`` at a time."""
     seen: set[str] = set()
-    todo: list[Ref] = []
-    for ref in refs:  # one row per transaction: duplicates, conflicts and VIP error notifications aside
-        if ref.status == "invalid" or ref.kind == "error" or not ref.transaction_id:
-            continue
-        if ref.transaction_id not in seen:
-            seen.add(ref.transaction_id)
-            todo.append(ref)
-    for start in range(0, len(todo), batch):
-        if should_stop is not None and should_stop():
-            report.interrupted = True
-            break
-        chunk = todo[start:start + batch]
-        raws = st.client.mget([st.records.record_key(str(r.transaction_id)) for r in chunk])
-        recs = [None if raw is None else parse_record(str(r.transaction_id), raw)
-                for r, raw in zip(chunk, raws, strict=True)]
-        undecided = [r.entry_id for r, rec in zip(chunk, recs, strict=True)
-                     if rec is None or not rec.decision or not rec.facts]
-        bodies = _bodies(st, undecided)
-        for ref, rec in zip(chunk, recs, strict=True):
-            _compare(report, ref, rec, bodies.get(ref.entry_id), book, limits)
-        report.transactions += len(chunk)
-        if on_progress is not None:
-            on_progress(report.transactions, len(todo))
+    refs = list(selected.refs)
+    for start in range(0, len(refs), page):
+        chunk = refs[start:start + page]
+        stored = st.ledger.load_many(list(dict.fromkeys(str(r.transaction_id) for r in chunk if r.transaction_id)))
+        rows: list[Recorded] = []
+        for ref in chunk:
+            found = stored.get(str(ref.transaction_id))
+            rec = found.record if found is not None else None
+            decidable = ref.status != "invalid" and ref.kind != "error" and bool(ref.transaction_id)
+            repeat = decidable and str(ref.transaction_id) in seen
+            if decidable:
+                seen.add(str(ref.transaction_id))
+            rows.append(Recorded(
+                ref.entry_id, ref.kind, ref.status, ref.transaction_id, ref.received_at,
+                rec.transaction_type if rec is not None else None,
+                dict(rec.decision) if rec is not None and rec.decision else None,
+                dict(rec.facts) if rec is not None and rec.facts else None,
+                rec.unasked if rec is not None else (), None, repeat))
+        yield rows
+
+
+def read_ahead(pages: Iterator[T], depth: int = AHEAD) -> Generator[T, None, None]:
+    """``pages``, read by a thread up to ``depth`` pages ahead of the caller: the database works on the
+    next pages while this one is decided. Its errors are raised here; closing this iterator stops it."""
+    ready: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def feed() -> None:
+        try:
+            for page in pages:
+                if not put(page):
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread, raised there
+            put(exc)
+            return
+        put(_END)
+
+    reader = threading.Thread(target=feed, name="vipflow-backtest-read", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item = ready.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        reader.join(timeout=30)
+
+
+def backtest(selection: Selection, st: Stores, book: RuleBook, limits: LimitsSettings, *, page: int = PAGE,
+             keep: int | None = 1000, on_difference: Callable[[Difference], None] | None = None,
+             on_progress: Progress | None = None, should_stop: StopFlag | None = None) -> BacktestReport:
+    """Decide each selected transaction once with ``book`` (its first decidable notification in the
+    selection); nothing is called and nothing written. SelectionError as ``replay.select`` raises it."""
+    report = BacktestReport(keep=keep, on_difference=on_difference)
+    pages: Generator[list[Recorded], None, None]
+    if selection.by_time:
+        total = st.ledger.count_notifications(selection.since_ms, selection.until_ms)
+        pages = read_ahead(st.ledger.iter_recorded(selection.since_ms, selection.until_ms, batch=page))
+    else:
+        selected = select(selection, st)
+        report.missing, total = selected.missing, selected.total
+        pages = _listed(selected, st, page)
+    done = 0
+    try:
+        for rows in pages:
+            if should_stop is not None and should_stop():
+                report.interrupted = True
+                break
+            for row in rows:  # one per transaction: duplicates, invalid bodies and VIP error notifications aside
+                if row.repeat or row.status == "invalid" or row.kind == "error" or not row.transaction_id:
+                    continue
+                _compare(report, row, st, book, limits)
+                report.transactions += 1
+            done += len(rows)
+            if on_progress is not None:
+                on_progress(done, max(done, total))
+    finally:
+        pages.close()  # stops the reader thread when the loop ends early
     return report

@@ -9,24 +9,28 @@ from __future__ import annotations
 import threading
 
 from worker.config import Settings
+from worker.ledger import Ledger
 from worker.pipeline import Deps, RuleSource
 from worker.reload import RuleHolder
 from worker.shadow import shadow_holder
 from worker.store.accounts import AccountCache
 from worker.store.archive import Archive
 from worker.store.connection import connect
-from worker.store.deadletters import DeadLetters
-from worker.store.records import RecordStore
-from worker.store.review import ReviewQueue
+from worker.store.locks import Locks
 from worker.store.velocity import VelocityStore
 from worker.vip.protocol import VipApi
 from worker.wallet.protocol import Wallet
 
 
 def bootstrap(settings: Settings, *, vip: VipApi | None = None, wallet: Wallet | None = None,
-              rules: RuleSource | None = None) -> Deps:
-    """Deps on the configured Redis, VIP Connect client, wallet and rules (each replaceable)."""
+              rules: RuleSource | None = None, ledger: Ledger | None = None) -> Deps:
+    """Deps on the configured Redis, ledger, VIP Connect client, wallet and rules (each replaceable).
+
+    Raises SchemaOutdated when the ledger's PostgreSQL schema is older than the code.
+    """
     client = connect(settings.redis)
+    if ledger is None:
+        ledger = Ledger.open(settings.database.url)
     prefix = settings.redis.key_prefix
     if vip is None:
         from worker.vip.client import VipClient
@@ -47,15 +51,14 @@ def bootstrap(settings: Settings, *, vip: VipApi | None = None, wallet: Wallet |
     return Deps(
         settings=settings,
         archive=Archive(client, prefix),
-        records=RecordStore(client, prefix, settings.worker.lock_ttl_s),
-        reviews=ReviewQueue(client, prefix),
+        ledger=ledger,
+        locks=Locks(client, prefix, settings.worker.lock_ttl_s),
         accounts=AccountCache(client, prefix, settings.vip.account_cache_ttl_s),
         velocity=VelocityStore(client, prefix),
         vip=vip,
         wallet=wallet,
         rules=rules,
         shadow=shadow,
-        deadletters=DeadLetters(client, prefix),
     )
 
 

@@ -1,4 +1,4 @@
-"""``vipflow worker`` (run the Celery worker) and ``vipflow tx show ID [--json]``."""
+"""``vipflow worker`` (run the Celery worker) and ``vipflow tx show ID [--json] [--rules]``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ import argparse
 import json
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from worker.ledger import Ledger
 
 
 def add_parser(subparsers: Any) -> None:
@@ -18,11 +21,13 @@ def add_parser(subparsers: Any) -> None:
     worker.add_argument("--queue", help="queue to consume (default: worker.queue)")
     worker.set_defaults(func=run_worker)
 
-    tx: argparse.ArgumentParser = subparsers.add_parser("tx", help="inspect transaction records")
+    tx: argparse.ArgumentParser = subparsers.add_parser("tx", help="inspect transactions in the ledger")
     tx_sub = tx.add_subparsers(dest="tx_command", required=True, metavar="ACTION")
-    show = tx_sub.add_parser("show", help="show one transaction: notifications, decision, actions")
+    show = tx_sub.add_parser("show", help="show one transaction: its state, decision, notifications and events")
     show.add_argument("transaction_id", metavar="ID")
-    show.add_argument("--json", action="store_true", help="print the record as JSON (masked)")
+    show.add_argument("--json", action="store_true",
+                      help="print {record, events, notifications, rules?} as JSON (masked)")
+    show.add_argument("--rules", action="store_true", help="also print the exact rule text that decided it")
     show.set_defaults(func=run_tx_show)
 
 
@@ -30,9 +35,10 @@ def run_worker(args: argparse.Namespace) -> int:
     """Start Celery's worker with the configured pool, concurrency and queue; its exit code."""
     from worker.celery_app import create_celery
     from worker.config import load_settings
+    from worker.drain import Drainer
+    from worker.ledger import Ledger
     from worker.logs import configure_logging
     from worker.metrics import cleanup_multiprocess, start_worker_metrics
-    from worker.retention import ArchiveTrimmer
     from worker.store.archive import Archive
     from worker.store.connection import connect
 
@@ -42,8 +48,10 @@ def run_worker(args: argparse.Namespace) -> int:
     queue = args.queue or settings.worker.queue
     # Before the pool forks: prefork children must inherit the metrics directory.
     metrics_dir = start_worker_metrics(settings, pool, queue)
-    ArchiveTrimmer(Archive(connect(settings.redis), settings.redis.key_prefix),
-                   settings.archive.retention_days, settings.archive.trim_interval_s).start()
+    ledger = Ledger.open(settings.database.url)  # SchemaOutdated stops the start, naming the command
+    client = connect(settings.redis)
+    Drainer(client, Archive(client, settings.redis.key_prefix), ledger, settings.redis.key_prefix,
+            settings.ledger.drain_interval_s).start()
     app = create_celery(settings)
     import worker.celery_app as celery_app
 
@@ -63,26 +71,62 @@ def run_worker(args: argparse.Namespace) -> int:
 
 
 def run_tx_show(args: argparse.Namespace) -> int:
-    """Print one transaction record, personal data masked; 1 when there is none."""
+    """Print one transaction from the ledger, personal data masked; 1 when there is none or the
+    ledger does not answer."""
     from worker.config import load_settings
-    from worker.masking import mask_mapping
-    from worker.store.connection import connect
-    from worker.store.records import RecordStore
+    from worker.errors import LedgerError, LedgerUnavailable
+    from worker.ledger import Ledger
 
     settings = load_settings(getattr(args, "config", None))
-    store = RecordStore(connect(settings.redis), settings.redis.key_prefix)
-    rec = store.load(args.transaction_id)
-    if rec is None:
-        print(f"vipflow: no record of transaction {args.transaction_id}", file=sys.stderr)
+    ledger: Ledger | None = None
+    try:
+        ledger = Ledger.open(settings.database.url)
+        view = tx_view(ledger, args.transaction_id, rules=bool(getattr(args, "rules", False)))
+    except (LedgerUnavailable, LedgerError) as exc:
+        print(f"vipflow: {exc}", file=sys.stderr)
         return 1
-    data = mask_mapping(rec.to_dict())
-    for shown, action in zip(data.get("actions", ()), rec.actions, strict=False):
-        shown["name"] = action.name  # an action name is a constant, but masking hides every "name" key
+    finally:
+        if ledger is not None:
+            ledger.engine.dispose()
+    if view is None:
+        print(f"vipflow: no record of transaction {args.transaction_id} in the ledger", file=sys.stderr)
+        return 1
     if args.json:
-        print(json.dumps(data, indent=2, default=str))
-    else:
-        print(render(data))
+        print(json.dumps(view, indent=2, default=str))
+        return 0
+    print(render(view["record"], view["events"], view["notifications"]))
+    if "rules" in view:
+        print(render_rules(view["record"], view["rules"]))
     return 0
+
+
+def tx_view(ledger: Ledger, transaction_id: str, *, rules: bool = False) -> dict[str, Any] | None:
+    """``{record, events, notifications}`` of one transaction (``rules`` too when asked: the rule text by
+    the decision's content hash, None when the ledger lacks it), masked; None when there is no record.
+
+    Notification bodies are never included; rule text is the operator's, shown exactly.
+    """
+    from worker.masking import mask_mapping
+
+    stored = ledger.load(transaction_id)
+    if stored is None:
+        return None
+    rec = stored.record
+    record = mask_mapping(rec.to_dict())
+    for shown, action in zip(record.get("actions", ()), rec.actions, strict=False):
+        shown["name"] = action.name  # an action name is a constant, but masking hides every "name" key
+    events = ledger.events(transaction_id)
+    masked_events = mask_mapping([e.to_dict() for e in events])
+    for shown, event in zip(masked_events, events, strict=True):
+        shown["name"] = event.name
+    notes = mask_mapping([{"entry_id": n.entry_id, "kind": n.kind, "status": n.status, "route": n.route,
+                           "received_at_ms": n.received_at, "error": n.error}
+                          for n in ledger.notifications_of(transaction_id)])
+    view: dict[str, Any] = {"record": record, "events": masked_events, "notifications": notes}
+    if rules:
+        content_hash = (rec.decision or {}).get("content_hash")
+        view["rules"] = ledger.ruleset(str(content_hash)) if content_hash else None
+    return view
 
 
 def _t(epoch: Any) -> str:
@@ -95,22 +139,32 @@ def _t(epoch: Any) -> str:
     return datetime.fromtimestamp(value, UTC).isoformat(timespec="seconds")
 
 
-def render(rec: dict[str, Any]) -> str:
-    """A readable text view of a (masked) record."""
+def render(rec: dict[str, Any], events: list[dict[str, Any]] | None = None,
+           notifications: list[dict[str, Any]] | None = None) -> str:
+    """A readable text view of a (masked) record; with the ledger's ``events`` and ``notifications``
+    (see :func:`tx_view`) these replace the record's own action and notification lists."""
     lines = [f"transaction {rec['transaction_id']}  {rec.get('transaction_type') or '?'}  "
-             f"amount {rec.get('amount') or '?'}  state {rec['state'].upper()}",
+             f"amount {rec.get('amount') or '?'}  state {str(rec['state']).upper()}",
              f"deliveries {rec.get('deliveries', 0)}"]
     refs = {k: v for k, v in (rec.get("references") or {}).items() if v is not None}
     if refs:
         lines.append("references " + ", ".join(f"{k}={v}" for k, v in refs.items()))
     lines.append("notifications received:")
-    for n in rec.get("notifications", ()):
-        lines.append(f"  {_t(n['received_at'])}  {n['kind']:<8} {n['status']:<8} entry {n['entry_id']}")
+    if notifications is None:
+        for n in rec.get("notifications", ()):
+            lines.append(f"  {_t(n['received_at'])}  {n['kind']:<8} {n['status']:<8} entry {n['entry_id']}")
+    else:
+        for n in notifications:
+            why = f"  ({n['error']})" if n.get("error") else ""
+            lines.append(f"  {_t(n['received_at_ms'])}  {n['kind']:<8} {n['status']:<8} entry {n['entry_id']}"
+                         f"  {n.get('route') or ''}{why}")
     decision = rec.get("decision")
     if decision:
         lines.append(f"decision: {decision['outcome'].upper()} by ruleset {decision['ruleset']} "
                      f"v{decision['version']} ({decision['content_hash'][:12]})"
                      + (" [default: no rule matched]" if decision.get("used_default") else ""))
+        if events is not None:
+            lines.append(f"  rules hash {decision['content_hash']} (the text: vipflow tx show ID --rules)")
         for m in decision.get("matched", ()):
             lines.append(f"  matched {m['id']} -> {m['outcome']}: {m.get('description', '')}")
     else:
@@ -125,8 +179,12 @@ def render(rec: dict[str, Any]) -> str:
                 lines.append(f"  shadow matched {m['id']} -> {m['outcome']}")
         else:
             lines.append(f"shadow decision: none ({shadow.get('error')})")
-    if rec.get("review_reason"):
+    if rec.get("review_reason") and rec.get("state") == "review":
         lines.append(f"review: {rec['review_reason']}")
+    if events is not None:
+        lines.append("events (seq, time, kind, step, actor, state after, data):")
+        lines.extend(_event_line(e) for e in events)
+        return "\n".join(lines)
     lines.append("actions:")
     for a in rec.get("actions", ()):
         result = json.dumps(a["result"], default=str) if a.get("result") else ""
@@ -134,3 +192,27 @@ def render(rec: dict[str, Any]) -> str:
     for e in rec.get("errors", ()):
         lines.append(f"error {_t(e.get('at'))}: {e.get('message')}")
     return "\n".join(lines)
+
+
+def _event_line(e: dict[str, Any]) -> str:
+    step = " ".join(str(p) for p in (e.get("name"), e.get("status")) if p)
+    data = e.get("data") or {}
+    if e.get("kind") == "decided":  # the decision is shown above; its facts are in --json
+        d = data.get("decision") or {}
+        shown = (f"outcome {d.get('outcome')}, matched [{', '.join(str(m.get('id')) for m in d.get('matched', ()))}],"
+                 f" ruleset {d.get('ruleset')} v{d.get('version')} ({str(d.get('content_hash'))[:12]})")
+    else:
+        shown = json.dumps(data, default=str) if data else ""
+    return (f"  #{e['seq']:<3} {_t(e['at'])}  {e['kind']:<11} {step:<24} {e.get('actor') or '-':<20} "
+            f"-> {e['state']:<10} {shown}").rstrip()
+
+
+def render_rules(rec: dict[str, Any], rules: dict[str, Any] | None) -> str:
+    """The rule text that decided ``rec`` (from :func:`tx_view`), or why it cannot be shown."""
+    content_hash = (rec.get("decision") or {}).get("content_hash")
+    if content_hash is None:
+        return "rules: no decision yet, so no rule text"
+    if rules is None:
+        return f"rules: the text of ruleset {content_hash} is not in the ledger (decided before the ledger kept it?)"
+    return (f"rules: ruleset {rules['name']} v{rules['version']} from {rules['file']}, sha256 {rules['content_hash']},"
+            f" first used {_t(rules['first_used_at'])}\n{rules['text'].rstrip()}")

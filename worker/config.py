@@ -180,9 +180,22 @@ class WorkerSettings(_Section):
     lock_ttl_s: int = Field(120, ge=5)
 
 
-class ArchiveSettings(_Section):
-    retention_days: float = Field(30, gt=0)
-    trim_interval_s: float = Field(3600, gt=0)
+class DatabaseSettings(_Section):
+    # The ledger. Relative SQLite paths are relative to the working directory.
+    url: str = "sqlite:///var/vipflow.db"
+
+    @model_validator(mode="after")
+    def _check(self) -> DatabaseSettings:
+        if not self.url.startswith(("sqlite:///", "postgresql://", "postgresql+psycopg://")):
+            raise ValueError("use sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DATABASE")
+        return self
+
+
+class LedgerSettings(_Section):
+    dedupe_window_s: int = Field(7 * 86_400, ge=60)  # Redis forgets a final transaction after this
+    retention_days: int = Field(2555, ge=1)  # seven years; `vipflow db prune` deletes what is older
+    actor: str | None = None  # who the CLI records for human actions; default: the operating-system user
+    drain_interval_s: float = Field(5.0, gt=0)  # how often a worker moves the intake buffer into the ledger
 
 
 class ReviewSettings(_Section):
@@ -222,7 +235,8 @@ class Settings(BaseSettings):
     limits: LimitsSettings = LimitsSettings()
     wallet: WalletSettings = WalletSettings()
     worker: WorkerSettings = WorkerSettings()
-    archive: ArchiveSettings = ArchiveSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    ledger: LedgerSettings = LedgerSettings()
     review: ReviewSettings = ReviewSettings()
     log: LogSettings = LogSettings()
 

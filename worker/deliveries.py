@@ -1,25 +1,28 @@
 """Dead letters and the delivery limit: nothing loops forever.
 
-A notification ends in the dead-letter list (``worker.store.deadletters``) with
-its error and attempt count, and its transaction in review, when:
+A notification ends in the ledger's dead letters (``dead_letters`` table, and a
+``dead_letter`` event on its transaction) with its error and attempt count, and
+its transaction in review, when:
 
 - its task failed past the retry limit, or raised something the pipeline did
   not expect (:func:`give_up`, from the task; :func:`dead_letter`, from the pipeline);
-- it keeps killing its worker: deliveries are counted on the transaction record
-  before any work, and a delivery past ``worker.max_deliveries`` does nothing but
-  this (:func:`stop_redelivery`), so the task is acknowledged and not seen again.
+- it keeps killing its worker: deliveries are counted in the ledger before any
+  work, and a delivery past ``worker.max_deliveries`` does nothing but this
+  (:func:`stop_redelivery`), so the task is acknowledged and not seen again.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 
 from worker import actions
+from worker.ledger import Ledger, RecordWriter, TransactionRecord
+from worker.ledger.events import NewEvent
+from worker.ledger.states import is_settled
 from worker.metrics import DEAD_LETTERS
 from worker.store.archive import Archive
-from worker.store.deadletters import DeadLetters
-from worker.store.records import LockBusy, RecordStore, TransactionRecord
-from worker.store.review import ReviewQueue
+from worker.store.locks import LockBusy, Locks
 
 log = logging.getLogger("vipflow.deliveries")
 
@@ -27,53 +30,64 @@ log = logging.getLogger("vipflow.deliveries")
 RETRIES_EXHAUSTED = "retries_exhausted"
 UNEXPECTED_ERROR = "unexpected_error"
 MAX_DELIVERIES = "max_deliveries"
-# States in which nothing is left to escalate: already in a person's hands, or finished.
-_SETTLED = frozenset({"approved", "rejected", "failed", "review"})
 
 
-def dead_letter(letters: DeadLetters | None, entry_id: str, transaction_id: str | None, error: str,
-                attempts: int, reason: str) -> None:
-    """Append one dead letter (``error`` must be free of personal data) and count it by ``reason``."""
+def _event(entry_id: str, error: str, attempts: int, reason: str) -> NewEvent:
+    return NewEvent("dead_letter", time.time(), data={"entry_id": entry_id, "error": error,
+                                                      "attempts": attempts, "reason": reason})
+
+
+def dead_letter(ledger: Ledger, entry_id: str, transaction_id: str | None, error: str, attempts: int,
+                reason: str, save: RecordWriter | None = None) -> None:
+    """Keep one dead letter (``error`` must be free of personal data), count it by ``reason``, and with
+    ``save`` (the transaction's writer) add a ``dead_letter`` event to its log."""
     DEAD_LETTERS.labels(reason).inc()
     log.error("dead letter", extra={"transaction_id": transaction_id, "entry_id": entry_id,
                                     "error": error, "attempts": attempts, "reason": reason})
-    if letters is None:  # tests that build Deps without a dead-letter list
-        return
-    letters.push(entry_id, transaction_id, error, attempts)
+    ledger.add_dead_letter(entry_id, transaction_id, error, reason, attempts)
+    if save is not None and save.latest is not None:
+        save(save.latest, extra=[_event(entry_id, error, attempts, reason)])
 
 
-def stop_redelivery(entry_id: str, rec: TransactionRecord, save: actions.Save, reviews: ReviewQueue,
-                    letters: DeadLetters | None, max_deliveries: int) -> TransactionRecord:
+def stop_redelivery(entry_id: str, rec: TransactionRecord, save: actions.Save, ledger: Ledger,
+                    max_deliveries: int) -> TransactionRecord:
     """A delivery past the limit: dead letter and review, nothing else (the task is then acknowledged)."""
     error = f"delivered {rec.deliveries} times without finishing (limit {max_deliveries})"
-    dead_letter(letters, entry_id, rec.transaction_id, error, rec.deliveries, MAX_DELIVERIES)
-    return actions.send_to_review(rec, save, reviews, error)
+    dead_letter(ledger, entry_id, rec.transaction_id, error, rec.deliveries, MAX_DELIVERIES, save=save)
+    return actions.send_to_review(save.latest or rec, save, error)
 
 
-def give_up(entry_id: str, *, archive: Archive, records: RecordStore, reviews: ReviewQueue,
-            letters: DeadLetters, error: str, attempts: int, reason: str, lock_wait_s: float = 10.0) -> None:
+def give_up(entry_id: str, *, archive: Archive, ledger: Ledger, locks: Locks, error: str, attempts: int,
+            reason: str, lock_wait_s: float = 10.0) -> None:
     """The task stops trying ``entry_id``: dead letter, and its transaction to review when the lock allows.
 
-    Raises (StoreError, RedisError) when Redis cannot take even the dead letter:
-    the archive then keeps the entry pending for ``vipflow replay --unprocessed``.
+    Raises StoreError when neither Redis nor the ledger can take even the dead letter:
+    the intake buffer then keeps the entry pending for ``vipflow replay --unprocessed``.
     """
-    entry = archive.get(entry_id)
+    entry = archive.get(entry_id) or ledger.notification(entry_id)
     txid = entry.transaction_id if entry is not None else None
-    dead_letter(letters, entry_id, txid, error, attempts, reason)
-    if txid is None:
+    if txid is None or entry is None:
+        dead_letter(ledger, entry_id, txid, error, attempts, reason)
         return
-    lock = records.lock(txid)
+    lock = locks.lock(txid)
     try:
         lock.acquire(wait_s=lock_wait_s)
     except LockBusy:
+        dead_letter(ledger, entry_id, txid, error, attempts, reason)
         log.warning("dead letter left for replay: another worker holds the transaction",
                     extra={"transaction_id": txid, "entry_id": entry_id})
         return
+    finished = False
     try:
-        rec = records.load(txid) or TransactionRecord(transaction_id=txid)
-        if rec.state not in _SETTLED:
-            rec = records.save(rec.with_error(error), lock)
-            actions.send_to_review(rec, records.writer(lock), reviews, error)
-        archive.mark_processed(entry_id)
+        stored = ledger.load(txid)
+        save = RecordWriter(ledger, lock, stored, notification=entry)
+        rec = stored.record if stored else TransactionRecord(transaction_id=txid)
+        rec = save(rec.with_error(error))
+        dead_letter(ledger, entry_id, txid, error, attempts, reason, save=save)
+        if not is_settled(rec.state):
+            actions.send_to_review(save.latest or rec, save, error)
+        save.finish(done_entry=entry_id)
+        finished = True
     finally:
-        lock.release()
+        if not finished:
+            lock.release()

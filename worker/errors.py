@@ -68,4 +68,16 @@ class WalletTransientError(WalletError):
 
 
 class StoreError(VipflowError):
-    """Redis is unreachable or holds something vipflow did not expect."""
+    """Redis or the ledger is unreachable or holds something vipflow did not expect: retried."""
+
+
+class LedgerUnavailable(StoreError):
+    """The ledger's database failed or did not answer (the work is retried; nothing is lost)."""
+
+
+class LedgerError(VipflowError):
+    """The ledger refused something: an illegal state change, a schema older than the code."""
+
+
+class SchemaOutdated(LedgerError):
+    """The ledger's schema is older (or newer) than this code; the message names the command to run."""

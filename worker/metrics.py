@@ -1,4 +1,5 @@
-"""The worker's Prometheus metrics, the collector that reads Redis at scrape time, and the HTTP port.
+"""The worker's Prometheus metrics, the collector that reads Redis and the ledger at scrape time, and the
+HTTP port.
 
 Label values come from closed sets (outcomes, action names, results, VIP
 endpoints) or from rule ids, which operators write as constants in rule files;
@@ -16,15 +17,18 @@ import logging
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from worker.config import Settings
+from worker.store import keys
+
+if TYPE_CHECKING:
+    from worker.ledger import Ledger
 
 log = logging.getLogger("vipflow.metrics")
 
@@ -65,51 +69,71 @@ def count_decision_dict(decision: Mapping[str, Any]) -> None:
                    [str(m.get("id")) for m in decision.get("matched", ())])
 
 
-class StoreCollector(Collector):
-    """Gauges read from Redis at scrape time: queue depth, review queue, dead letters, pending archive."""
+_GAUGES = ("vipflow_store_up", "vipflow_queue_depth", "vipflow_archive_pending", "vipflow_ledger_up",
+           "vipflow_review_queue_size", "vipflow_review_oldest_age_seconds", "vipflow_review_overdue",
+           "vipflow_dead_letter_list_size")
 
-    def __init__(self, redis: Any, prefix: str, queue: str, review_max_age_s: float):
+
+class StoreCollector(Collector):
+    """Gauges read at scrape time: the Celery queue depth and the intake buffer's pending set from Redis;
+    the review queue and the dead letters from the ledger. Each store answers its own ``_up`` gauge."""
+
+    def __init__(self, redis: Any, prefix: str, queue: str, review_max_age_s: float, ledger: Ledger):
         self._redis = redis
         self._prefix = prefix
         self._queue = queue
         self._max_age_s = review_max_age_s
+        self._ledger = ledger
 
-    def _queue_depth(self) -> int:
+    def _read_redis(self) -> tuple[int, int]:
+        """(tasks in the Celery queue, intake buffer entries whose task has not finished): one round trip."""
         # Celery's Redis transport keeps priorities 3, 6 and 9 in lists named queue + '\x06\x16' + priority.
         names = [self._queue] + [f"{self._queue}\x06\x16{p}" for p in (3, 6, 9)]
         pipe = self._redis.pipeline(transaction=False)
         for name in names:
             pipe.llen(name)
-        return sum(int(n) for n in pipe.execute())
+        pipe.scard(keys.pending(self._prefix))
+        *depths, pending = pipe.execute()
+        return sum(int(n) for n in depths), int(pending)
+
+    def describe(self) -> Iterator[Metric]:
+        """The gauges' names, without reading either store (registering must not need Redis or the ledger)."""
+        for name in _GAUGES:
+            yield GaugeMetricFamily(name, name)
 
     def collect(self) -> Iterator[Metric]:
-        """One Redis round trip per gauge; on a Redis failure only ``vipflow_store_up 0``."""
-        now = time.time()
-        review = f"{self._prefix}:review"
+        """One Redis round trip and two ledger queries; a store that fails gives only its ``_up 0``."""
+        yield from self._redis_gauges()
+        yield from self._ledger_gauges()
+
+    def _redis_gauges(self) -> Iterator[Metric]:
         try:
-            depth = self._queue_depth()
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.zcard(review)
-            pipe.zrange(review, 0, 0, withscores=True)
-            pipe.zcount(review, "-inf", now - self._max_age_s)
-            pipe.llen(f"{self._prefix}:dlq")
-            pipe.scard(f"{self._prefix}:archive:pending")
-            size, oldest, overdue, dead, pending = pipe.execute()
+            depth, pending = self._read_redis()
         except Exception as exc:  # noqa: BLE001 - a scrape must answer even when Redis does not
             log.warning("metrics: Redis unreachable at scrape (%s)", type(exc).__name__)
             yield GaugeMetricFamily("vipflow_store_up", "1 when Redis answered this scrape", value=0)
             return
         yield GaugeMetricFamily("vipflow_store_up", "1 when Redis answered this scrape", value=1)
         yield GaugeMetricFamily("vipflow_queue_depth", "Tasks waiting in the Celery queue", value=depth)
+        yield GaugeMetricFamily("vipflow_archive_pending", "Notifications in the intake buffer whose task "
+                                "has not finished", value=pending)
+
+    def _ledger_gauges(self) -> Iterator[Metric]:
+        try:
+            size, oldest_age, overdue = self._ledger.review_stats(self._max_age_s)
+            dead = self._ledger.dead_letter_count()
+        except Exception as exc:  # noqa: BLE001 - a scrape must answer even when the database does not
+            log.warning("metrics: the ledger did not answer at scrape (%s)", type(exc).__name__)
+            yield GaugeMetricFamily("vipflow_ledger_up", "1 when the ledger's database answered this scrape",
+                                    value=0)
+            return
+        yield GaugeMetricFamily("vipflow_ledger_up", "1 when the ledger's database answered this scrape", value=1)
         yield GaugeMetricFamily("vipflow_review_queue_size", "Transactions waiting for review", value=size)
-        age = max(now - float(oldest[0][1]), 0.0) if oldest else 0.0
         yield GaugeMetricFamily("vipflow_review_oldest_age_seconds",
-                                "Age of the oldest transaction waiting for review (0 when none)", value=age)
+                                "Age of the oldest transaction waiting for review (0 when none)", value=oldest_age)
         yield GaugeMetricFamily("vipflow_review_overdue", "Transactions waiting for review longer than "
                                 "review.max_age_s", value=overdue)
-        yield GaugeMetricFamily("vipflow_dead_letter_list_size", "Entries in the dead-letter list", value=dead)
-        yield GaugeMetricFamily("vipflow_archive_pending", "Archived notifications not decided yet",
-                                value=pending)
+        yield GaugeMetricFamily("vipflow_dead_letter_list_size", "Dead letters not yet replayed", value=dead)
 
 
 def prepare_multiprocess(base: str | None = None) -> str:
@@ -172,10 +196,16 @@ def start_worker_metrics(settings: Settings, pool: str, queue: str) -> str | Non
     port = settings.worker.metrics_port
     if port == 0:
         return None
+    from worker.ledger import Ledger
+    from worker.ledger.schema import make_engine
     from worker.store.connection import connect
 
     path = prepare_multiprocess() if pool == "prefork" else None
+    # No connection until the first scrape (the worker checks the schema itself); a forked child leaves
+    # this engine's connections to the parent instead of closing them under it.
+    engine = make_engine(settings.database.url, pool_size=1)
+    os.register_at_fork(after_in_child=lambda: engine.dispose(close=False))
     collector = StoreCollector(connect(settings.redis), settings.redis.key_prefix, queue,
-                               settings.review.max_age_s)
+                               settings.review.max_age_s, Ledger(engine))
     serve(port, settings.worker.metrics_host, registry_for(path is not None, [collector]))
     return path

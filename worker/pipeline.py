@@ -1,10 +1,10 @@
-"""Process one archived notification: lock, record, enrich, decide, act.
+"""Process one notification: lock, record in the ledger, enrich, decide, act.
 
-Every step is idempotent and recorded, so a duplicate notification, a
-redelivered task or a worker killed anywhere ends in the same single decision
-and the same single approval and freeze. Redis failures propagate (the task is
-delivered again); anything else unexpected is recorded and sent to review,
-never approved.
+Every step is idempotent and recorded in the ledger, so a duplicate
+notification, a redelivered task or a worker killed anywhere ends in the same
+single decision and the same single approval and freeze. Redis and ledger
+failures propagate (the task is delivered again); anything else unexpected is
+recorded and sent to review, never approved.
 """
 
 from __future__ import annotations
@@ -22,15 +22,15 @@ from worker.config import Settings
 from worker.enrich import SOURCES, enrich
 from worker.errors import StoreError, WalletTransientError
 from worker.facts import build_facts, facts_for_record
+from worker.ledger import Ledger, NotificationSeen, RecordWriter, State, TransactionRecord
+from worker.ledger.states import is_final, is_settled
 from worker.masking import mask_value
 from worker.metrics import ACTIONS, count_decision
 from worker.notification import Notification, decode_body, parse_notification
 from worker.shadow import count_shadow, decide_shadow
 from worker.store.accounts import AccountCache
 from worker.store.archive import Archive, ArchivedNotification
-from worker.store.deadletters import DeadLetters
-from worker.store.records import FINAL_STATES, NotificationSeen, RecordStore, TransactionRecord
-from worker.store.review import ReviewQueue
+from worker.store.locks import Locks
 from worker.store.velocity import VelocityStore
 from worker.vip.protocol import ApprovalKind, VipApi
 from worker.wallet.protocol import Wallet
@@ -56,9 +56,9 @@ class Deps:
     """Everything a task needs; built by ``worker.bootstrap``, or by tests with fakes."""
 
     settings: Settings
-    archive: Archive
-    records: RecordStore
-    reviews: ReviewQueue
+    archive: Archive  # the intake buffer (Redis) until the ledger holds a notification
+    ledger: Ledger
+    locks: Locks
     accounts: AccountCache
     velocity: VelocityStore
     vip: VipApi
@@ -66,27 +66,34 @@ class Deps:
     rules: RuleSource
     sleep: Any = time.sleep
     shadow: RuleSource | None = None  # rules.shadow: decided beside the live rules, never acted on
-    deadletters: DeadLetters | None = None
+
+
+def notification(entry_id: str, deps: Deps) -> ArchivedNotification | None:
+    """The notification ``entry_id`` from the intake buffer, else from the ledger; None when neither has it."""
+    return deps.archive.get(entry_id) or deps.ledger.notification(entry_id)
 
 
 def process(entry_id: str, deps: Deps) -> TransactionRecord | None:
-    """Decide and act on archive entry ``entry_id``; None when there is nothing to do."""
-    entry = deps.archive.get(entry_id)
+    """Decide and act on notification ``entry_id``; None when there is nothing to do.
+
+    Raises StoreError (Redis or the ledger failed: deliver again) and LockBusy.
+    """
+    entry = notification(entry_id, deps)
     if entry is None:
-        log.warning("archive entry not found (trimmed?)", extra={"entry_id": entry_id})
+        log.warning("notification not found in the intake buffer nor the ledger", extra={"entry_id": entry_id})
         return None
     if entry.status == "invalid" or not entry.transaction_id:
-        deps.archive.mark_processed(entry_id)
+        deps.ledger.add_notifications([entry], done=[entry_id])
+        deps.archive.forget(entry_id)
         return None
     book = deps.rules.current()  # read once: a reload mid-task does not change this decision
-    seen = NotificationSeen(entry.entry_id, entry.kind, entry.status, str(entry.received_at))
-    first = replace(TransactionRecord(transaction_id=entry.transaction_id).with_notification(seen), deliveries=1)
-    # Lock, read the record and (first delivery) store it, in one round trip.
-    lock, rec, created = deps.records.begin(first, wait_s=min(deps.settings.worker.lock_ttl_s, 30))
-    save = deps.records.writer(lock, deferred=True)
+    lock = deps.locks.lock(entry.transaction_id)
+    lock.acquire(wait_s=min(deps.settings.worker.lock_ttl_s, 30))
     finished = False
     try:
-        rec = _received(rec, created, entry, save)
+        stored = deps.ledger.load(entry.transaction_id)
+        save = RecordWriter(deps.ledger, lock, stored, deferred=True, notification=entry)
+        rec = _received(stored.record if stored else None, entry, save)
         try:
             rec = _handle(entry, rec, book, deps, save)
         except (StoreError, redis.RedisError, WalletTransientError):
@@ -95,14 +102,13 @@ def process(entry_id: str, deps: Deps) -> TransactionRecord | None:
             log.exception("unexpected error; sending to review",
                           extra={"transaction_id": entry.transaction_id})
             rec = save((save.latest or rec).with_error(f"unexpected {type(exc).__name__} while processing"))
-            if rec.state not in ("approved", "rejected", "failed"):
-                rec = actions.send_to_review(rec, save, deps.reviews,
-                                             f"unexpected {type(exc).__name__} while processing")
-            deliveries.dead_letter(deps.deadletters, entry_id, rec.transaction_id,
+            if not is_final(rec.state):
+                rec = actions.send_to_review(rec, save, f"unexpected {type(exc).__name__} while processing")
+            deliveries.dead_letter(deps.ledger, entry_id, rec.transaction_id,
                                    f"unexpected {type(exc).__name__} while processing", rec.deliveries,
-                                   deliveries.UNEXPECTED_ERROR)
-        # Store what is staged, take the entry off the pending set, release the lock: one round trip.
-        save.finish(processed=(deps.archive.pending_set, entry_id))
+                                   deliveries.UNEXPECTED_ERROR, save=save)
+        # Commit what is staged with the done mark, then drop the buffer entry and release the lock.
+        save.finish(done_entry=entry_id)
         finished = True
         return save.latest or rec
     finally:
@@ -110,26 +116,23 @@ def process(entry_id: str, deps: Deps) -> TransactionRecord | None:
             lock.release()  # staged "done" steps are dropped: the next delivery repeats them safely
 
 
-def _received(rec: TransactionRecord, created: bool, entry: ArchivedNotification,
-              save: actions.Save) -> TransactionRecord:
-    """Count this delivery on the record (stored by ``begin`` for a first delivery)."""
-    if created:
-        save.latest = rec
-        log.debug("delivery", extra={"transaction_id": rec.transaction_id, "entry_id": entry.entry_id,
-                                     "kind": entry.kind, "delivery": 1})
-        return rec
+def _received(stored: TransactionRecord | None, entry: ArchivedNotification, save: RecordWriter) -> TransactionRecord:
+    """Record this delivery (and the notification) before any work: a poison notification's deliveries
+    are counted."""
     seen = NotificationSeen(entry.entry_id, entry.kind, entry.status, str(entry.received_at))
+    rec = stored or TransactionRecord(transaction_id=str(entry.transaction_id))
     rec = replace(rec.with_notification(seen), deliveries=rec.deliveries + 1)
-    log.info("delivery", extra={"transaction_id": rec.transaction_id, "entry_id": entry.entry_id,
-                                "kind": entry.kind, "delivery": rec.deliveries, "state": rec.state})
-    return save(rec)  # stored before any work: a poison notification's deliveries are counted
+    log.log(logging.DEBUG if stored is None else logging.INFO, "delivery", extra={
+        "transaction_id": rec.transaction_id, "entry_id": entry.entry_id, "kind": entry.kind,
+        "delivery": rec.deliveries, "state": str(rec.state)})
+    return save(rec)
 
 
 def _handle(entry: ArchivedNotification, rec: TransactionRecord, book: RuleBook, deps: Deps,
             save: actions.Save) -> TransactionRecord:
     if entry.kind == "error":
         return _failed(entry, rec, save, deps)
-    if rec.state in FINAL_STATES:
+    if is_settled(rec.state):
         if entry.status == "conflict":
             rec = save(rec.with_error(f"{CONFLICT_REASON}; ignored, the transaction is already {rec.state}"))
         decided = (rec.decision or {}).get("content_hash")
@@ -139,9 +142,9 @@ def _handle(entry: ArchivedNotification, rec: TransactionRecord, book: RuleBook,
         return rec
     if entry.status == "conflict":
         # Which body is VIP's? A person decides; an approval already started is reconciled there.
-        return actions.send_to_review(rec, save, deps.reviews, CONFLICT_REASON)
+        return actions.send_to_review(rec, save, CONFLICT_REASON)
     if rec.deliveries > deps.settings.worker.max_deliveries:
-        return deliveries.stop_redelivery(entry.entry_id, rec, save, deps.reviews, deps.deadletters,
+        return deliveries.stop_redelivery(entry.entry_id, rec, save, deps.ledger,
                                           deps.settings.worker.max_deliveries)
     note = parse_notification(decode_body(entry.body), "withdraw" if entry.kind == "withdraw" else "deposit")
     if rec.decision is None:
@@ -155,6 +158,7 @@ def _decide(note: Notification, entry: ArchivedNotification, rec: TransactionRec
                    wallet=deps.wallet, velocity=deps.velocity, asks=_asks(str(note.transaction_type), book, deps))
     facts = build_facts(note, found.found, deps.settings.limits)
     decision = book.decide(str(note.transaction_type), facts)
+    deps.ledger.remember_rulesets(book.rulesets.values())  # the rule text, once per version
     for problem in found.problems:
         rec = rec.with_error(problem)
     shadow = None
@@ -162,7 +166,7 @@ def _decide(note: Notification, entry: ArchivedNotification, rec: TransactionRec
         shadow = decide_shadow(deps.shadow, str(note.transaction_type), facts, decision, rec.transaction_id)
     rec = replace(rec, transaction_type=note.transaction_type, amount=str(note.amount),
                   references=_references(note), decision=decision.to_dict(), shadow_decision=shadow,
-                  facts=facts_for_record(facts), unasked=found.unasked, state="decided")
+                  facts=facts_for_record(facts), unasked=found.unasked).moved(State.DECIDED)
     log.info("decided", extra={
         "transaction_id": rec.transaction_id, "outcome": decision.outcome,
         "matched": [m.id for m in decision.matched], "ruleset": decision.ruleset,
@@ -199,26 +203,26 @@ def _act(note: Notification, entry: ArchivedNotification, rec: TransactionRecord
     # until VIP Connect pays it out; a deposit's money is not in the wallet yet, there is nothing to hold.
     if decision.get("freeze") and kind == "withdraw":
         if not note.patron_id or note.amount is None:
-            return actions.send_to_review(rec, save, deps.reviews, "cannot freeze: no patron id or amount")
+            return actions.send_to_review(rec, save, "cannot freeze: no patron id or amount")
         try:
             rec = actions.freeze(rec, save, deps.wallet, note.patron_id, note.amount)
         except actions.FreezeRefused as exc:
             rec = save.latest or rec  # with the refusal, stored by freeze
-            return actions.send_to_review(rec, save, deps.reviews, f"the wallet refused the freeze ({exc.reason})")
+            return actions.send_to_review(rec, save, f"the wallet refused the freeze ({exc.reason})")
     if outcome == "approve":
         vip = deps.settings.vip
         return actions.approve(
             rec, save, deps.vip, kind, actions.approval_body(kind, decode_body(entry.body)),
-            reviews=deps.reviews, max_attempts=vip.max_attempts, backoff_base_s=vip.backoff_base_s,
+            max_attempts=vip.max_attempts, backoff_base_s=vip.backoff_base_s,
             backoff_max_s=vip.backoff_max_s, sleep=deps.sleep)
     reason = "the rules said review" if outcome == "review" else f"unknown outcome {outcome!r}"
     matched = [m.get("id") for m in decision.get("matched", ())]
-    return actions.send_to_review(rec, save, deps.reviews, f"{reason} (matched: {', '.join(matched) or 'none'})")
+    return actions.send_to_review(rec, save, f"{reason} (matched: {', '.join(matched) or 'none'})")
 
 
 def _failed(entry: ArchivedNotification, rec: TransactionRecord, save: actions.Save,
             deps: Deps) -> TransactionRecord:
-    if rec.state == "failed" and not _needs_release(rec):
+    if rec.state == State.FAILED and not _needs_release(rec):
         return rec
     try:
         body = decode_body(entry.body)
@@ -228,9 +232,8 @@ def _failed(entry: ArchivedNotification, rec: TransactionRecord, save: actions.S
     error = {name: folded.get(name.lower()) for name in _ERROR_FIELDS if name.lower() in folded}
     rec = save(rec.with_action("fail", "started", {"vip_error": error}))
     rec = actions.release(rec, save, deps.wallet)
-    deps.reviews.remove(rec.transaction_id)
     log.info("failed by VIP Connect", extra={"transaction_id": rec.transaction_id})
-    return save.stage(replace(rec.with_action("fail", "done", {"vip_error": error}), state="failed"),
+    return save.stage(rec.with_action("fail", "done", {"vip_error": error}).moved(State.FAILED),
                       after=lambda: ACTIONS.labels("fail", "done").inc())
 
 

@@ -1,33 +1,40 @@
-"""Replay: select archived notifications and put them through the normal task again.
+"""Replay: select notifications from the ledger and put them through the normal task again.
 
-Selection is by receive time, by transaction id, from the dead-letter list or
-from the archive's pending set (archived, never decided). Re-queueing goes
-through the same ``Publisher`` as the ingestor; the pipeline itself leaves a
-transaction that is already decided and acted on as it is, so a replay can
-never approve twice. ``force`` first clears the decision of transactions that
-were never decided or whose processing failed, and never touches one whose
-approval started. The dry-run backtest lives in ``worker.backtest``.
+Selection is by receive time, by transaction id, from the ledger's dead letters,
+or the unfinished ones (the ledger's notifications whose task never finished,
+plus entries still only in the Redis intake buffer's pending set). Re-queueing
+goes through the same ``Publisher`` as the ingestor (the worker reads the entry
+from the buffer, else from the ledger); the pipeline leaves a transaction that
+is already decided and acted on as it is, so a replay can never approve twice.
+
+``force`` re-decides transactions that were never decided or whose processing
+failed, and never touches one whose approval started. It erases nothing: under
+the transaction's lock it records a ``redecide`` step (a ``replay`` event with
+the operator's identity) and moves the transaction back to ``received``; the
+earlier decision stays in the ledger's events. ``--dlq`` marks the dead letters
+it queued again as requeued; they stay in the ledger. The dry-run backtest
+lives in ``worker.backtest``.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rules.errors import VipflowError
-from worker.errors import StoreError
-from worker.store.archive import Archive, ArchivedNotification, pending_key
-from worker.store.deadletters import DeadLetters
+from worker.ledger import Ledger, RecordWriter, State, TransactionRecord
+from worker.ledger.states import allowed, is_settled
+from worker.store import keys
+from worker.store.archive import Archive, ArchivedNotification
+from worker.store.locks import Locks
 from worker.store.publisher import Publisher
-from worker.store.records import RecordStore, TransactionRecord
-from worker.store.review import ReviewQueue
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 Progress = Callable[[int, int], None]
 StopFlag = Callable[[], bool]
+PAGE = 500  # transactions read per ledger query while re-queueing
 # A review the rules asked for, or a conflict a person must settle, is a decision acted on, not a failure.
 _DECIDED_REVIEW = ("the rules said review", "conflicting body")
 
@@ -42,7 +49,7 @@ class SelectionError(VipflowError):
 
 @dataclass(frozen=True)
 class Selection:
-    """What to replay: one source (ids, dead letters, pending, else the time range) and a time window."""
+    """What to replay: one source (ids, dead letters, unfinished, else the time range) and a time window."""
 
     since_ms: int | None = None
     until_ms: int | None = None
@@ -50,10 +57,15 @@ class Selection:
     dlq: bool = False
     unprocessed: bool = False
 
+    @property
+    def by_time(self) -> bool:
+        """True when the time window alone selects (the ledger is then streamed)."""
+        return not (self.ids or self.dlq or self.unprocessed)
+
 
 @dataclass(frozen=True)
 class Ref:
-    """An archived notification without its body (a selection of 100,000 stays small)."""
+    """A selected notification without its body (a selection of 100,000 stays small)."""
 
     entry_id: str
     kind: str
@@ -62,22 +74,30 @@ class Ref:
     received_at: int
 
 
+@dataclass
+class Selected:
+    """The selected notifications, oldest first (a time range is streamed from the ledger, page by page),
+    how many there are, and the dead letters' entry ids that neither the ledger nor the buffer holds."""
+
+    refs: Iterable[Ref]
+    total: int
+    missing: list[str] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class Stores:
-    """The Redis parts replay reads and writes."""
+    """What replay reads and writes: the Redis intake buffer and locks, and the ledger."""
 
     client: Any
     prefix: str
     archive: Archive
-    records: RecordStore
-    reviews: ReviewQueue
-    deadletters: DeadLetters
+    ledger: Ledger
+    locks: Locks
 
 
-def stores(client: Any, prefix: str, lock_ttl_s: float = 120.0) -> Stores:
-    """Replay's stores on one Redis client and key prefix."""
-    return Stores(client, prefix, Archive(client, prefix), RecordStore(client, prefix, lock_ttl_s),
-                  ReviewQueue(client, prefix), DeadLetters(client, prefix))
+def stores(client: Any, prefix: str, ledger: Ledger, lock_ttl_s: float = 120.0) -> Stores:
+    """Replay's stores on one Redis client and key prefix, and the ledger."""
+    return Stores(client, prefix, Archive(client, prefix), ledger, Locks(client, prefix, lock_ttl_s))
 
 
 def parse_time(text: str, option: str) -> int:
@@ -112,48 +132,66 @@ def _ref(entry: ArchivedNotification) -> Ref:
     return Ref(entry.entry_id, entry.kind, entry.status, entry.transaction_id, entry.received_at)
 
 
-def _order(entry_id: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in entry_id.split("-"))
+def _order(ref: Ref) -> tuple[int, tuple[int, ...], str]:
+    # Stream ids are "ms-seq": compared as numbers, not as text ("5-10" after "5-9").
+    head, _, tail = ref.entry_id.partition("-")
+    parts = (int(head), int(tail)) if head.isdigit() and tail.isdigit() else ()
+    return ref.received_at, parts, ref.entry_id
 
 
-def select(sel: Selection, st: Stores) -> tuple[list[Ref], list[str]]:
-    """The selected archive entries, oldest first, and the entry ids named but no longer archived."""
+def _stored(st: Stores, entry_id: str) -> ArchivedNotification | None:
+    """The notification from the intake buffer, else the ledger (as the worker reads it)."""
+    return st.archive.get(entry_id) or st.ledger.notification(entry_id)
+
+
+def _streamed(st: Stores, since_ms: int | None, until_ms: int | None) -> Iterator[Ref]:
+    for entry in st.ledger.iter_notifications(since_ms, until_ms):
+        yield _ref(entry)
+
+
+def select(sel: Selection, st: Stores) -> Selected:
+    """The selected notifications; SelectionError when ``--id`` names a transaction with none."""
     missing: list[str] = []
+    if sel.by_time:
+        total = st.ledger.count_notifications(sel.since_ms, sel.until_ms)
+        return Selected(_streamed(st, sel.since_ms, sel.until_ms), total)
+    entries: list[ArchivedNotification] = []
     if sel.ids:
-        entries: list[ArchivedNotification] = []
         for txid in sel.ids:
-            found = st.archive.by_transaction(txid)
+            found = [*st.ledger.notifications_of(txid), *st.archive.by_transaction(txid)]
             if not found:
-                raise SelectionError("--id", f"no archived notification for transaction {txid}")
+                raise SelectionError("--id", f"no notification recorded for transaction {txid}")
             entries += found
     elif sel.dlq:
-        entries = []
-        for letter in st.deadletters.list():
-            entry = st.archive.get(letter.entry_id)
+        for entry_id in dict.fromkeys(letter.entry_id for letter in st.ledger.dead_letters()):
+            entry = _stored(st, entry_id)
             if entry is None:
-                missing.append(letter.entry_id)
+                missing.append(entry_id)
             else:
                 entries.append(entry)
-    elif sel.unprocessed:
-        entries = st.archive.unprocessed()
     else:
-        refs = [_ref(e) for e in st.archive.iter_range(sel.since_ms, sel.until_ms)]
-        return refs, missing
+        entries = st.ledger.unprocessed()
+        known = {e.entry_id for e in entries}
+        for entry_id in st.archive.pending_ids() - known:  # not drained yet, or pending again after --force
+            entry = _stored(st, entry_id)
+            if entry is not None:
+                entries.append(entry)
     lo = sel.since_ms if sel.since_ms is not None else -1
     hi = sel.until_ms if sel.until_ms is not None else 2**63
     unique = {e.entry_id: _ref(e) for e in entries if lo <= e.received_at <= hi}
-    return sorted(unique.values(), key=lambda r: _order(r.entry_id)), missing
+    refs = sorted(unique.values(), key=_order)
+    return Selected(refs, len(refs), missing)
 
 
 def force_eligible(rec: TransactionRecord | None) -> bool:
     """True when ``--force`` may re-decide: never decided, or its processing failed; never once approving."""
     if rec is None or rec.last_action("approve") is not None:
         return False  # nothing to clear, or an approval started: only reconciliation may follow
-    if rec.state in ("approved", "rejected", "failed"):
-        return False
-    if rec.state == "review":
+    if not allowed(rec.state, State.RECEIVED):
+        return False  # final, or in flight (a plain replay carries it on): the state machine says which
+    if rec.state == State.REVIEW:
         return not (rec.review_reason or "").startswith(_DECIDED_REVIEW)
-    return rec.decision is None  # decided or frozen: in flight, a plain replay carries it on
+    return rec.decision is None
 
 
 @dataclass
@@ -169,74 +207,80 @@ class RequeueReport:
     interrupted: bool = False
 
 
-def load_many(st: Stores, txids: list[str], batch: int = 500) -> dict[str, TransactionRecord]:
-    """The records of ``txids`` that exist, read ``batch`` at a time with MGET."""
-    found: dict[str, TransactionRecord] = {}
-    for start in range(0, len(txids), batch):
-        chunk = txids[start:start + batch]
-        for txid, raw in zip(chunk, st.client.mget([st.records.record_key(t) for t in chunk]), strict=True):
-            if raw is not None:
-                found[txid] = parse_record(txid, raw)
-    return found
-
-
-def parse_record(txid: str, raw: bytes | str) -> TransactionRecord:
-    """A stored record; StoreError when the value is not one."""
-    try:
-        return TransactionRecord.from_dict(json.loads(raw))
-    except (ValueError, TypeError) as exc:
-        raise StoreError(f"the record of transaction {txid} is not a transaction record "
-                         f"({type(exc).__name__}); inspect it with vipflow tx show") from None
-
-
-def _reset(st: Stores, txid: str, entry_ids: list[str]) -> bool:
-    """Clear a failed or undecided transaction's decision under its lock; False when no longer eligible."""
-    lock = st.records.lock(txid)
+def redecide(st: Stores, txid: str, entry_ids: list[str], actor: str) -> bool:
+    """Under the transaction's lock, record a ``redecide`` step and move an eligible transaction back to
+    ``received`` (decision, facts and review reason cleared; the earlier events stay); False when it is
+    not eligible (any more). Raises LockBusy when a worker keeps the lock for 10 s."""
+    lock = st.locks.lock(txid)
     lock.acquire(wait_s=10)
     try:
-        rec = st.records.load(txid)
-        if not force_eligible(rec) or rec is None:
+        stored = st.ledger.load(txid)
+        if stored is None or not force_eligible(stored.record):
             return False
-        was = (rec.decision or {}).get("outcome")
-        rec = rec.with_action("redecide", "done", {"by": "replay --force", "state": rec.state,
-                                                   "outcome": was})
-        st.records.save(replace(rec, decision=None, facts=None, state="received", deliveries=0,
-                                review_reason=None), lock)
-        # Pending again before anything else: if queueing fails now, --unprocessed still finds it.
-        st.client.sadd(pending_key(st.prefix), *entry_ids)
-        st.reviews.remove(txid)
+        rec = stored.record
+        rec = rec.with_action("redecide", "done", {
+            "by": "replay --force", "actor": actor, "state": str(rec.state),
+            "outcome": (rec.decision or {}).get("outcome")})
+        rec = replace(rec, decision=None, facts=None, shadow_decision=None, unasked=(), review_reason=None,
+                      deliveries=0).moved(State.RECEIVED)
+        RecordWriter(st.ledger, lock, stored)(rec)
+        # Pending again before it is queued: if queueing fails now, --unprocessed still finds it.
+        st.client.sadd(keys.pending(st.prefix), *entry_ids)
         return True
     finally:
         lock.release()
 
 
-def requeue(refs: list[Ref], st: Stores, publisher: Publisher, *, force: bool = False,
-            from_dlq: bool = False, on_progress: Progress | None = None,
+def _pages(refs: Iterable[Ref], size: int) -> Iterator[list[Ref]]:
+    page: list[Ref] = []
+    for ref in refs:
+        page.append(ref)
+        if len(page) == size:
+            yield page
+            page = []
+    if page:
+        yield page
+
+
+def requeue(selected: Selected, st: Stores, publisher: Publisher, *, force: bool = False,
+            actor: str | None = None, from_dlq: bool = False, on_progress: Progress | None = None,
             should_stop: StopFlag | None = None) -> RequeueReport:
-    """Queue the task for each selected entry (invalid ones are skipped); see the module docstring."""
-    report = RequeueReport(selected=len(refs))
-    live = [r for r in refs if r.status != "invalid" and r.transaction_id]
-    report.skipped_invalid = len(refs) - len(live)
-    txids = list(dict.fromkeys(str(r.transaction_id) for r in live))
-    recs = load_many(st, txids)
-    if force:
-        by_tx: dict[str, list[str]] = {}
-        for r in live:
-            by_tx.setdefault(str(r.transaction_id), []).append(r.entry_id)
-        for txid in txids:
-            if force_eligible(recs.get(txid)) and _reset(st, txid, by_tx[txid]):
-                report.redecided.append(txid)
-    final = {t for t, rec in recs.items() if rec.state in ("approved", "review", "rejected", "failed")}
-    for done, ref in enumerate(live, 1):
-        if should_stop is not None and should_stop():
-            report.interrupted = True
-            break
-        publisher.publish(ref.entry_id)
-        report.queued += 1
-        if str(ref.transaction_id) in final and str(ref.transaction_id) not in report.redecided:
-            report.already_final += 1
-        if from_dlq:
-            st.deadletters.remove(ref.entry_id)
-        if on_progress is not None:
-            on_progress(done, len(live))
+    """Queue the task for each selected notification (invalid ones are skipped), a page at a time;
+    ``force`` needs ``actor`` (who asked, as ``worker.ledger.actor.cli_actor`` says). See the module
+    docstring."""
+    if force and not actor:
+        raise ValueError("replay --force records who asked: pass actor (worker.ledger.actor.cli_actor)")
+    report = RequeueReport(selected=selected.total, missing=list(selected.missing))
+    done = 0
+    redecided: set[str] = set()
+    for page in _pages(selected.refs, PAGE):
+        live = [r for r in page if r.status != "invalid" and r.transaction_id]
+        report.skipped_invalid += len(page) - len(live)
+        done += len(page) - len(live)
+        txids = list(dict.fromkeys(str(r.transaction_id) for r in live))
+        recs = {t: s.record for t, s in st.ledger.load_many(txids).items()}
+        if force:
+            by_tx: dict[str, list[str]] = {}
+            for r in live:
+                by_tx.setdefault(str(r.transaction_id), []).append(r.entry_id)
+            for txid in txids:
+                if txid not in redecided and force_eligible(recs.get(txid)) \
+                        and redecide(st, txid, by_tx[txid], str(actor)):
+                    redecided.add(txid)
+                    report.redecided.append(txid)
+        for ref in live:
+            if should_stop is not None and should_stop():
+                report.interrupted = True
+                return report
+            publisher.publish(ref.entry_id)
+            report.queued += 1
+            done += 1
+            rec = recs.get(str(ref.transaction_id))
+            if rec is not None and is_settled(rec.state) and str(ref.transaction_id) not in redecided:
+                report.already_final += 1
+            if from_dlq:
+                st.ledger.mark_requeued(ref.entry_id)
+            if on_progress is not None:
+                on_progress(done, max(done, report.selected))
+    report.selected = max(done, report.selected)  # a stream may have grown while it was read
     return report

@@ -1,31 +1,46 @@
 """The review queue's human side: list, show, approve and reject escalated transactions.
 
-Approve runs the worker's own idempotent approve action (``worker.actions``:
-recorded ``started`` before VIP Connect is called and ``done`` after, with
-VIP's lookup before any repeat) under the transaction lock, so a double click
-or a crash cannot approve twice. Reject releases any freeze. Each is recorded
-on the transaction as a ``review_approve``/``review_reject`` action holding the
-reviewer and the reason; the item leaves the queue only once that is stored.
+The queue is the ledger's transactions in state ``review``, oldest first by when
+they entered it. Approve runs the worker's own idempotent approve action
+(``worker.actions``: recorded ``started`` before VIP Connect is called and
+``done`` after, with VIP's lookup before any repeat) under the transaction lock,
+each step committed to the ledger at once, so a double click or a crash cannot
+approve twice. Reject releases any freeze. Each is recorded as a
+``review_approve``/``review_reject`` step whose result carries the authenticated
+``actor`` (``worker.ledger.actor``), a ``human`` event in the ledger; a name the
+reviewer states is kept beside it, never instead of it.
+
+A reviewer's approval leaves ``review`` (review -> frozen -> approving ->
+approved). If it fails, the transaction goes back to review with the error; if
+the process dies on the way, the transaction waits in ``frozen``/``approving``
+with the approval's start recorded: it is listed again ("interrupted") and a new
+approve reconciles with VIP Connect before anything is repeated.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, replace
-from typing import NoReturn
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn
 
 from rules.errors import VipflowError
 from worker import actions
 from worker.errors import WalletError
+from worker.ledger import Ledger, RecordWriter, State, Stored, TransactionRecord
+from worker.ledger.states import is_final
 from worker.notification import decode_body, parse_notification
 from worker.pipeline import Deps
-from worker.store.records import RecordStore, TransactionRecord, TxLock
-from worker.store.review import ReviewQueue
+from worker.store.locks import TxLock
 from worker.vip.protocol import ApprovalKind
 
 log = logging.getLogger("vipflow.review")
 LOCK_WAIT_S = 10.0
+INTERRUPTED = ("a reviewer's approval started and did not finish (still running, or its process died); "
+               "approve again to reconcile with VIP Connect")
+# The states a reviewer's approval passes through on its way out of review (where an interrupted one waits).
+_PASSING = (State.FROZEN, State.APPROVING)
 
 
 class NotInReview(VipflowError):
@@ -33,7 +48,7 @@ class NotInReview(VipflowError):
 
 
 class ReviewInputError(VipflowError):
-    """A reviewer's command is missing something it needs (a name, a reason)."""
+    """A reviewer's command is missing something it needs (an actor, a reason)."""
 
 
 class ReviewActionFailed(VipflowError):
@@ -42,7 +57,7 @@ class ReviewActionFailed(VipflowError):
 
 @dataclass(frozen=True)
 class QueuedItem:
-    """One transaction waiting for review, as ``vipflow review list`` shows it."""
+    """One transaction waiting for review, as ``vipflow review list`` shows it (times in epoch seconds)."""
 
     transaction_id: str
     transaction_type: str | None
@@ -52,126 +67,176 @@ class QueuedItem:
     overdue: bool
     matched: tuple[str, ...]
     reason: str | None
-    state: str | None
+    state: str
 
 
-def queued(records: RecordStore, reviews: ReviewQueue, max_age_s: float, *, limit: int = 1000,
-           now: float | None = None) -> list[QueuedItem]:
-    """Up to ``limit`` queued transactions, oldest first; ``overdue`` past ``max_age_s``."""
+def interrupted(rec: TransactionRecord) -> bool:
+    """True when a reviewer's approval started and never finished (its process died): the transaction
+    waits in frozen/approving for a reviewer to approve again."""
+    last = rec.last_action("review_approve")
+    return rec.state in _PASSING and last is not None and last.status == "started"
+
+
+def queued(ledger: Ledger, max_age_s: float, *, limit: int = 1000, now: float | None = None) -> list[QueuedItem]:
+    """Up to ``limit`` queued transactions, oldest first; ``overdue`` past ``max_age_s`` seconds.
+    Interrupted reviewer approvals are listed too (since their start)."""
     now = time.time() if now is None else now
+    waiting = ledger.in_state(State.REVIEW, limit=limit)
+    for state in _PASSING:  # few rows: these states are passed through in a moment
+        for rec, _ in ledger.in_state(state, limit=limit):
+            start = rec.last_action("review_approve")
+            if interrupted(rec) and start is not None:
+                waiting.append((rec, start.at))
     items = []
-    for item in reviews.list(limit=limit):
-        rec = records.load(item.transaction_id)
-        decision = (rec.decision if rec is not None else None) or {}
-        age = max(0.0, now - item.enqueued_at)
+    for rec, since in sorted(waiting, key=lambda pair: pair[1])[:limit]:
+        decision = rec.decision or {}
+        age = max(0.0, now - since)
         items.append(QueuedItem(
-            item.transaction_id, rec.transaction_type if rec else None, rec.amount if rec else None,
-            item.enqueued_at, age, age > max_age_s, tuple(str(m.get("id")) for m in decision.get("matched", ())),
-            rec.review_reason if rec else None, rec.state if rec else None))
+            rec.transaction_id, rec.transaction_type, rec.amount, since, age, age > max_age_s,
+            tuple(str(m.get("id")) for m in decision.get("matched", ())),
+            INTERRUPTED if interrupted(rec) else rec.review_reason, str(rec.state)))
     return items
 
 
-def queued_record(records: RecordStore, reviews: ReviewQueue, transaction_id: str) -> TransactionRecord:
-    """The record of a queued transaction; NotInReview when it is not in the queue."""
-    rec = records.load(transaction_id)
-    if reviews.get(transaction_id) is None or rec is None:
-        state = f" (it is {rec.state})" if rec is not None else " (vipflow has no record of it)"
-        raise NotInReview(f"transaction {transaction_id} is not waiting for review{state}; "
+def _waiting(stored: Stored | None, transaction_id: str) -> TransactionRecord:
+    if stored is None:
+        raise NotInReview(f"transaction {transaction_id} is not waiting for review (vipflow has no record of "
+                          "it); see vipflow review list")
+    rec = stored.record
+    if rec.state != State.REVIEW and not interrupted(rec):
+        raise NotInReview(f"transaction {transaction_id} is not waiting for review (it is {rec.state}); "
                           "see vipflow review list")
     return rec
 
 
-def _who(reviewer: str, reason: str | None, verdict: str) -> dict[str, str | None]:
-    if not reviewer.strip():
-        raise ReviewInputError("--reviewer: give the name of the person deciding")
-    return {"reviewer": reviewer.strip(), "reason": (reason or "").strip() or None, "verdict": verdict}
+def queued_record(ledger: Ledger, transaction_id: str) -> TransactionRecord:
+    """The record of a queued transaction; NotInReview when it is not waiting for review."""
+    return _waiting(ledger.load(transaction_id), transaction_id)
+
+
+def waiting_since(rec: TransactionRecord, events: Sequence[Mapping[str, Any]]) -> float | None:
+    """When ``rec`` entered its current wait (epoch seconds), from its events (``{"at", "state"}``, in
+    order); None when it is not waiting."""
+    start = rec.last_action("review_approve")
+    if interrupted(rec) and start is not None:
+        return start.at
+    since = None
+    for event in reversed(events):
+        if event.get("state") != State.REVIEW:
+            break
+        since = float(event["at"])
+    return since
+
+
+def _who(actor: str, stated_name: str | None, reason: str | None, verdict: str) -> dict[str, str | None]:
+    if not actor.strip():
+        raise ReviewInputError("no actor to record: a human action needs the identity of who takes it "
+                               "(ledger.actor, or the operating-system user)")
+    return {"actor": actor.strip(), "stated_name": (stated_name or "").strip() or None,
+            "reason": (reason or "").strip() or None, "verdict": verdict}
 
 
 def _locked(deps: Deps, transaction_id: str) -> TxLock:
-    lock = deps.records.lock(transaction_id)
+    lock = deps.locks.lock(transaction_id)
     lock.acquire(wait_s=LOCK_WAIT_S)
     return lock
 
 
-def approve(deps: Deps, transaction_id: str, reviewer: str, reason: str | None = None) -> TransactionRecord:
-    """Approve a queued transaction once through VIP Connect; ReviewActionFailed leaves it queued."""
-    who = _who(reviewer, reason, "approve")
+def approve(deps: Deps, transaction_id: str, actor: str, reason: str | None = None, *,
+            stated_name: str | None = None) -> TransactionRecord:
+    """Approve a queued transaction once through VIP Connect, recorded as ``actor``'s act;
+    ReviewActionFailed leaves it queued, NotInReview when it is not waiting."""
+    who = _who(actor, stated_name, reason, "approve")
     lock = _locked(deps, transaction_id)
     try:
-        rec = queued_record(deps.records, deps.reviews, transaction_id)
-
-        save = deps.records.writer(lock)  # every step stored at once
-
+        save = RecordWriter(deps.ledger, lock, deps.ledger.load(transaction_id))  # every step committed at once
+        rec = _waiting(save.stored, transaction_id)
         earlier = rec.last_action("approve")
-        if earlier is not None and earlier.status == "done":  # approved, then a crash before dequeueing
-            return _settled(deps, save(replace(rec.with_action("review_approve", "done", who), state="approved")))
-        entries = [e for e in deps.archive.by_transaction(transaction_id) if e.kind != "error"]
-        if not entries:
-            raise ReviewActionFailed(f"the notification of {transaction_id} is no longer archived, so the "
+        if earlier is not None and earlier.status == "done":  # VIP approved it; only the verdict is missing
+            return _settled(save(rec.with_action("review_approve", "done", who).moved(State.APPROVED)))
+        notes = [n for n in deps.ledger.notifications_of(transaction_id) if n.kind != "error"]
+        entry = next((n for n in notes if n.status == "valid"), None)
+        if entry is None:
+            raise ReviewActionFailed(f"the ledger holds no valid notification of {transaction_id}, so the "
                                      "approval cannot be built; approve it in VIP Connect's portal")
-        entry = next((e for e in entries if e.status == "valid"), entries[0])
         kind: ApprovalKind = "withdraw" if entry.kind == "withdraw" else "deposit"
         body = decode_body(entry.body)
         rec = save(rec.with_action("review_approve", "started", who))
-        if kind == "withdraw":
-            rec = _freeze(deps, rec, save, body)
-        vip = deps.settings.vip
-        rec = actions.approve(rec, save, deps.vip, kind, actions.approval_body(kind, body),
-                              reviews=deps.reviews, max_attempts=vip.max_attempts,
-                              backoff_base_s=vip.backoff_base_s, backoff_max_s=vip.backoff_max_s,
-                              sleep=deps.sleep, retry_failed=True)
-        if rec.state != "approved":
-            save(replace(rec.with_action("review_approve", "failed", {**who, "error": rec.review_reason}),
-                         state="review"))
-            raise ReviewActionFailed(f"{transaction_id} was not approved: {rec.review_reason}; "
-                                     "it stays in review")
-        return _settled(deps, save(rec.with_action("review_approve", "done", who)))
+        try:
+            if kind == "withdraw":
+                rec = _freeze(deps, rec, save, body)
+            vip = deps.settings.vip
+            rec = actions.approve(rec, save, deps.vip, kind, actions.approval_body(kind, body),
+                                  max_attempts=vip.max_attempts, backoff_base_s=vip.backoff_base_s,
+                                  backoff_max_s=vip.backoff_max_s, sleep=deps.sleep, retry_failed=True)
+        except ReviewActionFailed:
+            raise
+        except BaseException as exc:
+            _back_to_review(save, f"unexpected {type(exc).__name__} during the approval")
+            raise
+        if rec.state != State.APPROVED:
+            _fail(rec, save, f"not approved: {rec.review_reason}")
+        return _settled(save(rec.with_action("review_approve", "done", who)))
     finally:
         lock.release()
 
 
-def _freeze(deps: Deps, rec: TransactionRecord, save: actions.Save, body: object) -> TransactionRecord:
+def _freeze(deps: Deps, rec: TransactionRecord, save: RecordWriter, body: object) -> TransactionRecord:
     # A withdrawal is paid out of the wallet: hold the funds before VIP pays, as the worker does.
     note = parse_notification(body, "withdraw")
     if not note.patron_id or note.amount is None:
-        return _fail(rec, save, "cannot freeze: the notification has no patron id or amount")
+        _fail(rec, save, "cannot freeze: the notification has no patron id or amount")
     try:
         return actions.freeze(rec, save, deps.wallet, note.patron_id, note.amount)
     except actions.FreezeRefused as exc:
-        return _fail(deps.records.load(rec.transaction_id) or rec, save,
-                     f"the wallet refused the freeze ({exc.reason})")
+        _fail(save.latest or rec, save, f"the wallet refused the freeze ({exc.reason})")
     except WalletError as exc:
-        return _fail(deps.records.load(rec.transaction_id) or rec, save,
-                     f"the wallet failed ({type(exc).__name__})")
+        _fail(save.latest or rec, save, f"the wallet failed ({type(exc).__name__})")
 
 
-def _fail(rec: TransactionRecord, save: actions.Save, error: str) -> NoReturn:
+def _fail(rec: TransactionRecord, save: RecordWriter, error: str) -> NoReturn:
+    """Record the reviewer's step as failed, the transaction back in review, and raise."""
     last = rec.last_action("review_approve") or rec.last_action("review_reject")
     name = last.name if last is not None else "review_approve"
     who = dict(last.result or {}) if last is not None else {}
-    save(rec.with_error(error).with_action(name, "failed", {**who, "error": error}))
+    rec = rec.with_error(error).with_action(name, "failed", {**who, "error": error})
+    save(rec if rec.state == State.REVIEW else rec.moved(State.REVIEW))
     raise ReviewActionFailed(f"{rec.transaction_id}: {error}; it stays in review")
 
 
-def _settled(deps: Deps, rec: TransactionRecord) -> TransactionRecord:
-    deps.reviews.remove(rec.transaction_id)
+def _back_to_review(save: RecordWriter, error: str) -> None:
+    """After an unexpected failure mid-approval: record it and put the transaction back in review, if the
+    ledger answers (else it waits as an interrupted approval, listed by :func:`queued`). An approval
+    started without a result stays so: the next approve asks VIP Connect before calling again."""
+    rec = save.latest
+    last = rec.last_action("review_approve") if rec is not None else None
+    if rec is None or last is None or last.status != "started" or is_final(rec.state):
+        return
+    try:
+        rec = rec.with_error(error).with_action("review_approve", "failed", {**(last.result or {}), "error": error})
+        save(rec if rec.state == State.REVIEW else rec.moved(State.REVIEW))
+    except Exception:  # noqa: BLE001 - the original error is the one to raise; this one is logged
+        log.warning("could not put the transaction back in review", extra={"transaction_id": rec.transaction_id})
+
+
+def _settled(rec: TransactionRecord) -> TransactionRecord:
     last = rec.last_action("review_approve") or rec.last_action("review_reject")
-    log.info("review settled", extra={"transaction_id": rec.transaction_id, "state": rec.state,
-                                      "verdict": (last.result or {}).get("verdict") if last else None})
+    result = (last.result or {}) if last else {}
+    log.info("review settled", extra={"transaction_id": rec.transaction_id, "state": str(rec.state),
+                                      "verdict": result.get("verdict"), "actor": result.get("actor")})
     return rec
 
 
-def reject(deps: Deps, transaction_id: str, reviewer: str, reason: str) -> TransactionRecord:
-    """Reject a queued transaction, releasing any freeze; ReviewActionFailed leaves it queued."""
+def reject(deps: Deps, transaction_id: str, actor: str, reason: str, *,
+           stated_name: str | None = None) -> TransactionRecord:
+    """Reject a queued transaction as ``actor``, releasing any freeze; ReviewActionFailed leaves it queued."""
     if not (reason or "").strip():
         raise ReviewInputError("--reason: a rejection needs a reason, kept on the record")
-    who = _who(reviewer, reason, "reject")
+    who = _who(actor, stated_name, reason, "reject")
     lock = _locked(deps, transaction_id)
     try:
-        rec = queued_record(deps.records, deps.reviews, transaction_id)
-
-        save = deps.records.writer(lock)  # every step stored at once
-
+        save = RecordWriter(deps.ledger, lock, deps.ledger.load(transaction_id))  # every step committed at once
+        rec = _waiting(save.stored, transaction_id)
         last = rec.last_action("approve")
         if last is not None and last.status in ("started", "done"):
             # VIP Connect may already have paid: rejecting now would release funds that are gone.
@@ -182,8 +247,7 @@ def reject(deps: Deps, transaction_id: str, reviewer: str, reason: str) -> Trans
         try:
             rec = actions.reject(rec, save, deps.wallet)
         except WalletError as exc:
-            _fail(deps.records.load(transaction_id) or rec, save,
-                  f"the wallet could not release the freeze ({type(exc).__name__})")
-        return _settled(deps, save(rec.with_action("review_reject", "done", who)))
+            _fail(save.latest or rec, save, f"the wallet could not release the freeze ({type(exc).__name__})")
+        return _settled(save(rec.with_action("review_reject", "done", who)))
     finally:
         lock.release()

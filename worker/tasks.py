@@ -21,6 +21,19 @@ def _json_logs(**_: Any) -> None:
     configure_logging(app.vipflow_settings.log.level)
 
 
+def _check_ledger(**_: Any) -> None:
+    # Before consuming anything: a worker on a ledger schema older than its code refuses to start
+    # (naming `vipflow db upgrade`) instead of failing every task it takes. SQLite upgrades here.
+    from worker.errors import ConfigError, LedgerError, StoreError
+    from worker.ledger import Ledger
+
+    try:
+        Ledger.open(app.vipflow_settings.database.url).engine.dispose()
+    except (LedgerError, ConfigError, StoreError) as exc:
+        log.critical("cannot start: %s", exc)
+        raise SystemExit(1) from None  # not an Exception: Celery's signal dispatch does not swallow it
+
+
 def _warm_up(**_: Any) -> None:
     # Build the adapters and load the rules before the first task, and take SIGHUP for a rules
     # reload (Celery's own SIGHUP handler would restart the whole worker instead).
@@ -38,6 +51,7 @@ def _warm_up(**_: Any) -> None:
 
 
 signals.setup_logging.connect(_json_logs, weak=False)
+signals.worker_init.connect(_check_ledger, weak=False)
 signals.worker_ready.connect(_warm_up, weak=False)
 
 
@@ -80,14 +94,11 @@ def process_notification(self: Task, archive_entry_id: str) -> None:
 def _give_up(deps: Any, entry_id: str, error: str, attempts: int, reason: str) -> None:
     from worker.deliveries import give_up
 
-    if deps.deadletters is None:
-        raise RuntimeError("the worker's Deps have no dead-letter list; build them with worker.bootstrap")
     try:
-        give_up(entry_id, archive=deps.archive, records=deps.records, reviews=deps.reviews,
-                letters=deps.deadletters, error=error, attempts=attempts, reason=reason,
-                lock_wait_s=min(deps.settings.worker.lock_ttl_s, 30))
+        give_up(entry_id, archive=deps.archive, ledger=deps.ledger, locks=deps.locks, error=error,
+                attempts=attempts, reason=reason, lock_wait_s=min(deps.settings.worker.lock_ttl_s, 30))
     except Exception:
-        # Redis cannot even take the dead letter: the archive keeps the entry pending for replay.
-        log.exception("could not dead-letter; the archive keeps the entry pending for replay",
+        # Neither the ledger nor Redis can take the dead letter: the entry stays pending for replay.
+        log.exception("could not dead-letter; the intake buffer keeps the entry pending for replay",
                       extra={"entry_id": entry_id})
         raise

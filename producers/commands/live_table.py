@@ -1,4 +1,4 @@
-"""A live table of decisions as workers record them (used by ``vipflow run``)."""
+"""A live table of decisions as workers record them in the ledger (used by ``vipflow run``)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-FINAL = {"approved", "review", "rejected", "failed"}
-_STYLE = {"approved": "green", "review": "yellow", "rejected": "red", "failed": "red"}
+from worker.ledger.states import State, is_settled
+
+_STYLE = {State.APPROVED: "green", State.REVIEW: "yellow", State.REJECTED: "red", State.FAILED: "red"}
+_BATCH = 1000  # transactions read per poll
 
 
 def _table(rows: list[tuple[str, ...]], summary: str) -> Table:
@@ -19,33 +21,43 @@ def _table(rows: list[tuple[str, ...]], summary: str) -> Table:
     for name in ("transaction", "type", "amount", "outcome", "state", "rules"):
         table.add_column(name, justify="right" if name == "amount" else "left", overflow="fold")
     for row in rows[-25:]:
-        table.add_row(*row[:4], f"[{_STYLE.get(row[4], 'white')}]{row[4]}[/]", row[5])
+        table.add_row(*row[:4], f"[{_STYLE.get(State(row[4]), 'white')}]{row[4]}[/]", row[5])
     return table
 
 
 def follow_decisions(settings: Any, *, since: float, expected: int, children_check: Callable[[], None],
                      exit_after: float | None) -> None:
-    """Poll transaction records created after ``since`` and redraw the table until interrupted."""
-    from worker.store.connection import connect
-    from worker.store.records import RecordStore
+    """Poll the ledger for transactions created after ``since`` (epoch seconds) and redraw the table
+    until interrupted (or ``exit_after`` seconds after ``expected`` are settled)."""
+    from worker.errors import LedgerUnavailable
+    from worker.ledger import Ledger
 
-    store = RecordStore(connect(settings.redis), settings.redis.key_prefix)
+    ledger = Ledger.open(settings.database.url)
     shown: dict[str, tuple[str, ...]] = {}
     order: dict[str, float] = {}
+    cursor = since - 1  # the oldest creation time that may still change; everything before is shown
     done_at: float | None = None
     console = Console()
     with Live(_table([], "waiting for notifications ..."), console=console, refresh_per_second=4) as live:
         while True:
             children_check()
-            for tx_id in store.ids():
-                record = store.load(tx_id)
-                if record is None or record.created_at < since - 1 or record.state not in FINAL:
+            try:
+                records = ledger.created_since(cursor, _BATCH)
+            except LedgerUnavailable:
+                records = []  # the worker may be migrating or busy; the next poll tries again
+            unsettled: float | None = None
+            for record in records:
+                if not is_settled(record.state):
+                    unsettled = record.created_at if unsettled is None else min(unsettled, record.created_at)
                     continue
                 decision = record.decision or {}
                 rules = ", ".join(m["id"] for m in decision.get("matched", [])) or "(default)"
+                tx_id = record.transaction_id
                 shown[tx_id] = (tx_id, record.transaction_type or "?", record.amount or "?",
-                                str(decision.get("outcome", "-")), record.state, rules)
+                                str(decision.get("outcome", "-")), str(record.state), rules)
                 order.setdefault(tx_id, record.updated_at)
+            if records:  # move on past what is settled (a full batch: past all of it, the rest next time)
+                cursor = unsettled if unsettled is not None else records[-1].created_at
             counts: dict[str, int] = {}
             for row in shown.values():
                 counts[row[4]] = counts.get(row[4], 0) + 1

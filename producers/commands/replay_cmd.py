@@ -1,4 +1,4 @@
-"""``vipflow replay``: re-queue archived notifications, or backtest rules on them (``--dry-run``).
+"""``vipflow replay``: re-queue notifications from the ledger, or backtest rules on them (``--dry-run``).
 
 Thin: parse, call ``worker.replay`` / ``worker.backtest``, print. Exit 2 for a
 bad selection or bad rule files, 1 when the work failed, 130 when Ctrl-C
@@ -20,15 +20,17 @@ from typing import Any
 def add_parser(subparsers: Any) -> None:
     """Register ``replay``."""
     p: argparse.ArgumentParser = subparsers.add_parser(
-        "replay", help="re-queue archived notifications, or backtest rules on them with --dry-run")
+        "replay", help="re-queue notifications from the ledger, or backtest rules on them with --dry-run")
     p.add_argument("--since", metavar="TIME", help="received at or after this ISO time (no offset: UTC)")
     p.add_argument("--until", metavar="TIME", help="received at or before this ISO time")
     p.add_argument("--id", dest="ids", action="append", default=[], metavar="TRANSACTION_ID",
                    help="a transaction's notifications (repeatable)")
-    p.add_argument("--dlq", action="store_true", help="the dead letters")
-    p.add_argument("--unprocessed", action="store_true", help="archived but never decided")
+    p.add_argument("--dlq", action="store_true",
+                   help="the dead letters not queued again yet (marked requeued once queued; they stay)")
+    p.add_argument("--unprocessed", action="store_true", help="received but never finished")
     p.add_argument("--force", action="store_true",
-                   help="re-decide the undecided or failed ones (never re-approves a completed approval)")
+                   help="re-decide the undecided or failed ones (never re-approves a completed approval; the "
+                        "earlier decision stays in the ledger)")
     p.add_argument("--dry-run", action="store_true", help="backtest: decide in process, change nothing")
     p.add_argument("--rules", metavar="PATH", help="with --dry-run: these rules (default: rules.path)")
     p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
@@ -89,7 +91,8 @@ def _progress(label: str) -> Iterator[Callable[[int, int], None] | None]:
 def run(args: argparse.Namespace) -> int:
     """Select, then re-queue or backtest; print what happened."""
     from worker.config import load_settings
-    from worker.replay import SelectionError, make_selection, select, stores
+    from worker.ledger import Ledger
+    from worker.replay import SelectionError, make_selection, stores
     from worker.store.connection import connect
 
     if args.rules and not args.dry_run:
@@ -102,29 +105,45 @@ def run(args: argparse.Namespace) -> int:
     except SelectionError as exc:
         return _fail(str(exc))
     settings = load_settings(getattr(args, "config", None))
-    st = stores(connect(settings.redis), settings.redis.key_prefix, settings.worker.lock_ttl_s)
+    book = None
     if args.dry_run:
         book = _rulebook(args.rules or settings.rules.path)
         if book is None:
             return 2
+    st = stores(connect(settings.redis), settings.redis.key_prefix, Ledger.open(settings.database.url),
+                settings.worker.lock_ttl_s)
     try:
-        refs, missing = select(selection, st)
+        if args.dry_run:
+            return _backtest(args, settings, st, selection, book)
+        return _requeue(args, settings, st, selection)
     except SelectionError as exc:
         return _fail(str(exc))
-    for entry_id in missing:
-        print(f"vipflow replay: dead letter {entry_id} is no longer archived (trimmed); skipped", file=sys.stderr)
-    if args.dry_run:
-        from worker.backtest import backtest
+    finally:
+        st.ledger.engine.dispose()
 
-        with _stop_on_ctrl_c() as stop, _progress("backtest") as progress:
-            report = backtest(refs, st, book, settings.limits, on_progress=progress, should_stop=stop)
-        _print_backtest(report, as_json=args.json, max_rows=args.max_rows)
-        if report.interrupted:
-            print(f"vipflow replay: interrupted after {report.transactions} transactions; "
-                  "the totals cover those only", file=sys.stderr)
-            return 130
-        return 0
-    return _requeue(args, settings, st, refs)
+
+def _missing(entry_ids: list[str]) -> None:
+    for entry_id in entry_ids:
+        print(f"vipflow replay: dead letter {entry_id}: its notification is in neither the ledger nor the "
+              "intake buffer; skipped", file=sys.stderr)
+
+
+def _backtest(args: argparse.Namespace, settings: Any, st: Any, selection: Any, book: Any) -> int:
+    from worker.backtest import backtest
+
+    def emit(diff: Any) -> None:
+        print(json.dumps(diff.to_dict()))
+
+    with _stop_on_ctrl_c() as stop, _progress("backtest") as progress:
+        report = backtest(selection, st, book, settings.limits, keep=0 if args.json else max(0, args.max_rows),
+                          on_difference=emit if args.json else None, on_progress=progress, should_stop=stop)
+    _missing(report.missing)
+    _print_backtest(report, as_json=args.json, max_rows=args.max_rows)
+    if report.interrupted:
+        print(f"vipflow replay: interrupted after {report.transactions} transactions; "
+              "the totals cover those only", file=sys.stderr)
+        return 130
+    return 0
 
 
 def _rulebook(path: Any) -> Any:
@@ -138,13 +157,17 @@ def _rulebook(path: Any) -> Any:
         return None
 
 
-def _requeue(args: argparse.Namespace, settings: Any, st: Any, refs: list[Any]) -> int:
-    from worker.replay import requeue
+def _requeue(args: argparse.Namespace, settings: Any, st: Any, selection: Any) -> int:
+    from worker.ledger.actor import cli_actor
+    from worker.replay import requeue, select
     from worker.store.publisher import CeleryPublisher
 
+    selected = select(selection, st)
+    _missing(selected.missing)
     publisher = CeleryPublisher.from_settings(settings)
     with _stop_on_ctrl_c() as stop, _progress("replay") as progress:
-        report = requeue(refs, st, publisher, force=args.force, from_dlq=args.dlq,
+        report = requeue(selected, st, publisher, force=args.force,
+                         actor=cli_actor(settings) if args.force else None, from_dlq=args.dlq,
                          on_progress=progress, should_stop=stop)
     summary = {"selected": report.selected, "queued": report.queued,
                "already_final": report.already_final, "skipped_invalid": report.skipped_invalid,
@@ -168,17 +191,16 @@ def _requeue(args: argparse.Namespace, settings: Any, st: Any, refs: list[Any]) 
 
 
 def _print_backtest(report: Any, *, as_json: bool, max_rows: int) -> None:
-    """The differences (a rich table, or JSON lines), then the totals per outcome before and after."""
+    """The totals (JSON: the differences went out as they were found), or a rich table of the first
+    ``max_rows`` differences and the totals per outcome before and after."""
     if as_json:
-        for diff in report.differences:
-            print(json.dumps(diff.to_dict()))
         print(json.dumps({"totals": report.totals()}))
         return
     from rich.console import Console
     from rich.table import Table
 
     console = Console(highlight=False)
-    table = Table(title=f"{len(report.differences)} of {report.transactions} transactions decided differently")
+    table = Table(title=f"{report.different} of {report.transactions} transactions decided differently")
     for name in ("transaction", "type", "recorded", "new", "rules that changed"):
         table.add_column(name)
     for diff in report.differences[:max_rows]:
@@ -186,8 +208,8 @@ def _print_backtest(report: Any, *, as_json: bool, max_rows: int) -> None:
         table.add_row(diff.transaction_id, diff.transaction_type or "?", diff.recorded, diff.new,
                       diff.error or " ".join(changed))
     console.print(table)
-    if len(report.differences) > max_rows:
-        console.print(f"... and {len(report.differences) - max_rows} more (--max-rows N, or --json for all)")
+    if report.different > max_rows:
+        console.print(f"... and {report.different - max_rows} more (--max-rows N, or --json for all)")
     totals = Table(title="outcomes before and after")
     for name in ("outcome", "recorded", "new"):
         totals.add_column(name, justify="right" if name != "outcome" else "left")

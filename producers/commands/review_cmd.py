@@ -1,7 +1,10 @@
 """``vipflow review list|show|approve|reject``: thin wrappers over ``worker.review_service``.
 
+Reads and writes the ledger (``database.url``). Approvals and rejections are
+recorded as the authenticated actor (``ledger.actor``, else the operating-system
+user); ``--reviewer NAME`` is kept beside it as a stated name.
 Exit 2 when the transaction is not in the queue or the input is incomplete,
-1 when VIP Connect or the wallet failed (the transaction stays in review).
+1 when VIP Connect, the wallet or the ledger failed (the transaction stays in review).
 """
 
 from __future__ import annotations
@@ -24,34 +27,33 @@ def add_parser(subparsers: Any) -> None:
     ls.add_argument("--limit", type=int, default=1000, metavar="N", help="at most N (default 1000)")
     ls.set_defaults(func=list_cmd)
 
-    show = sub.add_parser("show", help="one queued transaction: why it waits, its decision and actions")
+    show = sub.add_parser("show", help="one queued transaction: why it waits, its decision and its events")
     show.add_argument("transaction_id", metavar="ID")
-    show.add_argument("--json", action="store_true", help="the record as JSON (masked)")
+    show.add_argument("--json", action="store_true",
+                      help="{record, events, notifications, review} as JSON (masked)")
     show.set_defaults(func=show_cmd)
 
     approve = sub.add_parser("approve", help="approve through VIP Connect (at most once)")
     approve.add_argument("transaction_id", metavar="ID")
-    approve.add_argument("--reviewer", required=True, metavar="NAME", help="who decides (kept on the record)")
+    approve.add_argument("--reviewer", metavar="NAME",
+                         help="a name kept beside the recorded actor (ledger.actor, else the OS user)")
     approve.add_argument("--reason", metavar="TEXT", help="why (kept on the record)")
     approve.set_defaults(func=approve_cmd)
 
     reject = sub.add_parser("reject", help="reject, releasing any freeze")
     reject.add_argument("transaction_id", metavar="ID")
-    reject.add_argument("--reviewer", required=True, metavar="NAME", help="who decides (kept on the record)")
+    reject.add_argument("--reviewer", metavar="NAME",
+                        help="a name kept beside the recorded actor (ledger.actor, else the OS user)")
     reject.add_argument("--reason", required=True, metavar="TEXT", help="why (required; kept on the record)")
     reject.set_defaults(func=reject_cmd)
 
 
-def _stores(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+def _ledger(args: argparse.Namespace) -> tuple[Any, Any]:
     from worker.config import load_settings
-    from worker.store.connection import connect
-    from worker.store.records import RecordStore
-    from worker.store.review import ReviewQueue
+    from worker.ledger import Ledger
 
     settings = load_settings(getattr(args, "config", None))
-    client = connect(settings.redis)
-    prefix = settings.redis.key_prefix
-    return settings, RecordStore(client, prefix), ReviewQueue(client, prefix)
+    return settings, Ledger.open(settings.database.url)
 
 
 def _age(seconds: float) -> str:
@@ -67,8 +69,8 @@ def list_cmd(args: argparse.Namespace) -> int:
     """Print the queue, oldest first; overdue items (older than review.max_age_s) flagged."""
     from worker.review_service import queued
 
-    settings, records, reviews = _stores(args)
-    items = queued(records, reviews, settings.review.max_age_s, limit=args.limit)
+    settings, ledger = _ledger(args)
+    items = queued(ledger, settings.review.max_age_s, limit=args.limit)
     if args.json:
         for item in items:
             print(json.dumps({"transaction_id": item.transaction_id, "type": item.transaction_type,
@@ -78,8 +80,7 @@ def list_cmd(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    total = reviews.count()
-    overdue = sum(i.overdue for i in items)
+    total, _, overdue = ledger.review_stats(settings.review.max_age_s)
     table = Table(title=f"{total} waiting for review, {overdue} overdue (over {_age(settings.review.max_age_s)})")
     for name in ("transaction", "type", "amount", "age", "matched rules", "why"):
         table.add_column(name, justify="right" if name in ("amount", "age") else "left")
@@ -93,51 +94,52 @@ def list_cmd(args: argparse.Namespace) -> int:
 
 
 def show_cmd(args: argparse.Namespace) -> int:
-    """Print one queued transaction, personal data masked."""
-    from worker.command import render
-    from worker.masking import mask_mapping
-    from worker.review_service import NotInReview, queued_record
+    """Print one queued transaction with its notifications and events, personal data masked."""
+    from worker.command import render, tx_view
+    from worker.review_service import NotInReview, queued_record, waiting_since
 
-    settings, records, reviews = _stores(args)
+    settings, ledger = _ledger(args)
     try:
-        rec = queued_record(records, reviews, args.transaction_id)
+        rec = queued_record(ledger, args.transaction_id)
     except NotInReview as exc:
         print(f"vipflow review: {exc}", file=sys.stderr)
         return 2
-    item = reviews.get(args.transaction_id)
-    data = mask_mapping(rec.to_dict())
-    age = time.time() - item.enqueued_at if item is not None else 0.0
+    view = tx_view(ledger, args.transaction_id) or {"record": {}, "events": [], "notifications": []}
+    since = waiting_since(rec, view["events"])
+    age = time.time() - since if since is not None else 0.0
+    overdue = age > settings.review.max_age_s
     if args.json:
-        print(json.dumps({**data, "review": {"enqueued_at": item.enqueued_at if item else None,
-                                             "age_s": round(age, 1),
-                                             "overdue": age > settings.review.max_age_s}}, default=str))
+        print(json.dumps({**view, "review": {"since": since, "age_s": round(age, 1), "overdue": overdue}},
+                         default=str))
         return 0
-    since = datetime.fromtimestamp(item.enqueued_at, UTC).isoformat(timespec="seconds") if item else "?"
-    flag = "  OVERDUE" if age > settings.review.max_age_s else ""
-    print(f"waiting for review since {since} ({_age(age)}){flag}")
-    print(render(data))
+    when = datetime.fromtimestamp(since, UTC).isoformat(timespec="seconds") if since is not None else "?"
+    print(f"waiting for review since {when} ({_age(age)}){'  OVERDUE' if overdue else ''}")
+    print(render(view["record"], view["events"], view["notifications"]))
     return 0
 
 
 def _decide(args: argparse.Namespace, verdict: str) -> int:
     from worker.bootstrap import bootstrap
     from worker.config import load_settings
+    from worker.ledger.actor import cli_actor
     from worker.review_service import NotInReview, ReviewActionFailed, ReviewInputError, approve, reject
 
     settings = load_settings(getattr(args, "config", None))
+    actor = cli_actor(settings)
     deps = bootstrap(settings)
     try:
         if verdict == "approve":
-            rec = approve(deps, args.transaction_id, args.reviewer, args.reason)
+            rec = approve(deps, args.transaction_id, actor, args.reason, stated_name=args.reviewer)
         else:
-            rec = reject(deps, args.transaction_id, args.reviewer, args.reason)
+            rec = reject(deps, args.transaction_id, actor, args.reason, stated_name=args.reviewer)
     except (NotInReview, ReviewInputError) as exc:
         print(f"vipflow review: {exc}", file=sys.stderr)
         return 2
     except ReviewActionFailed as exc:
         print(f"vipflow review: {exc}", file=sys.stderr)
         return 1
-    print(f"{rec.transaction_id}: {rec.state} by {args.reviewer.strip()}")
+    stated = f" ({args.reviewer.strip()})" if (args.reviewer or "").strip() else ""
+    print(f"{rec.transaction_id}: {rec.state} by {actor}{stated}")
     return 0
 
 

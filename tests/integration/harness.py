@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +28,8 @@ import redis
 import requests
 
 from producers.sim.server import SimProcess, start_simulator
+from worker.ledger import Ledger
+from worker.ledger.events import Event
 from worker.tokens import mint
 
 
@@ -111,14 +114,20 @@ class Proc:
 class Stack:
     """Simulator + ingestor + worker on one Redis db; see the module docstring."""
 
-    def __init__(self, redis_url: str, **env_overrides: str):
+    def __init__(self, redis_url: str, database_url: str | None = None, **env_overrides: str):
         self.redis_url = redis_url
         self.prefix = "it" + secrets.token_hex(4)
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if database_url is None:  # a ledger of its own: an SQLite file in a fresh folder
+            self._tmp = tempfile.TemporaryDirectory(prefix="vipflow-it-")
+            database_url = f"sqlite:///{self._tmp.name}/ledger.db"
+        self.database_url = database_url
         self.key = secrets.token_bytes(32)
         self.env: dict[str, str] = {
             **os.environ,
             "VIPFLOW_REDIS__URL": redis_url,
             "VIPFLOW_REDIS__KEY_PREFIX": self.prefix,
+            "VIPFLOW_DATABASE__URL": database_url,
             "VIPFLOW_VIP__OPERATOR_ID": "op-it",
             "VIPFLOW_VIP__SECRET_KEY1": base64.b64encode(self.key).decode(),
             "VIPFLOW_VIP__BACKOFF_BASE_S": "0.05",
@@ -138,6 +147,7 @@ class Stack:
         self.ingest_url = ""
         self.worker: Proc | None = None
         self.redis = redis.Redis.from_url(redis_url)
+        self.ledger = Ledger.open(database_url)
 
     def start_sim(self) -> SimProcess:
         """Start the VIP + wallet simulator; the worker and ingestor are pointed at it."""
@@ -181,9 +191,13 @@ class Stack:
                                       "Content-Type": "application/json"}, timeout=10)
 
     def record(self, transaction_id: str) -> dict[str, Any] | None:
-        """The transaction record as stored, or None."""
-        raw = self.redis.get(f"{self.prefix}:tx:{transaction_id}")
-        return None if raw is None else dict(json.loads(raw))
+        """The transaction record as the ledger holds it (JSON-ready), or None."""
+        stored = self.ledger.load(transaction_id)
+        return None if stored is None else stored.record.to_dict()
+
+    def events(self, transaction_id: str) -> list[Event]:
+        """The transaction's events in the ledger, in order."""
+        return self.ledger.events(transaction_id)
 
     def wait_state(self, transaction_id: str, states: tuple[str, ...], timeout_s: float = 30) -> dict[str, Any]:
         """Wait until the record reaches one of ``states``; the record."""
@@ -207,12 +221,15 @@ class Stack:
             if self.sim.process.stdout is not None:
                 self.sim.process.stdout.close()
         self.redis.close()
+        self.ledger.engine.dispose()
+        if self._tmp is not None:
+            self._tmp.cleanup()
 
 
 @contextmanager
-def running_stack(redis_url: str, **env: str) -> Iterator[Stack]:
+def running_stack(redis_url: str, database_url: str | None = None, **env: str) -> Iterator[Stack]:
     """Simulator, ingestor and worker, stopped afterwards whatever happens."""
-    stack = Stack(redis_url, **env)
+    stack = Stack(redis_url, database_url, **env)
     try:
         stack.start_sim()
         stack.start_ingest()

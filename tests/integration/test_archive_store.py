@@ -59,6 +59,7 @@ def test_archive_entries_hold_no_authorization_field(archive: Archive, client: r
         b"transaction_id",
         b"body_sha256",
         b"error",
+        b"route",
     }
 
 
@@ -70,13 +71,14 @@ def test_by_transaction_lists_every_entry_of_that_transaction(archive: Archive) 
     assert [e.entry_id for e in archive.by_transaction("tx-00000001")] == [a, b]
 
 
-def test_unprocessed_lists_valid_entries_until_marked_processed(archive: Archive) -> None:
-    """Valid entries are pending until mark_processed; invalid ones never are."""
+def test_unprocessed_lists_valid_entries_until_forgotten(archive: Archive, client: redis.Redis) -> None:
+    """Valid entries are pending until the ledger holds them and their task finished (forget);
+    invalid ones never are. Forgetting also takes the entry out of the stream."""
     a = archive.append("deposit", BODY, status="valid", transaction_id="tx-00000001", error=None)
     archive.append("deposit", b"{", status="invalid", transaction_id=None, error="body: bad")
     assert [e.entry_id for e in archive.unprocessed()] == [a]
-    archive.mark_processed(a)
-    assert archive.unprocessed() == []
+    archive.forget(a)
+    assert archive.unprocessed() == [] and archive.get(a) is None and client.xlen("t:archive") == 1
 
 
 def test_iter_range_pages_through_all_entries_in_order(archive: Archive) -> None:
@@ -98,14 +100,11 @@ def test_iter_range_respects_the_time_window(archive: Archive) -> None:
     assert [e.entry_id for e in archive.iter_range(since_ms=cut)] == [new]
 
 
-def test_trim_older_than_drops_old_entries(archive: Archive) -> None:
-    """trim_older_than removes entries received before the cut and keeps the rest."""
-    old = archive.append("deposit", b"old", status="valid", transaction_id=None, error=None)
-    time.sleep(0.005)
-    cut = int(time.time() * 1000)
-    archive.append("deposit", b"new", status="valid", transaction_id=None, error=None)
-    assert archive.trim_older_than(cut) == 1
-    assert archive.get(old) is None
+def test_the_transaction_index_expires_with_the_dedupe_window(client: redis.Redis) -> None:
+    """The per-transaction index of buffer entries has a lifetime: the dedupe window given to the buffer."""
+    Archive(client, "t", index_ttl_ms=60_000).append("deposit", BODY, status="valid",
+                                                     transaction_id="tx-00000001", error=None)
+    assert 0 < client.pttl("t:archive:tx:tx-00000001") <= 60_000
 
 
 def test_redis_down_raises_store_error() -> None:

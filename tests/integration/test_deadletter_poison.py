@@ -21,7 +21,6 @@ from producers.sim.patrons import PREFERRED_GOOD
 from producers.sim.sender import build_notification
 from tests.integration.harness import Stack, free_port, wait_until
 from tests.integration.vipflow_worker import alive, children, scrape, start_vipflow_worker, total
-from worker.store.deadletters import DeadLetters
 
 pytestmark = pytest.mark.integration
 TXID = "itpoison01"
@@ -55,9 +54,10 @@ def test_poison_notification_is_dead_lettered_after_the_configured_deliveries(re
         rec = stack.wait_state(TXID, ("review", "approved", "rejected"), timeout_s=60)
         assert rec["state"] == "review" and rec["deliveries"] == 3 and rec["decision"] is None
         assert "delivered 3 times" in rec["review_reason"]
-        letters = DeadLetters(stack.redis, stack.prefix).list()
+        letters = stack.ledger.dead_letters()
         assert [(d.transaction_id, d.attempts) for d in letters] == [(TXID, 3)]
-        assert stack.redis.zscore(f"{stack.prefix}:review", TXID) is not None
+        kinds = [e.kind for e in stack.events(TXID)]
+        assert kinds.count("delivered") == 3 and "dead_letter" in kinds and kinds[-1] == "review"
         assert sim.stats()["approvals"].get(TXID) is None
         time.sleep(3)  # acknowledged: no fourth delivery, nothing left queued
         assert stack.record(TXID)["deliveries"] == 3  # type: ignore[index]

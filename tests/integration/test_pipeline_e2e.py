@@ -21,12 +21,27 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
+    """One stack for the module, its ledger on PostgreSQL (a database of its own) when one answers
+    (always under CI), else on SQLite."""
+    import os
+
     import redis
 
-    from tests.conftest import TEST_REDIS_URL
+    from tests.conftest import TEST_DATABASE_URL, TEST_REDIS_URL, create_pg_database
+    from worker.ledger.schema import make_engine, upgrade
 
     redis.Redis.from_url(TEST_REDIS_URL).ping()
-    with running_stack(TEST_REDIS_URL) as s:
+    database_url: str | None = TEST_DATABASE_URL.rsplit("/", 1)[0] + "/vipflow_test_e2e"
+    try:
+        create_pg_database(str(database_url), fresh=True)
+        engine = make_engine(str(database_url))
+        upgrade(engine)
+        engine.dispose()
+    except Exception:
+        if os.environ.get("CI"):
+            raise
+        database_url = None  # no PostgreSQL here: the stack's own SQLite file
+    with running_stack(TEST_REDIS_URL, database_url) as s:
         yield s
 
 
@@ -57,6 +72,12 @@ def test_withdrawal_is_frozen_and_approved_once(stack: Stack) -> None:
     assert rec["state"] == "approved", rec.get("review_reason")
     assert [a["name"] for a in rec["actions"] if a["status"] == "done"][:1] == ["freeze"]
     assert approvals(stack, "itwd000001") == 1
+    steps = [(e.kind, e.name, e.status) for e in stack.events("itwd000001")]
+    assert steps[:3] == [("received", None, None), ("delivered", None, None), ("decided", "approve", None)]
+    assert steps[3:5] == [("action", "freeze", "started"), ("action", "freeze", "done")]
+    assert steps[-1] == ("action", "approve", "done")
+    [note] = stack.ledger.notifications_of("itwd000001")
+    assert note.status == "valid" and note.route == "/vip/notify/withdraw"
 
 
 def test_large_withdrawal_is_frozen_and_reviewed(stack: Stack) -> None:
@@ -104,6 +125,8 @@ def test_duplicate_notification_gives_one_approval(stack: Stack) -> None:
         send(stack, "deposit", body)
     stack.wait_state("itdep00004", ("approved",))
     assert approvals(stack, "itdep00004") == 1
+    kinds = [e.kind for e in stack.events("itdep00004")]
+    assert kinds.count("received") == 1 and kinds.count("decided") == 1
 
 
 def test_vip_500_twice_then_success_gives_one_approval(stack: Stack) -> None:

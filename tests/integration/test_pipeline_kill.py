@@ -31,3 +31,6 @@ def test_worker_killed_mid_approval_approves_exactly_once(redis_url: str) -> Non
         assert rec["state"] == "approved"
         assert stack.sim.stats()["approvals"].get("itkill0001") == 1
         assert rec["deliveries"] >= 2
+        # The ledger kept both deliveries' steps: the start before the kill, the reconciling start after.
+        starts = [e.data for e in stack.events("itkill0001") if (e.name, e.status) == ("approve", "started")]
+        assert len(starts) == 2 and starts[0] == {"outcome_unknown": False} and starts[1] == {"outcome_unknown": True}

@@ -25,7 +25,10 @@ import requests
 from producers.sim.patrons import ONLINE, PREFERRED_GOOD
 from producers.sim.sender import build_notification
 from tests.integration.harness import ROOT, Stack, running_stack, wait_until
+from worker.ledger import RecordWriter, State, TransactionRecord
+from worker.ledger.record import NotificationSeen
 from worker.store.archive import Archive
+from worker.store.locks import Locks
 
 pytestmark = pytest.mark.integration
 
@@ -38,9 +41,9 @@ def stack() -> Iterator[Stack]:
         yield s
 
 
-def vipflow(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the real `vipflow` command with the stack's configuration."""
-    return subprocess.run([sys.executable, "-m", "producers", *args], cwd=ROOT, env=stack.env,
+def vipflow(stack: Stack, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run the real `vipflow` command with the stack's configuration (and ``env`` on top)."""
+    return subprocess.run([sys.executable, "-m", "producers", *args], cwd=ROOT, env={**stack.env, **env},
                           capture_output=True, text=True, timeout=60, check=False)
 
 
@@ -97,10 +100,10 @@ def test_replay_by_time_and_by_id_changes_nothing_for_completed(stack: Stack) ->
 
 
 def test_unknown_id_exits_2_naming_it(stack: Stack) -> None:
-    """An id with nothing archived is refused with exit 2 and its name."""
+    """An id with no notification in the ledger or the intake buffer is refused with exit 2 and its name."""
     result = vipflow(stack, "replay", "--id", "rpnosuch001")
     assert result.returncode == 2
-    assert "--id: no archived notification for transaction rpnosuch001" in result.stderr
+    assert "--id: no notification recorded for transaction rpnosuch001" in result.stderr
 
 
 def test_unprocessed_recovers_a_notification_archived_but_never_queued(stack: Stack) -> None:
@@ -109,14 +112,15 @@ def test_unprocessed_recovers_a_notification_archived_but_never_queued(stack: St
     archive = Archive(stack.redis, stack.prefix)
     entry = archive.append("deposit", json.dumps(body).encode(), status="valid", transaction_id="rpdep00002",
                            error=None)
-    time.sleep(1)
     assert stack.record("rpdep00002") is None  # nothing queued it
     result = vipflow(stack, "replay", "--unprocessed")
     assert result.returncode == 0, result.stderr
     rec = stack.wait_state("rpdep00002", ("approved", "review", "rejected"))
     assert rec["state"] == "approved"
     assert approvals(stack)["rpdep00002"] == 1
-    wait_until(lambda: entry not in {e.entry_id for e in archive.unprocessed()}, 10, "the entry to be processed")
+    wait_until(lambda: entry not in archive.pending_ids() and entry not in
+               {e.entry_id for e in stack.ledger.unprocessed()}, 10, "the entry to be finished")
+    assert stack.ledger.notification(entry) is not None  # the ledger holds it now
 
 
 def test_dry_run_after_a_rule_change_matches_the_hand_computed_differences(stack: Stack, tmp_path: Path) -> None:
@@ -148,3 +152,62 @@ def test_dry_run_after_a_rule_change_matches_the_hand_computed_differences(stack
     assert "rpwd000010" not in table.stdout
     assert approvals(stack) == before  # a dry run calls nothing
     assert stack.record("rpwd000011")["decision"]["outcome"] == "approve"  # type: ignore[index]
+
+
+def failed_in_the_ledger(stack: Stack, txid: str, amount: str) -> str:
+    """A deposit whose task failed unexpectedly after the rules decided approve, as the ledger keeps it:
+    its notification finished and out of the intake buffer, the transaction in review. The entry id."""
+    body = build_notification(PREFERRED_GOOD, "deposit", Decimal(amount), transaction_id=txid)
+    archive = Archive(stack.redis, stack.prefix)
+    entry_id = archive.append("deposit", json.dumps(body).encode(), status="valid", transaction_id=txid, error=None)
+    entry = archive.get(entry_id)
+    assert entry is not None
+    lock = Locks(stack.redis, stack.prefix).lock(txid)
+    lock.acquire(wait_s=5)
+    rec = TransactionRecord(txid, transaction_type="deposit", amount=amount, deliveries=1,
+                            notifications=(NotificationSeen(entry_id, "deposit", "valid", str(entry.received_at)),),
+                            decision={"outcome": "approve", "ruleset": "deposit", "matched": []},
+                            state=State.REVIEW, review_reason="unexpected RuntimeError while processing")
+    RecordWriter(stack.ledger, lock, None, notification=entry)(rec)
+    lock.finish(entry_id)
+    stack.ledger.mark_done(entry_id)
+    assert archive.get(entry_id) is None
+    return entry_id
+
+
+def test_force_redecides_a_failed_transaction_keeping_its_events_with_the_configured_actor(stack: Stack) -> None:
+    """`replay --force --id` re-decides a transaction whose task failed: it is approved once, the events it had
+    stay first in its log, and the replay event carries the configured ledger.actor."""
+    failed_in_the_ledger(stack, "rpdep00020", "30.00")
+    before = stack.events("rpdep00020")
+    result = vipflow(stack, "replay", "--force", "--id", "rpdep00020", VIPFLOW_LEDGER__ACTOR="ops-team")
+    assert result.returncode == 0, result.stderr
+    assert "--force: 1 transactions will be decided again" in result.stdout
+    assert stack.wait_state("rpdep00020", ("approved",))["state"] == "approved"
+    assert approvals(stack)["rpdep00020"] == 1
+    after = stack.events("rpdep00020")
+    assert after[:len(before)] == before
+    [replay] = [e for e in after if e.kind == "replay"]
+    assert replay.actor == "config:ops-team" and replay.data is not None and replay.data["outcome"] == "approve"
+    assert [e.kind for e in after].count("decided") == 2
+
+
+def test_dlq_requeues_dead_letters_and_marks_them_requeued(stack: Stack) -> None:
+    """`replay --dlq` queues each dead letter's notification from the ledger and marks the letter requeued;
+    a settled transaction is left as it is, and a second `--dlq` finds nothing."""
+    settle(stack, "deposit", build_notification(PREFERRED_GOOD, "deposit", Decimal("35.00"),
+                                                transaction_id="rpdep00021"), "rpdep00021")
+    [entry] = stack.ledger.notifications_of("rpdep00021")
+    stack.ledger.add_dead_letter(entry.entry_id, "rpdep00021", "unexpected KeyError while processing",
+                                 "unexpected_error", 1)
+    result = vipflow(stack, "replay", "--dlq", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["queued"] == 1
+    wait_deliveries(stack, "rpdep00021", 2)
+    assert stack.ledger.dead_letters() == []
+    [kept] = stack.ledger.dead_letters(include_requeued=True)
+    assert kept.entry_id == entry.entry_id and kept.requeued_at is not None
+    assert approvals(stack)["rpdep00021"] == 1
+    again = vipflow(stack, "replay", "--dlq", "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["selected"] == 0

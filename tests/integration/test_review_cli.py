@@ -1,4 +1,5 @@
-"""`vipflow review` as a reviewer runs it, against the real ingestor, a real Celery worker and the simulator."""
+"""`vipflow review` and `vipflow tx show` as a reviewer runs them, against the real ingestor, a real Celery
+worker, the simulator and the ledger (an SQLite file per module)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,11 @@ import requests
 from producers.sim.patrons import PREFERRED_GOOD
 from producers.sim.sender import build_notification
 from tests.integration.harness import ROOT, Stack, running_stack
+from worker.config import Settings
+from worker.ledger.actor import cli_actor
 
 pytestmark = pytest.mark.integration
+ACTOR = cli_actor(Settings())  # who the CLI records: the OS user running these tests (or ledger.actor)
 
 
 @pytest.fixture(scope="module")
@@ -27,14 +31,14 @@ def stack() -> Iterator[Stack]:
         yield s
 
 
-def command(stack: Stack, *args: str) -> list[str]:
-    return [sys.executable, "-m", "producers", "review", *args]
+def command(stack: Stack, *args: str, group: str = "review") -> list[str]:
+    return [sys.executable, "-m", "producers", group, *args]
 
 
-def vipflow(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the real `vipflow review ...` with the stack's configuration."""
-    return subprocess.run(command(stack, *args), cwd=ROOT, env=stack.env, capture_output=True, text=True,
-                          timeout=60, check=False)
+def vipflow(stack: Stack, *args: str, group: str = "review") -> subprocess.CompletedProcess[str]:
+    """Run the real `vipflow review ...` (or another ``group``) with the stack's configuration."""
+    return subprocess.run(command(stack, *args, group=group), cwd=ROOT, env=stack.env, capture_output=True,
+                          text=True, timeout=60, check=False)
 
 
 def in_review(stack: Stack, txid: str) -> dict[str, Any]:
@@ -66,7 +70,7 @@ def test_list_shows_the_queued_transaction(stack: Stack) -> None:
     assert (item["type"], item["amount"], item["overdue"]) == ("withdraw", "3000.00", False)
     assert "large-withdrawal" in item["matched"]
     # Release the hold: the patron's wallet has room for only a few 3,000 holds across this module.
-    assert vipflow(stack, "reject", "rvwd000001", "--reviewer", "t", "--reason", "test done").returncode == 0
+    assert vipflow(stack, "reject", "rvwd000001", "--reason", "test done").returncode == 0
 
 
 def test_two_approvals_at_once_approve_once(stack: Stack) -> None:
@@ -80,12 +84,28 @@ def test_two_approvals_at_once_approve_once(stack: Stack) -> None:
     assert codes == [0, 2], outs
     assert any("rvwd000002 is not waiting for review (it is approved)" in err for _, err in outs)
     assert approvals(stack, "rvwd000002") == 1
-    again = vipflow(stack, "approve", "rvwd000002", "--reviewer", "alice")
+    again = vipflow(stack, "approve", "rvwd000002")
     assert again.returncode == 2 and approvals(stack, "rvwd000002") == 1
     rec = stack.record("rvwd000002")
     assert rec is not None and rec["state"] == "approved"
-    done = [a for a in rec["actions"] if a["name"] == "review_approve" and a["status"] == "done"]
-    assert len(done) == 1 and done[0]["result"]["reviewer"] == "alice"
+    done = [e for e in stack.events("rvwd000002") if e.kind == "human" and e.status == "done"]
+    assert [(e.name, e.actor, e.state) for e in done] == [("review_approve", ACTOR, "approved")]
+    assert done[0].data is not None and done[0].data["stated_name"] == "alice"
+
+
+def test_tx_show_reads_the_reviewers_approval_from_the_ledger(stack: Stack) -> None:
+    """`vipflow tx show --json --rules` of a reviewed withdrawal: the human events with the actor, the
+    rule text by hash, and the card number masked."""
+    in_review(stack, "rvwd000006")
+    assert vipflow(stack, "approve", "rvwd000006", "--reason", "called the patron").returncode == 0
+    result = vipflow(stack, "show", "rvwd000006", "--json", "--rules", group="tx")
+    assert result.returncode == 0, result.stderr
+    view = json.loads(result.stdout)
+    assert [(e["name"], e["status"], e["actor"]) for e in view["events"] if e["kind"] == "human"] == [
+        ("review_approve", "started", ACTOR), ("review_approve", "done", ACTOR)]
+    assert view["rules"]["content_hash"] == view["record"]["decision"]["content_hash"]
+    assert "large-withdrawal" in view["rules"]["text"]
+    assert PREFERRED_GOOD.vip_card_number not in result.stdout
 
 
 def test_reject_releases_the_freeze(stack: Stack) -> None:
@@ -94,10 +114,14 @@ def test_reject_releases_the_freeze(stack: Stack) -> None:
     assert wallet(stack)["held"]["rvwd000003"]["status"] == "held"
     result = vipflow(stack, "reject", "rvwd000003", "--reviewer", "bob", "--reason", "patron cancelled")
     assert result.returncode == 0, result.stderr
+    assert f"rejected by {ACTOR} (bob)" in result.stdout
     assert wallet(stack)["held"]["rvwd000003"]["status"] == "released"
     assert approvals(stack, "rvwd000003") == 0
     rec = stack.record("rvwd000003")
     assert rec is not None and rec["state"] == "rejected"
+    events = stack.events("rvwd000003")
+    assert ("release", "done") in [(e.name, e.status) for e in events]
+    assert [(e.name, e.status, e.actor) for e in events if e.kind == "human"][-1] == ("review_reject", "done", ACTOR)
 
 
 def test_reject_without_reason_is_a_usage_error(stack: Stack) -> None:
@@ -106,7 +130,7 @@ def test_reject_without_reason_is_a_usage_error(stack: Stack) -> None:
     result = vipflow(stack, "reject", "rvwd000004", "--reviewer", "bob")
     assert result.returncode == 2 and "--reason" in result.stderr
     assert vipflow(stack, "show", "rvwd000004").returncode == 0
-    assert vipflow(stack, "reject", "rvwd000004", "--reviewer", "t", "--reason", "test done").returncode == 0
+    assert vipflow(stack, "reject", "rvwd000004", "--reason", "test done").returncode == 0
 
 
 def test_vip_refusal_keeps_it_in_review_and_exits_1(stack: Stack) -> None:
@@ -114,7 +138,7 @@ def test_vip_refusal_keeps_it_in_review_and_exits_1(stack: Stack) -> None:
     in_review(stack, "rvwd000005")
     assert stack.sim is not None
     stack.sim.faults({"transaction_id": "rvwd000005", "endpoint": "approve", "responses": [400]})
-    result = vipflow(stack, "approve", "rvwd000005", "--reviewer", "alice")
+    result = vipflow(stack, "approve", "rvwd000005")
     assert result.returncode == 1 and "stays in review" in result.stderr
     rec = stack.record("rvwd000005")
     assert rec is not None and rec["state"] == "review"
@@ -124,6 +148,6 @@ def test_vip_refusal_keeps_it_in_review_and_exits_1(stack: Stack) -> None:
 
 def test_not_in_queue_exits_2(stack: Stack) -> None:
     """Approving a transaction that is not queued exits 2 with a clear message."""
-    result = vipflow(stack, "approve", "rvnosuch01", "--reviewer", "alice")
+    result = vipflow(stack, "approve", "rvnosuch01")
     assert result.returncode == 2
     assert "rvnosuch01 is not waiting for review" in result.stderr

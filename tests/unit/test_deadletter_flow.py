@@ -15,13 +15,12 @@ from rules import load_rulebook
 from tests.conftest import FIXTURES, ROOT
 from worker.config import Settings, WorkerSettings
 from worker.deliveries import RETRIES_EXHAUSTED, give_up
+from worker.ledger import Ledger, State, TransactionRecord
 from worker.pipeline import Deps, process
 from worker.reload import RuleHolder
 from worker.store.accounts import AccountCache
 from worker.store.archive import Archive
-from worker.store.deadletters import DeadLetters
-from worker.store.records import RecordStore
-from worker.store.review import ReviewQueue
+from worker.store.locks import Locks
 from worker.store.velocity import VelocityStore
 from worker.vip.fake import FakeVip
 from worker.vip.models import AccountInquiry
@@ -40,16 +39,16 @@ class ExplodingVip(FakeVip):
 
 
 @pytest.fixture
-def deps(redis_url: str) -> Iterator[Deps]:
+def deps(redis_url: str, ledger: Ledger) -> Iterator[Deps]:
     client = redis.Redis.from_url(redis_url)
     body = json.loads((FIXTURES / "vip-connect" / "account-inquiry-response-preferred.json").read_text())
     settings = Settings(worker=WorkerSettings(max_deliveries=2))
-    yield Deps(settings=settings, archive=Archive(client, PREFIX), records=RecordStore(client, PREFIX, 30),
-               reviews=ReviewQueue(client, PREFIX), accounts=AccountCache(client, PREFIX, 0),
+    yield Deps(settings=settings, archive=Archive(client, PREFIX), ledger=ledger,
+               locks=Locks(client, PREFIX, 30), accounts=AccountCache(client, PREFIX, 0),
                velocity=VelocityStore(client, PREFIX), vip=FakeVip({CARD: AccountInquiry.from_response(body)}),
                wallet=InMemoryWallet({PATRON: Decimal("10000.00")}),
                rules=RuleHolder(ROOT / "rules" / "default", book=load_rulebook(ROOT / "rules" / "default")),
-               sleep=lambda s: None, deadletters=DeadLetters(client, PREFIX))
+               sleep=lambda s: None)
     client.close()
 
 
@@ -65,24 +64,20 @@ def test_unexpected_error_is_dead_lettered_and_reviewed(deps: Deps) -> None:
     entry = _archive(deps, "dlunexp01")
     rec = process(entry, replace(deps, vip=ExplodingVip({})))
     assert rec is not None and rec.state == "review"
-    letters = deps.deadletters.list() if deps.deadletters else []
+    letters = deps.ledger.dead_letters()
     assert [(d.entry_id, d.transaction_id, d.attempts) for d in letters] == [(entry, "dlunexp01", 1)]
-    assert "KeyError" in letters[0].error and deps.reviews.get("dlunexp01") is not None
+    assert "KeyError" in letters[0].error and _in_review(deps) == ["dlunexp01"]
+    assert "dead_letter" in [e.kind for e in deps.ledger.events("dlunexp01")]
 
 
 def test_delivery_past_the_limit_does_nothing_but_dead_letter_and_review(deps: Deps) -> None:
     """With max_deliveries 2, a third delivery of an undecided transaction dead-letters it, unapproved."""
     entry = _archive(deps, "dllimit01")
-    lock = deps.records.lock("dllimit01")
-    lock.acquire()
-    from worker.store.records import TransactionRecord
-
-    deps.records.save(TransactionRecord("dllimit01", deliveries=2), lock)  # two deliveries died mid-work
-    lock.release()
+    deps.ledger.write(None, TransactionRecord("dllimit01", deliveries=2))  # two deliveries died mid-work
     rec = process(entry, deps)
     assert rec is not None and rec.state == "review" and rec.deliveries == 3 and rec.decision is None
     assert deps.vip.calls["approve"] == 0  # type: ignore[attr-defined]
-    letters = deps.deadletters.list() if deps.deadletters else []
+    letters = deps.ledger.dead_letters()
     assert [(d.entry_id, d.attempts) for d in letters] == [(entry, 3)]
     assert entry not in {e.entry_id for e in deps.archive.unprocessed()}
 
@@ -90,20 +85,24 @@ def test_delivery_past_the_limit_does_nothing_but_dead_letter_and_review(deps: D
 def test_give_up_dead_letters_and_reviews_an_undecided_transaction(deps: Deps) -> None:
     """The task's give-up path: dead letter with the attempts, the transaction in review, entry settled."""
     entry = _archive(deps, "dlgiveup1")
-    assert deps.deadletters is not None
-    give_up(entry, archive=deps.archive, records=deps.records, reviews=deps.reviews, letters=deps.deadletters,
+    give_up(entry, archive=deps.archive, ledger=deps.ledger, locks=deps.locks,
             error="LockBusy after 6 attempts", attempts=6, reason=RETRIES_EXHAUSTED, lock_wait_s=1)
-    rec = deps.records.load("dlgiveup1")
-    assert rec is not None and rec.state == "review" and rec.review_reason == "LockBusy after 6 attempts"
-    assert [(d.entry_id, d.attempts) for d in deps.deadletters.list()] == [(entry, 6)]
+    stored = deps.ledger.load("dlgiveup1")
+    assert stored is not None and stored.record.state == "review"
+    assert stored.record.review_reason == "LockBusy after 6 attempts"
+    assert [(d.entry_id, d.attempts) for d in deps.ledger.dead_letters()] == [(entry, 6)]
+    assert entry not in {e.entry_id for e in deps.ledger.unprocessed()}
 
 
 def test_give_up_leaves_a_finished_transaction_as_it_is(deps: Deps) -> None:
     """A transaction already approved is dead-lettered for the record but not sent to review."""
     entry = _archive(deps, "dlgiveup2")
     process(entry, deps)
-    assert deps.deadletters is not None
-    give_up(entry, archive=deps.archive, records=deps.records, reviews=deps.reviews, letters=deps.deadletters,
+    give_up(entry, archive=deps.archive, ledger=deps.ledger, locks=deps.locks,
             error="RedisError after 6 attempts", attempts=6, reason=RETRIES_EXHAUSTED, lock_wait_s=1)
-    rec = deps.records.load("dlgiveup2")
-    assert rec is not None and rec.state == "approved" and deps.reviews.get("dlgiveup2") is None
+    stored = deps.ledger.load("dlgiveup2")
+    assert stored is not None and stored.record.state == "approved" and _in_review(deps) == []
+
+
+def _in_review(deps: Deps) -> list[str]:
+    return [rec.transaction_id for rec, _ in deps.ledger.in_state(State.REVIEW)]

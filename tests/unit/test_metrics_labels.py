@@ -15,14 +15,13 @@ from prometheus_client import REGISTRY
 from rules import load_rulebook
 from tests.conftest import FIXTURES, ROOT
 from worker.config import Settings
+from worker.ledger import Ledger
 from worker.metrics import NO_RULE, count_decision
 from worker.pipeline import Deps, process
 from worker.reload import RuleHolder
 from worker.store.accounts import AccountCache
 from worker.store.archive import Archive
-from worker.store.deadletters import DeadLetters
-from worker.store.records import RecordStore
-from worker.store.review import ReviewQueue
+from worker.store.locks import Locks
 from worker.store.velocity import VelocityStore
 from worker.vip.fake import FakeVip
 from worker.vip.models import AccountInquiry
@@ -46,16 +45,16 @@ def _value(name: str, **labels: str) -> float:
 
 
 @pytest.fixture
-def deps(redis_url: str) -> Iterator[Deps]:
+def deps(redis_url: str, ledger: Ledger) -> Iterator[Deps]:
     client = redis.Redis.from_url(redis_url)
     body = json.loads((FIXTURES / "vip-connect" / "account-inquiry-response-preferred.json").read_text())
     vip = TimedVip(FakeVip({CARD: AccountInquiry.from_response(body)}))
-    yield Deps(settings=Settings(), archive=Archive(client, PREFIX), records=RecordStore(client, PREFIX, 30),
-               reviews=ReviewQueue(client, PREFIX), accounts=AccountCache(client, PREFIX, 0),
+    yield Deps(settings=Settings(), archive=Archive(client, PREFIX), ledger=ledger,
+               locks=Locks(client, PREFIX, 30), accounts=AccountCache(client, PREFIX, 0),
                velocity=VelocityStore(client, PREFIX), vip=vip,
                wallet=InMemoryWallet({PATRON: Decimal("10000.00")}),
                rules=RuleHolder(ROOT / "rules" / "default", book=load_rulebook(ROOT / "rules" / "default")),
-               sleep=lambda s: None, deadletters=DeadLetters(client, PREFIX))
+               sleep=lambda s: None)
     client.close()
 
 

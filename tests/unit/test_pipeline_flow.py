@@ -15,12 +15,13 @@ import redis
 from rules import RuleBook, load_rulebook
 from tests.conftest import FIXTURES, ROOT
 from worker.config import Settings
+from worker.errors import LedgerUnavailable
+from worker.ledger import Ledger, State
 from worker.pipeline import CONFLICT_REASON, Deps, process
 from worker.reload import RuleHolder
 from worker.store.accounts import AccountCache
 from worker.store.archive import Archive
-from worker.store.records import RecordStore
-from worker.store.review import ReviewQueue
+from worker.store.locks import Locks
 from worker.store.velocity import VelocityStore
 from worker.vip.fake import FakeVip, vip_error_body
 from worker.vip.models import AccountInquiry, ApprovalResult
@@ -44,6 +45,7 @@ class World:
     wallet: InMemoryWallet
     archive: Archive
     client: redis.Redis
+    ledger: Ledger
 
 
 def _account(**changes: Any) -> AccountInquiry:
@@ -51,21 +53,21 @@ def _account(**changes: Any) -> AccountInquiry:
     return AccountInquiry.from_response({**body, **changes})
 
 
-def _deps(client: redis.Redis, vip: Any, wallet: InMemoryWallet, book: RuleBook) -> Deps:
+def _deps(client: redis.Redis, vip: Any, wallet: InMemoryWallet, book: RuleBook, ledger: Ledger) -> Deps:
     settings = Settings()
     return Deps(
-        settings=settings, archive=Archive(client, PREFIX), records=RecordStore(client, PREFIX, 30),
-        reviews=ReviewQueue(client, PREFIX), accounts=AccountCache(client, PREFIX, 300),
+        settings=settings, archive=Archive(client, PREFIX), ledger=ledger, locks=Locks(client, PREFIX, 30),
+        accounts=AccountCache(client, PREFIX, 300),
         velocity=VelocityStore(client, PREFIX), vip=vip, wallet=wallet,
         rules=RuleHolder(ROOT / "rules" / "default", book=book), sleep=lambda s: None)
 
 
 @pytest.fixture
-def world(redis_url: str, book: RuleBook) -> Iterator[World]:
+def world(redis_url: str, book: RuleBook, ledger: Ledger) -> Iterator[World]:
     client = redis.Redis.from_url(redis_url)
     vip = FakeVip({CARD: _account()})
     wallet = InMemoryWallet({PATRON: Decimal("10000.00")})
-    yield World(_deps(client, vip, wallet, book), vip, wallet, Archive(client, PREFIX), client)
+    yield World(_deps(client, vip, wallet, book, ledger), vip, wallet, Archive(client, PREFIX), client, ledger)
     client.close()
 
 
@@ -120,7 +122,7 @@ def test_large_withdrawal_is_frozen_and_sent_to_review(world: World) -> None:
     assert rec is not None and rec.state == "review"
     assert world.wallet.holds_created["wd0000002"] == 1
     assert world.vip.calls["approve"] == 0
-    assert world.deps.reviews.get("wd0000002") is not None
+    assert [r.transaction_id for r, _ in world.ledger.in_state(State.REVIEW)] == ["wd0000002"]
     assert "large-withdrawal" in (rec.review_reason or "")
 
 
@@ -162,7 +164,7 @@ class _CrashAfterApprove:
 def test_crash_after_approve_started_is_reconciled_not_repeated(world: World, book: RuleBook) -> None:
     """After a crash mid-approval, the next delivery asks VIP's lookup and does not approve again."""
     entry = archive(world, "deposit", deposit("dep000003"))
-    crashing = _deps(world.client, _CrashAfterApprove(world.vip), world.wallet, book)
+    crashing = _deps(world.client, _CrashAfterApprove(world.vip), world.wallet, book, world.ledger)
     with pytest.raises(SystemExit):
         process(entry, crashing)
     assert entry in pending(world)
@@ -192,7 +194,7 @@ def test_error_notification_fails_the_transaction_and_releases_the_freeze(world:
     rec = process(archive(world, "error", err), world.deps)
     assert rec is not None and rec.state == "failed"
     assert world.wallet.holds()["wd0000004"].status == "released"
-    assert world.deps.reviews.get("wd0000004") is None
+    assert world.ledger.in_state(State.REVIEW) == []
     fail = rec.last_action("fail")
     assert fail is not None and fail.result == {"vip_error": {**vip_error_body(13, "Closed account")}}
 
@@ -219,7 +221,7 @@ def test_transient_vip_errors_are_retried_to_one_approval(world: World) -> None:
 def test_unexpected_error_goes_to_review_never_approved(world: World) -> None:
     """A rule book without a deposit ruleset cannot decide: the deposit goes to review."""
     world.deps = _deps(world.client, world.vip, world.wallet,
-                       load_rulebook(Path(ROOT / "rules" / "default" / "withdraw.yaml")))
+                       load_rulebook(Path(ROOT / "rules" / "default" / "withdraw.yaml")), world.ledger)
     rec = process(archive(world, "deposit", deposit("dep000007")), world.deps)
     assert rec is not None and rec.state == "review"
     assert world.vip.calls["approve"] == 0
@@ -240,7 +242,7 @@ def test_only_the_sources_the_rules_read_are_asked(world: World, book: RuleBook)
     """The shipped deposit rules read no wallet fact: no balance call, and the record says so;
     the withdrawal rules read wallet.balance: it is asked and nothing is listed as unasked."""
     wallet = _CountingWallet({PATRON: Decimal("10000.00")})
-    deps = _deps(world.client, world.vip, wallet, book)
+    deps = _deps(world.client, world.vip, wallet, book, world.ledger)
     dep = process(archive(world, "deposit", deposit("dep000008")), deps)
     assert dep is not None and dep.state == "approved" and wallet.balance_calls == 0
     assert dep.unasked == ("wallet",) and dep.facts is not None and dep.facts["wallet"]["balance"] is None
@@ -248,16 +250,16 @@ def test_only_the_sources_the_rules_read_are_asked(world: World, book: RuleBook)
     assert wd is not None and wd.state == "approved" and wallet.balance_calls == 1 and wd.unasked == ()
 
 
-class _FinishFails(RecordStore):
-    """A store whose last write of a task fails once, as if Redis went away at that moment."""
+class _FinishFails(Ledger):
+    """A ledger whose last write of a task fails once, as if the database went away at that moment."""
 
     failed = False
 
-    def finish(self, record: Any, lock: Any, processed: Any = None) -> Any:
-        if not self.failed:
+    def write(self, prev: Any, new: Any, **kw: Any) -> Any:
+        if kw.get("done_entry") and not self.failed:
             self.failed = True
-            raise redis.ConnectionError("Redis went away")
-        return super().finish(record, lock, processed)
+            raise LedgerUnavailable("the database went away")
+        return super().write(prev, new, **kw)
 
 
 def test_a_lost_final_write_is_reconciled_on_redelivery(world: World, book: RuleBook) -> None:
@@ -271,9 +273,9 @@ def test_a_lost_final_write_is_reconciled_on_redelivery(world: World, book: Rule
 
     before = {s: counted(s) for s in ("approved", "already_approved")}
     entry = archive(world, "deposit", deposit("dep000009"))
-    deps = _deps(world.client, world.vip, world.wallet, book)
-    failing = replace(deps, records=_FinishFails(world.client, PREFIX, 30))
-    with pytest.raises(redis.ConnectionError):
+    deps = _deps(world.client, world.vip, world.wallet, book, world.ledger)
+    failing = replace(deps, ledger=_FinishFails(world.ledger.engine))
+    with pytest.raises(LedgerUnavailable):
         process(entry, failing)
     assert entry in pending(world) and world.vip.approvals["dep000009"] == 1
     rec = process(entry, failing)
@@ -284,3 +286,55 @@ def test_a_lost_final_write_is_reconciled_on_redelivery(world: World, book: Rule
     assert entry not in pending(world)
     # Counted once, when stored: the lost "approved" step was never counted.
     assert {s: counted(s) - before[s] for s in before} == {"approved": 0, "already_approved": 1}
+
+
+def test_an_approved_withdrawal_leaves_its_whole_story_in_the_ledger(world: World) -> None:
+    """The ledger holds the notification as received and, in order, received, delivered, decided,
+    the freeze's and the approval's steps, each by the worker; the current row is approved."""
+    entry = archive(world, "withdraw", withdraw("wd0000010"))
+    process(entry, world.deps)
+    events = world.ledger.events("wd0000010")
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    steps = [(e.kind, e.name, e.status) for e in events]
+    assert steps[:3] == [("received", None, None), ("delivered", None, None), ("decided", "approve", None)]
+    assert steps[3:] == [("action", "freeze", "started"), ("action", "freeze", "done"),
+                         ("action", "approve", "started"), ("action", "approve_attempt", "done"),
+                         ("action", "approve", "done")]
+    assert {e.actor for e in events} == {"worker"}
+    decided = events[2].data or {}
+    assert decided["decision"]["content_hash"] and decided["facts"]["amount"] == "100.00"
+    stored = world.ledger.load("wd0000010")
+    assert stored is not None and stored.record.state == "approved" and stored.seq == len(events)
+    note = world.ledger.notification(entry)
+    assert note is not None and note.body == json.dumps(withdraw("wd0000010")).encode()
+    rules = world.ledger.ruleset(decided["decision"]["content_hash"])
+    assert rules is not None and "ruleset: withdraw" in rules["text"]
+
+
+class _LooksInTheLedger:
+    """The fake VIP, noting what the ledger says about the approval at the moment VIP is called."""
+
+    def __init__(self, inner: FakeVip, ledger: Ledger):
+        self.inner, self.ledger = inner, ledger
+        self.seen: list[tuple[str, str, str | None]] = []
+
+    def account_inquiry(self, card: str, product: str | None) -> AccountInquiry:
+        return self.inner.account_inquiry(card, product)
+
+    def approve(self, kind: ApprovalKind, body: Mapping[str, Any]) -> ApprovalResult:
+        txid = str(body.get("TransactionId") or body.get("transactionId"))
+        self.seen = [(e.kind, str(e.name), e.status) for e in self.ledger.events(txid)]
+        return self.inner.approve(kind, body)
+
+    def transaction(self, kind: ApprovalKind, transaction_id: str) -> Any:
+        return self.inner.transaction(kind, transaction_id)
+
+
+def test_the_approval_start_is_durable_before_vip_is_called(world: World, book: RuleBook) -> None:
+    """When VIP Connect receives the approval, the ledger already holds the decision and the approval's
+    "started" step, committed."""
+    vip = _LooksInTheLedger(world.vip, world.ledger)
+    deps = _deps(world.client, vip, world.wallet, book, world.ledger)
+    process(archive(world, "deposit", deposit("dep000010")), deps)
+    assert ("decided", "approve", None) in vip.seen
+    assert vip.seen[-1] == ("action", "approve", "started")

@@ -1,12 +1,17 @@
-"""Replay selections: parsing errors name the option; sources and time windows select the right entries."""
+"""Replay selections: parsing errors name the option; sources (the ledger, and the intake buffer where a
+notification may still be) and time windows select the right entries."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import pytest
 import redis
 
 from producers.cli import main
-from worker.replay import SelectionError, make_selection, parse_time, select, stores
+from worker.ledger import Ledger
+from worker.replay import Selected, SelectionError, Stores, make_selection, parse_time, select, stores
+from worker.store.archive import ArchivedNotification
 
 
 def test_an_unparseable_since_names_the_option() -> None:
@@ -46,43 +51,82 @@ def test_a_time_without_offset_is_utc() -> None:
     assert parse_time("2024-05-01T02:00:00+02:00", "--since") == 1714521600000
 
 
-def test_an_unknown_transaction_id_names_it(redis_url: str) -> None:
-    """--id of a transaction that has nothing archived is refused naming the id."""
-    st = stores(redis.Redis.from_url(redis_url), "t")
-    st.archive.append("deposit", b"{}", status="valid", transaction_id="tx00000001", error=None)
-    with pytest.raises(SelectionError, match=r"^--id: no archived notification for transaction tx99999999$"):
+@pytest.fixture
+def st(redis_url: str, sqlite_url: str) -> Iterator[Stores]:
+    client = redis.Redis.from_url(redis_url)
+    ledger = Ledger.open(sqlite_url)
+    yield stores(client, "t", ledger)
+    client.close()
+    ledger.engine.dispose()
+
+
+def _noted(st: Stores, entry_id: str, txid: str | None, *, status: str = "valid", kind: str = "deposit",
+           done: bool = False) -> str:
+    """A notification in the ledger, received at the entry id's millisecond."""
+    note = ArchivedNotification(entry_id=entry_id, kind=kind, body=b"{}", received_at=int(entry_id.split("-")[0]),
+                                status=status, transaction_id=txid, body_sha256="", error=None)  # type: ignore[arg-type]
+    st.ledger.add_notifications([note], done=[entry_id] if done else [])
+    return entry_id
+
+
+def _ids(selected: Selected) -> list[str]:
+    return [r.entry_id for r in selected.refs]
+
+
+def test_an_unknown_transaction_id_names_it(st: Stores) -> None:
+    """--id of a transaction that has no notification anywhere is refused naming the id."""
+    _noted(st, "1000-0", "tx00000001")
+    with pytest.raises(SelectionError, match=r"^--id: no notification recorded for transaction tx99999999$"):
         select(make_selection(ids=["tx00000001", "tx99999999"]), st)
 
 
-def test_ids_select_every_entry_of_the_transaction_in_the_window(redis_url: str) -> None:
-    """--id selects the transaction's entries (duplicates included), oldest first, narrowed by time."""
-    st = stores(redis.Redis.from_url(redis_url), "t")
-    a = st.archive.append("deposit", b"{}", status="valid", transaction_id="tx00000001", error=None)
-    st.archive.append("deposit", b"{}", status="valid", transaction_id="tx00000002", error=None)
-    b = st.archive.append("deposit", b"{1}", status="conflict", transaction_id="tx00000001", error=None)
-    refs, missing = select(make_selection(ids=["tx00000001"]), st)
-    assert [r.entry_id for r in refs] == [a, b] and missing == []
-    later = int(b.split("-")[0]) + 1
-    assert select(make_selection(ids=["tx00000001"], since=_iso(later)), st)[0] == []
+def test_ids_select_every_entry_of_the_transaction_in_the_window(st: Stores) -> None:
+    """--id selects the transaction's entries in the ledger and the buffer (duplicates included), oldest
+    first, narrowed by time."""
+    a = _noted(st, "1000-0", "tx00000001")
+    _noted(st, "1000-1", "tx00000002")
+    b = _noted(st, "1000-10", "tx00000001", status="conflict")
+    c = st.archive.append("deposit", b"{}", status="valid", transaction_id="tx00000001", error=None)
+    selected = select(make_selection(ids=["tx00000001"]), st)
+    assert _ids(selected) == [a, b, c] and selected.total == 3 and selected.missing == []
+    assert _ids(select(make_selection(ids=["tx00000001"], since=_iso(1001)), st)) == [c]
 
 
-def test_unprocessed_selects_the_pending_entries_only(redis_url: str) -> None:
-    """--unprocessed selects what was archived and never marked processed."""
-    st = stores(redis.Redis.from_url(redis_url), "t")
-    done = st.archive.append("deposit", b"{}", status="valid", transaction_id="tx00000001", error=None)
-    left = st.archive.append("deposit", b"{}", status="valid", transaction_id="tx00000002", error=None)
-    st.archive.mark_processed(done)
-    assert [r.entry_id for r in select(make_selection(unprocessed=True), st)[0]] == [left]
+def test_a_time_range_streams_the_ledger(st: Stores) -> None:
+    """--since/--until select the ledger's notifications received in the window, invalid ones included,
+    with their count."""
+    _noted(st, "1000-0", "tx00000001")
+    b = _noted(st, "2000-0", None, status="invalid")
+    c = _noted(st, "3000-0", "tx00000003", done=True)
+    _noted(st, "4000-0", "tx00000004")
+    selected = select(make_selection(since=_iso(2000), until=_iso(3000)), st)
+    assert selected.total == 2 and _ids(selected) == [b, c]
 
 
-def test_dlq_reports_letters_whose_entry_was_trimmed(redis_url: str) -> None:
-    """--dlq selects the dead letters' entries and names those no longer archived."""
-    st = stores(redis.Redis.from_url(redis_url), "t")
-    kept = st.archive.append("deposit", b"{}", status="valid", transaction_id="tx00000001", error=None)
-    st.deadletters.push(kept, "tx00000001", "unexpected KeyError", 1)
-    st.deadletters.push("1-0", "tx00000002", "unexpected KeyError", 1)
-    refs, missing = select(make_selection(dlq=True), st)
-    assert [r.entry_id for r in refs] == [kept] and missing == ["1-0"]
+def test_unprocessed_selects_unfinished_entries_of_the_ledger_and_the_buffer(st: Stores) -> None:
+    """--unprocessed selects the ledger's unfinished notifications and the buffer's pending entries not
+    drained yet, and leaves out finished and invalid ones."""
+    _noted(st, "1000-0", "tx00000001", done=True)
+    left = _noted(st, "2000-0", "tx00000002")
+    _noted(st, "2500-0", None, status="invalid")
+    buffered = st.archive.append("deposit", b"{}", status="valid", transaction_id="tx00000003", error=None)
+    st.archive.append("deposit", b"{}", status="invalid", transaction_id=None, error="bad")
+    assert _ids(select(make_selection(unprocessed=True), st)) == [left, buffered]
+
+
+def test_dlq_selects_letters_not_requeued_and_names_those_stored_nowhere(st: Stores) -> None:
+    """--dlq selects the dead letters' notifications (ledger or buffer), skips letters already requeued,
+    and names the entries neither holds."""
+    kept = _noted(st, "1000-0", "tx00000001", done=True)
+    buffered = st.archive.append("deposit", b"{}", status="valid", transaction_id="tx00000002", error=None)
+    requeued = _noted(st, "1500-0", "tx00000004", done=True)
+    st.ledger.add_dead_letter(kept, "tx00000001", "unexpected KeyError", "unexpected_error", 1)
+    st.ledger.add_dead_letter(buffered, "tx00000002", "unexpected KeyError", "unexpected_error", 1)
+    st.ledger.add_dead_letter("1-0", "tx00000003", "unexpected KeyError", "unexpected_error", 1)
+    st.ledger.add_dead_letter(requeued, "tx00000004", "unexpected KeyError", "unexpected_error", 1)
+    st.ledger.mark_requeued(requeued)
+    selected = select(make_selection(dlq=True), st)
+    assert _ids(selected) == [kept, buffered] and selected.missing == ["1-0"]
 
 
 def test_the_command_exits_2_naming_the_option(capsys: pytest.CaptureFixture[str]) -> None:

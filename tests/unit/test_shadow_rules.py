@@ -17,14 +17,14 @@ from rules import RuleBook, RuleError, load_rulebook
 from tests.conftest import FIXTURES, ROOT
 from worker.command import render
 from worker.config import RulesSettings, Settings
+from worker.ledger import Ledger
 from worker.masking import mask_mapping
 from worker.pipeline import Deps, process
 from worker.reload import RuleHolder
 from worker.shadow import shadow_holder
 from worker.store.accounts import AccountCache
 from worker.store.archive import Archive
-from worker.store.records import RecordStore
-from worker.store.review import ReviewQueue
+from worker.store.locks import Locks
 from worker.store.velocity import VelocityStore
 from worker.vip.fake import FakeVip
 from worker.vip.models import AccountInquiry
@@ -97,13 +97,13 @@ class World:
 
 
 @pytest.fixture
-def world(redis_url: str, book: RuleBook, shadow_dir: Path) -> Iterator[World]:
+def world(redis_url: str, book: RuleBook, shadow_dir: Path, ledger: Ledger) -> Iterator[World]:
     client = redis.Redis.from_url(redis_url)
     body = json.loads((FIXTURES / "vip-connect" / "account-inquiry-response-preferred.json").read_text())
     vip = FakeVip({CARD: AccountInquiry.from_response(body)})
     wallet = InMemoryWallet({PATRON: Decimal("10000.00")})
-    deps = Deps(settings=Settings(), archive=Archive(client, PREFIX), records=RecordStore(client, PREFIX, 30),
-                reviews=ReviewQueue(client, PREFIX), accounts=AccountCache(client, PREFIX, 300),
+    deps = Deps(settings=Settings(), archive=Archive(client, PREFIX), ledger=ledger,
+                locks=Locks(client, PREFIX, 30), accounts=AccountCache(client, PREFIX, 300),
                 velocity=VelocityStore(client, PREFIX), vip=vip, wallet=wallet,
                 rules=RuleHolder(ROOT / "rules" / "default", book=book), sleep=lambda s: None,
                 shadow=RuleHolder(shadow_dir))
@@ -148,7 +148,8 @@ def test_shadow_approval_is_never_acted_on(world: World) -> None:
 def test_shadow_decision_survives_storage(world: World) -> None:
     """The stored record (what `vipflow tx show` reads) carries both decisions."""
     process(_notify(world, "deposit", "shdep0002", "89.76"), world.deps)
-    stored = world.deps.records.load("shdep0002")
+    held = world.deps.ledger.load("shdep0002")
+    stored = held.record if held is not None else None
     assert stored is not None and stored.decision is not None and stored.shadow_decision is not None
     assert (stored.decision["outcome"], stored.shadow_decision["outcome"]) == ("approve", "reject")
 
@@ -223,7 +224,8 @@ def test_tx_show_names_the_actions(world: World, redis_url: str, monkeypatch: py
     monkeypatch.delenv("VIPFLOW_CONFIG", raising=False)
     monkeypatch.setenv("VIPFLOW_REDIS__URL", redis_url)
     monkeypatch.setenv("VIPFLOW_REDIS__KEY_PREFIX", PREFIX)
-    assert run_tx_show(argparse.Namespace(transaction_id="shwd0003", json=True, config=None)) == 0
-    shown = json.loads(capsys.readouterr().out)
+    monkeypatch.setenv("VIPFLOW_DATABASE__URL", str(world.deps.ledger.engine.url))
+    assert run_tx_show(argparse.Namespace(transaction_id="shwd0003", json=True, rules=False, config=None)) == 0
+    shown = json.loads(capsys.readouterr().out)["record"]
     assert [a["name"] for a in shown["actions"] if a["status"] == "done"] == ["freeze", "approve_attempt", "approve"]
     assert shown["shadow_decision"]["outcome"] == "approve"

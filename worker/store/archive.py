@@ -1,9 +1,11 @@
-"""The notification archive: every authenticated body, exactly as received, in a Redis stream.
+"""The intake buffer: every authenticated body, exactly as received, in a Redis stream.
 
-The stream ``{prefix}:archive`` is the record of truth. Beside it live a small
-index of entry ids per transaction (``{prefix}:archive:tx:{id}``) and the set of
-entries archived for a decision that has not been recorded yet
-(``{prefix}:archive:pending``). The Authorization header is never stored.
+The stream ``{prefix}:archive`` holds a notification from the moment the
+ingestor accepts it until the ledger holds it (``worker.drain``; a task also
+copies its own). Beside it live a small index of entry ids per transaction
+(``{prefix}:archive:tx:{id}``, expiring with the dedupe window) and the set of
+entries whose task has not finished (``{prefix}:archive:pending``). Key names
+come from ``worker.store.keys``. The Authorization header is never stored.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any, Literal
 import redis
 
 from worker.errors import StoreError
+from worker.store import keys
 
 Status = Literal["valid", "invalid", "conflict"]
 STATUSES: tuple[Status, ...] = ("valid", "invalid", "conflict")
@@ -35,21 +38,22 @@ class ArchivedNotification:
     transaction_id: str | None
     body_sha256: str
     error: str | None
+    route: str | None = None  # the path it was posted to
 
 
 def archive_key(prefix: str) -> str:
-    """The stream holding the archive."""
-    return f"{prefix}:archive"
+    """The stream holding the intake buffer."""
+    return keys.archive(prefix)
 
 
 def tx_index_key(prefix: str, transaction_id: str) -> str:
-    """The list of archive entry ids for one transaction."""
-    return f"{prefix}:archive:tx:{transaction_id}"
+    """The list of buffer entry ids for one transaction."""
+    return keys.archive_tx(prefix, transaction_id)
 
 
 def pending_key(prefix: str) -> str:
-    """The set of entries archived for a decision that is not recorded yet."""
-    return f"{prefix}:archive:pending"
+    """The set of entries whose task has not finished."""
+    return keys.pending(prefix)
 
 
 def now_ms() -> int:
@@ -77,14 +81,18 @@ def _entry(entry_id: bytes | str, fields: dict[bytes, bytes]) -> ArchivedNotific
         transaction_id=_text(fields, b"transaction_id"),
         body_sha256=(fields.get(b"body_sha256") or b"").decode(),
         error=_text(fields, b"error"),
+        route=_text(fields, b"route"),
     )
 
 
 # XADD and its index entries in one script, so that an entry is never archived
 # without being findable by transaction and by the pending sweep.
 _APPEND = """
-local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
-if ARGV[1] == '1' then redis.call('RPUSH', KEYS[2], id) end
+local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 4))
+if ARGV[1] == '1' then
+  redis.call('RPUSH', KEYS[2], id)
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+end
 if ARGV[2] == '1' then redis.call('SADD', KEYS[3], id) end
 return id
 """
@@ -92,13 +100,14 @@ return id
 class Archive:
     """Append to, read and trim the archive stream; every Redis failure becomes StoreError."""
 
-    def __init__(self, client: redis.Redis, prefix: str):
+    def __init__(self, client: redis.Redis, prefix: str, *, index_ttl_ms: int = 7 * 86_400_000):
         self._redis = client
         self._prefix = prefix
         self.key = archive_key(prefix)
         self._pending = pending_key(prefix)
         self.pending_set = self._pending  # the set of entries whose decision is not stored yet
         self._append = client.register_script(_APPEND)
+        self._index_ttl_ms = index_ttl_ms
 
     def append(
         self,
@@ -109,6 +118,7 @@ class Archive:
         transaction_id: str | None,
         error: str | None,
         pending: bool | None = None,
+        route: str | None = None,
     ) -> str:
         """Archive one body, return its entry id; valid and conflict entries start pending."""
         fields: dict[str, bytes | str | int] = {
@@ -119,11 +129,12 @@ class Archive:
             "transaction_id": transaction_id or "",
             "body_sha256": hashlib.sha256(raw_body).hexdigest(),
             "error": error or "",
+            "route": route or "",
         }
         if pending is None:
             pending = status != "invalid"
         keys = [self.key, tx_index_key(self._prefix, transaction_id or ""), self._pending]
-        args: list[bytes | str | int] = [1 if transaction_id else 0, 1 if pending else 0]
+        args: list[bytes | str | int] = [1 if transaction_id else 0, 1 if pending else 0, self._index_ttl_ms]
         for name, value in fields.items():
             args += [name, value]
         entry_id = self._call(lambda: self._append(keys=keys, args=args), "archive the body")
@@ -155,14 +166,18 @@ class Archive:
         found = (self.get(i.decode()) for i in ids)
         return [e for e in found if e is not None]
 
-    def trim_older_than(self, ms: int) -> int:
-        """Drop entries received before epoch ``ms``; returns how many went."""
-        trim = lambda: self._redis.xtrim(self.key, minid=f"{ms}-0", approximate=False)  # noqa: E731
-        return int(self._call(trim))
+    def forget(self, *entry_ids: str) -> None:
+        """Drop entries the ledger holds (and whose tasks finished) from the buffer and its pending set."""
+        if not entry_ids:
+            return
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.srem(self._pending, *entry_ids)
+        pipe.xdel(self.key, *entry_ids)
+        self._call(pipe.execute, "drop entries from the intake buffer")
 
-    def mark_processed(self, entry_id: str) -> None:
-        """Record that the decision for this entry is stored (removes it from the pending set)."""
-        self._call(lambda: self._redis.srem(self._pending, entry_id))
+    def pending_ids(self) -> set[str]:
+        """The ids of entries whose task has not finished."""
+        return {i.decode() for i in self._call(lambda: self._redis.smembers(self._pending))}
 
     def unprocessed(self) -> list[ArchivedNotification]:
         """Entries archived as valid or conflict whose decision was never recorded, oldest first."""

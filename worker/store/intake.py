@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import redis
 
 from worker.errors import StoreError
+from worker.store import keys
 from worker.store.archive import Archive, archive_key, now_ms, pending_key, tx_index_key
 from worker.store.publisher import Publisher
 from worker.store.taskmessage import LUA_HELPERS, TaskMessages
@@ -67,7 +68,7 @@ end
 local status = 'valid'
 if redis.call('HSETNX', seen, 'first', sha) == 0 then status = 'conflict' end
 id = redis.call('XADD', KEYS[2], '*', 'body', ARGV[6], 'kind', ARGV[5], 'received_at', ARGV[2],
-  'status', status, 'transaction_id', ARGV[7], 'body_sha256', sha, 'error', '')
+  'status', status, 'transaction_id', ARGV[7], 'body_sha256', sha, 'error', '', 'route', ARGV[12])
 redis.call('HSET', seen, sha, id, sha .. ':s', status)
 redis.call('PEXPIRE', seen, ARGV[4])
 redis.call('RPUSH', KEYS[4], id)
@@ -95,9 +96,7 @@ class IntakeResult:
 
 def seen_key(prefix: str, kind: str, transaction_id: str) -> str:
     """The de-duplication hash of one transaction (error notifications apart)."""
-    if kind == "error":
-        return f"{prefix}:seen:error:{transaction_id}"
-    return f"{prefix}:seen:{transaction_id}"
+    return keys.seen(prefix, kind, transaction_id)
 
 
 class Intake:
@@ -110,11 +109,11 @@ class Intake:
         publisher: Publisher | None = None,
         *,
         queue: str = "vipflow",
-        retention_ms: int = 30 * 86_400_000,
+        retention_ms: int = 7 * 86_400_000,  # the dedupe window: how long seen-markers live
         lease_ms: int = 10_000,
         busy_wait_s: float = 1.0,
     ):
-        self.archive = Archive(client, prefix)
+        self.archive = Archive(client, prefix, index_ttl_ms=retention_ms)
         self._prefix = prefix
         self._publisher = publisher
         self._messages = TaskMessages(queue) if publisher is None else None
@@ -130,8 +129,8 @@ class Intake:
     def from_settings(
         cls, settings: Settings, client: redis.Redis, publisher: Publisher | None = None
     ) -> Intake:
-        """An intake on the configured prefix and queue; seen-markers live as long as the archive."""
-        retention_ms = int(settings.archive.retention_days * 86_400_000)
+        """An intake on the configured prefix and queue; seen-markers live ``ledger.dedupe_window_s``."""
+        retention_ms = int(settings.ledger.dedupe_window_s * 1000)
         return cls(client, settings.redis.key_prefix, publisher,
                    queue=settings.worker.queue, retention_ms=retention_ms)
 
@@ -143,16 +142,17 @@ class Intake:
         error: str | None,
         *,
         transaction_id: str | None = None,
+        route: str | None = None,
     ) -> IntakeResult:
         """Archive (and, when valid, queue) one authenticated body; StoreError when not stored."""
         if notification is None:
             entry_id = self.archive.append(
-                kind, raw_body, status="invalid", transaction_id=transaction_id, error=error
+                kind, raw_body, status="invalid", transaction_id=transaction_id, error=error, route=route
             )
             return IntakeResult("invalid", entry_id, transaction_id)
-        return self._accept_valid(kind, raw_body, notification.transaction_id)
+        return self._accept_valid(kind, raw_body, notification.transaction_id, route or "")
 
-    def _accept_valid(self, kind: str, raw_body: bytes, tx: str) -> IntakeResult:
+    def _accept_valid(self, kind: str, raw_body: bytes, tx: str, route: str) -> IntakeResult:
         sha = hashlib.sha256(raw_body).hexdigest()
         seen = seen_key(self._prefix, kind, tx)
         keys = [seen, archive_key(self._prefix), pending_key(self._prefix),
@@ -161,7 +161,7 @@ class Intake:
         deadline = time.monotonic() + self._busy_wait_s
         while True:
             args: list[str | int | bytes] = [
-                sha, now_ms(), self._lease_ms, self._retention_ms, kind, raw_body, tx, *inline
+                sha, now_ms(), self._lease_ms, self._retention_ms, kind, raw_body, tx, *inline, route
             ]
             verdict, raw_id, raw_status = self._run(partial(self._claim, keys=keys, args=args))
             if verdict != b"busy":

@@ -1,0 +1,121 @@
+"""The ledger's migrations: an empty database and the previous schema both upgrade to the code's head."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, inspect, select, text
+
+from tests.conftest import archived_note
+from worker.errors import SchemaOutdated
+from worker.ledger import Ledger
+from worker.ledger import schema as schema_module
+from worker.ledger import tables as t
+from worker.ledger.schema import current_revision, ensure_schema, head_revision, make_engine, upgrade
+
+PREVIOUS = "0001"  # the schema before the append-only triggers and prune_runs
+
+
+@pytest.fixture(autouse=True)
+def _forget_checked_schemas(monkeypatch: pytest.MonkeyPatch) -> None:
+    # ensure_schema remembers the URLs it checked, per process; these tests reuse URLs at other revisions.
+    monkeypatch.setattr(schema_module, "_checked", set())
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """An engine on an empty database: a new SQLite file, or a PostgreSQL database of its own."""
+    url = (f"sqlite:///{tmp_path / 'empty.db'}" if request.param == "sqlite"
+           else str(request.getfixturevalue("pg_empty_url")))
+    engine = make_engine(url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def _pg_triggers(engine: Engine) -> set[str]:
+    with engine.connect() as conn:
+        return set(conn.execute(text("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")).scalars())
+
+
+def _sqlite_triggers(engine: Engine) -> set[str]:
+    with engine.connect() as conn:
+        return set(conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'trigger'")).scalars())
+
+
+def test_an_empty_database_upgrades_to_head(empty_engine: Engine) -> None:
+    """upgrade on an empty database creates every table of the code's schema and says it went from nothing."""
+    assert current_revision(empty_engine) is None
+    before, after = upgrade(empty_engine)
+    assert (before, after) == (None, head_revision())
+    assert set(t.metadata.tables) <= set(inspect(empty_engine).get_table_names())
+
+
+def test_upgrading_twice_changes_nothing(empty_engine: Engine) -> None:
+    """A second upgrade finds the database at head and leaves it there."""
+    upgrade(empty_engine)
+    assert upgrade(empty_engine) == (head_revision(), head_revision())
+
+
+def test_the_previous_schema_upgrades_and_keeps_its_rows(empty_engine: Engine) -> None:
+    """A database at 0001 with a notification upgrades to head; the row survives and the triggers now exist."""
+    assert upgrade(empty_engine, PREVIOUS) == (None, PREVIOUS)
+    note = archived_note("1700000000000-0", "tx-1")
+    Ledger(empty_engine).add_notification(note)  # the 0001 tables, written by today's code
+    assert "prune_runs" not in inspect(empty_engine).get_table_names()
+    assert upgrade(empty_engine) == (PREVIOUS, head_revision())
+    assert Ledger(empty_engine).notification(note.entry_id) == note
+    assert "prune_runs" in inspect(empty_engine).get_table_names()
+    if empty_engine.dialect.name == "postgresql":
+        assert {"events_append_only", "notifications_append_only"} <= _pg_triggers(empty_engine)
+    else:
+        assert {"events_no_update", "notifications_no_update"} <= _sqlite_triggers(empty_engine)
+
+
+def test_postgresql_at_the_previous_schema_refuses_to_start(pg_empty_url: str) -> None:
+    """ensure_schema on a PostgreSQL ledger at 0001 raises SchemaOutdated naming `vipflow db upgrade`."""
+    engine = make_engine(pg_empty_url)
+    try:
+        upgrade(engine, PREVIOUS)
+        with pytest.raises(SchemaOutdated, match="vipflow db upgrade") as caught:
+            ensure_schema(engine)
+        assert PREVIOUS in str(caught.value) and head_revision() in str(caught.value)
+        assert current_revision(engine) == PREVIOUS  # nothing was migrated behind the operator's back
+    finally:
+        engine.dispose()
+
+
+def test_an_empty_postgresql_refuses_to_start(pg_empty_url: str) -> None:
+    """A process on an empty PostgreSQL database refuses to start, naming the command to run."""
+    engine = make_engine(pg_empty_url)
+    try:
+        with pytest.raises(SchemaOutdated, match="vipflow db upgrade"):
+            ensure_schema(engine)
+        assert current_revision(engine) is None
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_at_the_previous_schema_upgrades_itself(tmp_path: Path) -> None:
+    """ensure_schema on an SQLite ledger at 0001 migrates it to head at once (the embedded default)."""
+    engine = make_engine(f"sqlite:///{tmp_path}/old.db")
+    try:
+        upgrade(engine, PREVIOUS)
+        ensure_schema(engine)
+        assert current_revision(engine) == head_revision()
+    finally:
+        engine.dispose()
+
+
+def test_an_empty_sqlite_file_is_migrated_when_opened(sqlite_url: str) -> None:
+    """Ledger.open on a new SQLite file leaves it at head, ready to write."""
+    ledger = Ledger.open(sqlite_url)
+    try:
+        assert current_revision(ledger.engine) == head_revision()
+        with ledger.engine.connect() as conn:
+            assert conn.execute(select(t.prune_runs)).all() == []
+    finally:
+        ledger.engine.dispose()

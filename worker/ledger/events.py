@@ -1,0 +1,88 @@
+"""Ledger events: what one change of a transaction record adds to its append-only log.
+
+A :class:`~worker.ledger.record.TransactionRecord` only grows (notifications,
+action steps and errors are appended; a decision is set, or cleared by a forced
+replay that records a ``redecide`` step first), so the events of a write are the
+difference between the record the ledger holds and the new one (:func:`diff`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from worker.ledger.record import TransactionRecord
+
+Kind = Literal["received", "delivered", "decided", "action", "review", "human", "replay", "error",
+               "dead_letter", "state"]
+KINDS: tuple[Kind, ...] = ("received", "delivered", "decided", "action", "review", "human", "replay", "error",
+                           "dead_letter", "state")
+WORKER = "worker"  # the actor of everything the pipeline does on its own
+# Action names that are a person's act, and the event kind of the others that are not plain actions.
+HUMAN_ACTIONS = frozenset({"review_approve", "review_reject"})
+_KIND_OF_ACTION: dict[str, Kind] = {"review": "review", "redecide": "replay"}
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """One event to append: ``at`` in epoch seconds; ``data`` JSON-ready and free of personal data."""
+
+    kind: Kind
+    at: float
+    name: str | None = None
+    status: str | None = None
+    actor: str | None = WORKER
+    data: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    """One stored event, as readers see it."""
+
+    transaction_id: str
+    seq: int
+    at: float
+    kind: str
+    name: str | None
+    status: str | None
+    state: str
+    actor: str | None
+    data: Mapping[str, Any] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"seq": self.seq, "at": self.at, "kind": self.kind, "name": self.name, "status": self.status,
+                "state": self.state, "actor": self.actor, "data": dict(self.data) if self.data else None}
+
+
+def diff(old: TransactionRecord | None, new: TransactionRecord) -> list[NewEvent]:
+    """The events that turn ``old`` (None: nothing stored yet) into ``new``, in order."""
+    now = time.time()
+    out: list[NewEvent] = []
+    old_notes = old.notifications if old else ()
+    for seen in new.notifications[len(old_notes):]:
+        out.append(NewEvent("received", now, data={"entry_id": seen.entry_id, "kind": seen.kind,
+                                                   "status": seen.status}))
+    if new.deliveries > (old.deliveries if old else 0):
+        out.append(NewEvent("delivered", now, data={"deliveries": new.deliveries}))
+    if new.decision is not None and (old is None or old.decision != new.decision):
+        d = new.decision
+        out.append(NewEvent("decided", now, name=str(d.get("outcome")), data={
+            "decision": d, "facts": new.facts, "unasked": list(new.unasked),
+            "shadow_decision": new.shadow_decision}))
+    for err in new.errors[len(old.errors) if old else 0:]:
+        out.append(NewEvent("error", float(err.get("at", now)), data={"message": err.get("message")}))
+    for step in new.actions[len(old.actions) if old else 0:]:
+        result = dict(step.result) if step.result else None
+        if step.name in HUMAN_ACTIONS:
+            actor = str((result or {}).get("actor") or "unknown")
+            out.append(NewEvent("human", step.at, step.name, step.status, actor, result))
+        else:
+            kind = _KIND_OF_ACTION.get(step.name, "action")
+            actor = str((result or {}).get("actor") or WORKER)
+            out.append(NewEvent(kind, step.at, step.name, step.status, actor, result))
+    if not out and old is not None and old.state != new.state:
+        out.append(NewEvent("state", now, data={"from": str(old.state), "to": str(new.state)}))
+    return out

@@ -1,0 +1,108 @@
+"""The transaction state machine: the one place that names the states, the moves between them,
+and which states are final.
+
+Every state change of a transaction goes through :func:`transition`; a move the
+table below does not allow raises :class:`IllegalTransition` naming both states
+instead of overwriting what the ledger says.
+
+::
+
+    received -> decided -> frozen -> approving -> approved
+        |          |          |          |
+        +----------+----------+----------+--> review   (a person decides)
+        +----------+----------+----------------> rejected (not approving is rejecting)
+    any state -----------------------------------> failed (VIP Connect's error notification)
+    review -> frozen | approving | approved | rejected     (the reviewer's verdict)
+    review | received -> received                         (replay --force: decided again;
+                                                           the earlier events stay)
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from worker.errors import LedgerError
+
+
+class State(StrEnum):
+    """Where one transaction stands; stored in the ledger's ``transactions.state`` column."""
+
+    RECEIVED = "received"  # a notification is in the ledger; nothing decided yet
+    DECIDED = "decided"  # the rules decided; no action has finished yet
+    FROZEN = "frozen"  # the withdrawal's funds are held in the wallet
+    APPROVING = "approving"  # the approval call to VIP Connect has started
+    APPROVED = "approved"  # VIP Connect accepted the approval
+    REVIEW = "review"  # waiting for a person
+    REJECTED = "rejected"  # not approved (and any hold released)
+    FAILED = "failed"  # VIP Connect reported an error for the transaction
+
+
+# Final: the transaction's outcome is known and nothing more happens automatically. Only VIP
+# Connect's error notification still moves a final transaction (to ``failed``).
+FINAL: frozenset[State] = frozenset({State.APPROVED, State.REJECTED, State.FAILED})
+# Settled: nothing more happens without a person (final, or waiting in review).
+SETTLED: frozenset[State] = FINAL | {State.REVIEW}
+
+_ALLOWED: dict[State, frozenset[State]] = {
+    State.RECEIVED: frozenset({State.RECEIVED, State.DECIDED, State.REVIEW, State.REJECTED, State.FAILED}),
+    State.DECIDED: frozenset({State.FROZEN, State.APPROVING, State.REVIEW, State.REJECTED, State.FAILED}),
+    State.FROZEN: frozenset({State.APPROVING, State.REVIEW, State.REJECTED, State.FAILED}),
+    State.APPROVING: frozenset({State.APPROVED, State.REVIEW, State.FAILED}),
+    State.REVIEW: frozenset({State.RECEIVED, State.FROZEN, State.APPROVING, State.APPROVED, State.REJECTED,
+                             State.FAILED}),
+    State.APPROVED: frozenset({State.FAILED}),
+    State.REJECTED: frozenset({State.FAILED}),
+    State.FAILED: frozenset(),
+}
+
+
+class IllegalTransition(LedgerError):
+    """A state change the state machine does not allow; names both states."""
+
+    def __init__(self, current: str, new: str, transaction_id: str | None = None):
+        self.current, self.new = current, new
+        where = f" for transaction {transaction_id}" if transaction_id else ""
+        super().__init__(f"illegal state change {current} -> {new}{where}; the ledger keeps {current}")
+
+
+def parse(value: str) -> State:
+    """The State named ``value``; LedgerError when it is none of them."""
+    try:
+        return State(value)
+    except ValueError:
+        raise LedgerError(f"{value!r} is not a transaction state ({', '.join(State)})") from None
+
+
+def allowed(current: State | str, new: State | str) -> bool:
+    """True when ``current -> new`` is a legal move (staying in the same state always is)."""
+    cur, nxt = parse(str(current)), parse(str(new))
+    return cur == nxt or nxt in _ALLOWED[cur]
+
+
+def reachable(current: State | str, new: State | str) -> bool:
+    """True when ``new`` can follow ``current`` through legal moves (a write that folds several steps)."""
+    start, goal = parse(str(current)), parse(str(new))
+    seen, todo = {start}, [start]
+    while todo:
+        for nxt in _ALLOWED[todo.pop()]:
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return goal in seen
+
+
+def transition(current: State | str, new: State | str, transaction_id: str | None = None) -> State:
+    """The new state, after checking the move; IllegalTransition when the table does not allow it."""
+    if not allowed(current, new):
+        raise IllegalTransition(str(current), str(new), transaction_id)
+    return parse(str(new))
+
+
+def is_final(state: State | str) -> bool:
+    """True for approved, rejected and failed."""
+    return parse(str(state)) in FINAL
+
+
+def is_settled(state: State | str) -> bool:
+    """True when nothing more happens without a person: final, or in review."""
+    return parse(str(state)) in SETTLED

@@ -1,0 +1,143 @@
+"""The ledger's tables (SQLAlchemy Core): the system of record.
+
+- ``notifications``: every notification as received (raw body, route, receipt time,
+  valid or why not), keyed by its intake entry id. Append-only.
+- ``events``: per transaction an ordered log (``seq`` 1, 2, ...) of what happened:
+  received, delivered, decided, each action step, errors, dead letters, human
+  actions with their actor. Append-only: never updated; deleted only by
+  ``vipflow db prune`` (on PostgreSQL a trigger refuses anything else).
+- ``transactions``: the current row of each transaction (state, amounts, who holds
+  it, a snapshot of the record), written in the same database transaction as the
+  events that change it; ``seq`` is the number of its events (a fencing token).
+- ``notification_done``: which notifications' tasks finished (insert-only).
+- ``rulesets``: the text of every ruleset version that decided anything, by hash.
+- ``dead_letters``: tasks that gave up, kept for replay.
+- ``prune_runs``: the audit of every ``vipflow db prune``.
+
+Times are epoch seconds (double precision) unless a name ends in ``_ms``;
+amounts are Numeric dollars, exact.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+# JSONB on PostgreSQL (indexable, compact), JSON text on SQLite.
+Json = JSON().with_variant(JSONB(), "postgresql")
+
+metadata = MetaData(naming_convention={
+    "ix": "ix_%(table_name)s_%(column_0_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s",
+    "pk": "pk_%(table_name)s",
+})
+
+notifications = Table(
+    "notifications", metadata,
+    Column("entry_id", String(40), primary_key=True),  # the intake buffer's stream id, "ms-seq"
+    Column("kind", String(16), nullable=False),  # deposit | withdraw | error
+    Column("route", String(200), nullable=True),  # the path it was posted to
+    Column("received_at_ms", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),  # valid | invalid | conflict
+    Column("error", Text, nullable=True),  # why invalid (free of personal data)
+    Column("transaction_id", String(64), nullable=True),
+    Column("body", LargeBinary, nullable=False),  # exactly as received (personal data: never logged)
+    Column("body_sha256", String(64), nullable=False),
+    Column("stored_at", Double, nullable=False),
+)
+Index("ix_notifications_transaction_id", notifications.c.transaction_id)
+Index("ix_notifications_received_at_ms", notifications.c.received_at_ms)
+
+transactions = Table(
+    "transactions", metadata,
+    Column("transaction_id", String(64), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("transaction_type", String(16), nullable=True),
+    Column("amount", Numeric(18, 2), nullable=True),
+    Column("outcome", String(16), nullable=True),
+    Column("ruleset_hash", String(64), nullable=True),
+    Column("review_reason", Text, nullable=True),
+    Column("review_since", Double, nullable=True),  # when it entered review (the queue's order)
+    Column("held_by", String(200), nullable=True),  # who holds it (a reviewer who claimed it)
+    Column("deliveries", Integer, nullable=False, default=0),
+    Column("seq", Integer, nullable=False),  # how many events it has: the writer's fencing token
+    Column("record", Json, nullable=False),  # the TransactionRecord snapshot (no personal data)
+    Column("created_at", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+)
+Index("ix_transactions_state", transactions.c.state, transactions.c.review_since)
+Index("ix_transactions_created_at", transactions.c.created_at)
+
+events = Table(
+    "events", metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("transaction_id", String(64), ForeignKey("transactions.transaction_id"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("at", Double, nullable=False),
+    Column("kind", String(32), nullable=False),  # see worker.ledger.events.Kind
+    Column("name", String(32), nullable=True),  # an action's name (freeze, approve, ...)
+    Column("status", String(16), nullable=True),  # started | done | failed
+    Column("state", String(16), nullable=False),  # the transaction's state after this event
+    Column("actor", String(200), nullable=True),  # who: "worker", "os:alice", "config:ops-team", ...
+    Column("data", Json, nullable=True),
+    UniqueConstraint("transaction_id", "seq", name="uq_events_transaction_id_seq"),
+)
+Index("ix_events_at", events.c.at)
+
+notification_done = Table(
+    "notification_done", metadata,
+    Column("entry_id", String(40), ForeignKey("notifications.entry_id"), primary_key=True),
+    Column("at", Double, nullable=False),
+)
+
+rulesets = Table(
+    "rulesets", metadata,
+    Column("content_hash", String(64), primary_key=True),  # sha256 of the rule file's bytes
+    Column("name", String(32), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("file", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("first_used_at", Double, nullable=False),
+)
+
+dead_letters = Table(
+    "dead_letters", metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("entry_id", String(40), nullable=False),
+    Column("transaction_id", String(64), nullable=True),
+    Column("error", Text, nullable=False),
+    Column("reason", String(32), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("at", Double, nullable=False),
+    Column("requeued_at", Double, nullable=True),  # set when replay --dlq queued it again
+)
+Index("ix_dead_letters_entry_id", dead_letters.c.entry_id)
+
+prune_runs = Table(
+    "prune_runs", metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("started_at", Double, nullable=False),
+    Column("finished_at", Double, nullable=True),
+    Column("cutoff_at", Double, nullable=False),
+    Column("retention_days", Integer, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("transactions", Integer, nullable=False, default=0),
+    Column("events", Integer, nullable=False, default=0),
+    Column("notifications", Integer, nullable=False, default=0),
+)

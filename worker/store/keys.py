@@ -1,0 +1,70 @@
+"""Every Redis key vipflow writes, and how long it lives: the one module of key names.
+
+Redis is the hot path only; the ledger (SQL) is the record. Each key below has a
+lifetime or a size bound:
+
+=============================  =================================================  ============================
+key                            what                                               bound
+=============================  =================================================  ============================
+``{p}:archive``                the intake buffer (a stream): raw bodies until     entries leave once the ledger
+                               the ledger holds them                              holds them (``worker.drain``)
+``{p}:archive:pending``        buffer entries whose task has not finished         members leave when it does
+``{p}:archive:tx:{id}``        the buffer entries of one transaction              ``ledger.dedupe_window_s``
+``{p}:seen:{id}``              dedupe: body hashes seen for a transaction         ``ledger.dedupe_window_s``
+``{p}:seen:error:{id}``        dedupe of error notifications                      ``ledger.dedupe_window_s``
+``{p}:lock:tx:{id}``           the per-transaction lock                           ``worker.lock_ttl_s``
+``{p}:lock:drain``             the drain's lease (one worker at a time)           a few seconds
+``{p}:velocity:{type}:{card}`` velocity windows (sorted set + sums)               twice the longest window
+``{p}:acct:{product}:{card}``  the account inquiry cache                          ``vip.account_cache_ttl_s``
+``{queue}`` (no prefix)        Celery's queue                                     drained by the workers
+=============================  =================================================  ============================
+"""
+
+from __future__ import annotations
+
+
+def archive(prefix: str) -> str:
+    """The intake buffer stream."""
+    return f"{prefix}:archive"
+
+
+def pending(prefix: str) -> str:
+    """The set of buffer entries whose task has not finished."""
+    return f"{prefix}:archive:pending"
+
+
+def archive_tx(prefix: str, transaction_id: str) -> str:
+    """The buffer entry ids of one transaction (expires with the dedupe window)."""
+    return f"{prefix}:archive:tx:{transaction_id}"
+
+
+def seen(prefix: str, kind: str, transaction_id: str) -> str:
+    """The de-duplication hash of one transaction (error notifications apart)."""
+    if kind == "error":
+        return f"{prefix}:seen:error:{transaction_id}"
+    return f"{prefix}:seen:{transaction_id}"
+
+
+def tx_lock(prefix: str, transaction_id: str) -> str:
+    """The lock of one transaction."""
+    return f"{prefix}:lock:tx:{transaction_id}"
+
+
+def drain_lease(prefix: str) -> str:
+    """The lease of the worker draining the intake buffer into the ledger."""
+    return f"{prefix}:lock:drain"
+
+
+def velocity(prefix: str, transaction_type: str, vip_card_number: str) -> str:
+    """The base of one card's velocity keys."""
+    return f"{prefix}:velocity:{transaction_type}:{vip_card_number}"
+
+
+def account(prefix: str, product_type: str | None, vip_card_number: str) -> str:
+    """The cached account inquiry of one card and product."""
+    return f"{prefix}:acct:{product_type or '-'}:{vip_card_number}"
+
+
+def is_velocity(key: str, prefix: str) -> bool:
+    """True for a velocity key (the only keys that outlive the dedupe window)."""
+    return key.startswith(f"{prefix}:velocity:")

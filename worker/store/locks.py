@@ -1,0 +1,99 @@
+"""Per-transaction locks in Redis (``SET NX PX`` with a random token), released only by their owner.
+
+The lock keeps two workers off one transaction at a time; the ledger's
+``transactions.seq`` is the fencing token behind it (a writer whose lock
+expired and whose transaction moved on cannot write: ``LockLost``).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+from worker.errors import StoreError
+from worker.store import keys
+
+
+class LockBusy(StoreError):
+    """Another worker holds the transaction's lock; try again later."""
+
+
+class LockLost(StoreError):
+    """The lock expired and another worker may own the transaction: stop without writing."""
+
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+# The last Redis step of a task, after the ledger committed: the buffer entry leaves the pending set
+# and the stream (the ledger holds it now), and the lock is released if still ours.
+# KEYS: lock, pending set, stream. ARGV: token, entry id or ''.
+_FINISH = """
+if ARGV[2] ~= '' then
+  redis.call('SREM', KEYS[2], ARGV[2])
+  redis.call('XDEL', KEYS[3], ARGV[2])
+end
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+"""
+
+
+class Locks:
+    """Makes the locks of one Redis client and key prefix (the scripts registered once)."""
+
+    def __init__(self, redis: Any, prefix: str, ttl_s: float = 120.0):
+        self.redis, self.prefix, self.ttl_s = redis, prefix, ttl_s
+        self.release_script = redis.register_script(_RELEASE)
+        self.renew_script = redis.register_script(_RENEW)
+        self.finish_script = redis.register_script(_FINISH)
+
+    def lock(self, transaction_id: str) -> TxLock:
+        """A (not yet acquired) lock for one transaction."""
+        return TxLock(self, keys.tx_lock(self.prefix, transaction_id))
+
+
+class TxLock:
+    """One transaction's lock; ``renew_if_due`` keeps it while a long task runs."""
+
+    def __init__(self, locks: Locks, key: str):
+        self._locks = locks
+        self.key = key
+        self.token = secrets.token_hex(16)
+        self.ttl_ms = int(locks.ttl_s * 1000)
+        self._renewed = 0.0  # monotonic seconds of the last acquire or renew
+
+    def acquire(self, wait_s: float = 0.0, poll_s: float = 0.05) -> None:
+        """Take the lock, waiting up to ``wait_s`` seconds; LockBusy when another owner keeps it."""
+        deadline = time.monotonic() + wait_s
+        while not self._locks.redis.set(self.key, self.token, nx=True, px=self.ttl_ms):
+            if time.monotonic() >= deadline:
+                raise LockBusy(f"transaction lock {self.key} is held by another worker; retry later")
+            time.sleep(poll_s)
+        self._renewed = time.monotonic()
+
+    def renew(self) -> None:
+        """Extend the lock; LockLost when it is no longer ours."""
+        if not self._locks.renew_script(keys=[self.key], args=[self.token, self.ttl_ms]):
+            raise LockLost(f"transaction lock {self.key} expired; another delivery will finish the work")
+        self._renewed = time.monotonic()
+
+    def renew_if_due(self) -> None:
+        """Renew once a third of the lifetime has passed (a round trip saved on quick tasks)."""
+        if time.monotonic() - self._renewed > self.ttl_ms / 3000:
+            self.renew()
+
+    def release(self) -> None:
+        """Release the lock if we still own it."""
+        self._locks.release_script(keys=[self.key], args=[self.token])
+
+    def finish(self, entry_id: str | None) -> None:
+        """One round trip: drop ``entry_id`` from the intake buffer and its pending set, release the lock."""
+        p = self._locks.prefix
+        self._locks.finish_script(keys=[self.key, keys.pending(p), keys.archive(p)],
+                                  args=[self.token, entry_id or ""])
