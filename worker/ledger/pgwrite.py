@@ -45,7 +45,7 @@ WITH t AS (INSERT INTO transactions (transaction_id, state, transaction_type, am
                    CASE WHEN CAST(:state AS text) = 'review' THEN CAST(:now AS double precision) END, NULL,
                    CAST(:deliveries AS integer), CAST(:seq AS integer), CAST(:record AS jsonb),
                    CAST(:created_at AS double precision), CAST(:now AS double precision))
-           RETURNING transaction_id),""" + _EVENTS)
+           RETURNING transaction_id),""" + _EVENTS)  # noqa: S608 - constant text; values are bound parameters
 
 UPDATE = text("""
 WITH t AS (UPDATE transactions SET state = CAST(:state AS text),
@@ -58,7 +58,7 @@ WITH t AS (UPDATE transactions SET state = CAST(:state AS text),
                   deliveries = CAST(:deliveries AS integer), seq = CAST(:seq AS integer),
                   record = CAST(:record AS jsonb), updated_at = CAST(:now AS double precision)
            WHERE transaction_id = CAST(:txid AS text) AND seq = CAST(:seq0 AS integer)
-           RETURNING transaction_id),""" + _EVENTS)
+           RETURNING transaction_id),""" + _EVENTS)  # noqa: S608 - constant text; values are bound parameters
 
 
 def write(conn: Any, *, first: bool, params: dict[str, Any]) -> int:
