@@ -9,9 +9,10 @@ notification alone says (account, wallet and velocity unknown) and shown with
 
 A time range is streamed from the ledger with constant memory: one query per
 page of notifications brings each one's recorded decision, facts and unasked
-sources (``Ledger.iter_recorded``; a body only where nothing was decided), and
-differences go to ``on_difference`` as they are found (the report keeps the
-first ``keep``). Other selections (ids, dead letters, unfinished) are small:
+sources (``Ledger.iter_recorded``; a body only where nothing was decided; on
+PostgreSQL the rows are decided as they arrive while the server produces the
+next ones), and differences go to ``on_difference`` as they are found (the
+report keeps the first ``keep``). Other selections (ids, dead letters, unfinished) are small:
 their records are read a page at a time with ``Ledger.load_many``.
 
 The worker asks only the sources its rules read (``TransactionRecord.unasked``
@@ -22,12 +23,10 @@ transactions per source (``unasked``) so that their differences are read as such
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections import Counter
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from rules import RuleBook, RuleError
 from worker.config import LimitsSettings
@@ -39,10 +38,7 @@ from worker.replay import Progress, Selected, Selection, StopFlag, Stores, selec
 
 NONE = "(none)"
 ERROR = "(error)"
-PAGE = 2000  # notifications per ledger query
-AHEAD = 2  # pages read ahead while one is decided
-T = TypeVar("T")
-_END = object()
+PAGE = 5000  # notifications per ledger query
 
 
 @dataclass(frozen=True)
@@ -139,14 +135,13 @@ def _compare(report: BacktestReport, row: Recorded, st: Stores, book: RuleBook, 
                               removed=tuple(i for i in was if i not in now)))
 
 
-def _listed(selected: Selected, st: Stores, page: int) -> Generator[list[Recorded], None, None]:
-    """A small selection's notifications with their transactions' records, ``page`` at a time."""
+def _listed(selected: Selected, st: Stores, page: int) -> Iterator[Recorded]:
+    """A small selection's notifications with their transactions' records (read ``page`` at a time)."""
     seen: set[str] = set()
     refs = list(selected.refs)
     for start in range(0, len(refs), page):
         chunk = refs[start:start + page]
         stored = st.ledger.load_many(list(dict.fromkeys(str(r.transaction_id) for r in chunk if r.transaction_id)))
-        rows: list[Recorded] = []
         for ref in chunk:
             found = stored.get(str(ref.transaction_id))
             rec = found.record if found is not None else None
@@ -154,83 +149,43 @@ def _listed(selected: Selected, st: Stores, page: int) -> Generator[list[Recorde
             repeat = decidable and str(ref.transaction_id) in seen
             if decidable:
                 seen.add(str(ref.transaction_id))
-            rows.append(Recorded(
+            yield Recorded(
                 ref.entry_id, ref.kind, ref.status, ref.transaction_id, ref.received_at,
                 rec.transaction_type if rec is not None else None,
                 dict(rec.decision) if rec is not None and rec.decision else None,
                 dict(rec.facts) if rec is not None and rec.facts else None,
-                rec.unasked if rec is not None else (), None, repeat))
-        yield rows
-
-
-def read_ahead(pages: Iterator[T], depth: int = AHEAD) -> Generator[T, None, None]:
-    """``pages``, read by a thread up to ``depth`` pages ahead of the caller: the database works on the
-    next pages while this one is decided. Its errors are raised here; closing this iterator stops it."""
-    ready: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                ready.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def feed() -> None:
-        try:
-            for page in pages:
-                if not put(page):
-                    return
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread, raised there
-            put(exc)
-            return
-        put(_END)
-
-    reader = threading.Thread(target=feed, name="vipflow-backtest-read", daemon=True)
-    reader.start()
-    try:
-        while True:
-            item = ready.get()
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        reader.join(timeout=30)
+                rec.unasked if rec is not None else (), None, repeat)
 
 
 def backtest(selection: Selection, st: Stores, book: RuleBook, limits: LimitsSettings, *, page: int = PAGE,
              keep: int | None = 1000, on_difference: Callable[[Difference], None] | None = None,
              on_progress: Progress | None = None, should_stop: StopFlag | None = None) -> BacktestReport:
     """Decide each selected transaction once with ``book`` (its first decidable notification in the
-    selection); nothing is called and nothing written. SelectionError as ``replay.select`` raises it."""
+    selection); nothing is called and nothing written. ``page``: notifications per ledger query (progress
+    and stop requests are looked at between pages). SelectionError as ``replay.select`` raises it."""
     report = BacktestReport(keep=keep, on_difference=on_difference)
-    pages: Generator[list[Recorded], None, None]
+    rows: Iterator[Recorded]
     if selection.by_time:
         total = st.ledger.count_notifications(selection.since_ms, selection.until_ms)
-        pages = read_ahead(st.ledger.iter_recorded(selection.since_ms, selection.until_ms, batch=page))
+        rows = st.ledger.iter_recorded(selection.since_ms, selection.until_ms, batch=page)
     else:
         selected = select(selection, st)
         report.missing, total = selected.missing, selected.total
-        pages = _listed(selected, st, page)
+        rows = _listed(selected, st, page)
     done = 0
-    try:
-        for rows in pages:
+    for done, row in enumerate(rows, 1):
+        # One per transaction: duplicates, invalid bodies and VIP error notifications aside.
+        if not (row.repeat or row.status == "invalid" or row.kind == "error" or not row.transaction_id):
+            _compare(report, row, st, book, limits)
+            report.transactions += 1
+        if done % page == 0:
+            if on_progress is not None:
+                on_progress(done, max(done, total))
             if should_stop is not None and should_stop():
                 report.interrupted = True
                 break
-            for row in rows:  # one per transaction: duplicates, invalid bodies and VIP error notifications aside
-                if row.repeat or row.status == "invalid" or row.kind == "error" or not row.transaction_id:
-                    continue
-                _compare(report, row, st, book, limits)
-                report.transactions += 1
-            done += len(rows)
-            if on_progress is not None:
-                on_progress(done, max(done, total))
-    finally:
-        pages.close()  # stops the reader thread when the loop ends early
+    if report.interrupted and hasattr(rows, "close"):
+        rows.close()  # ends the ledger's query now rather than when collected
+    elif on_progress is not None and done % page:
+        on_progress(done, max(done, total))
     return report

@@ -88,12 +88,14 @@ def process(entry_id: str, deps: Deps) -> TransactionRecord | None:
         return None
     book = deps.rules.current()  # read once: a reload mid-task does not change this decision
     lock = deps.locks.lock(entry.transaction_id)
-    lock.acquire(wait_s=min(deps.settings.worker.lock_ttl_s, 30))
+    count, known = lock.begin(wait_s=min(deps.settings.worker.lock_ttl_s, 30))  # counted before any work
     finished = False
     try:
-        stored = deps.ledger.load(entry.transaction_id)
+        # A first delivery writes without reading: the ledger refuses it (LockLost, retried) in the rare case
+        # that it already knows the transaction, and the next delivery reads it.
+        stored = deps.ledger.load(entry.transaction_id) if count > 1 or known else None
         save = RecordWriter(deps.ledger, lock, stored, deferred=True, notification=entry)
-        rec = _received(stored.record if stored else None, entry, save)
+        rec = _received(stored.record if stored else None, entry, count, save)
         try:
             rec = _handle(entry, rec, book, deps, save)
         except (StoreError, redis.RedisError, WalletTransientError):
@@ -116,16 +118,18 @@ def process(entry_id: str, deps: Deps) -> TransactionRecord | None:
             lock.release()  # staged "done" steps are dropped: the next delivery repeats them safely
 
 
-def _received(stored: TransactionRecord | None, entry: ArchivedNotification, save: RecordWriter) -> TransactionRecord:
-    """Record this delivery (and the notification) before any work: a poison notification's deliveries
-    are counted."""
+def _received(stored: TransactionRecord | None, entry: ArchivedNotification, count: int,
+              save: RecordWriter) -> TransactionRecord:
+    """This delivery on the record, staged for the task's first write. The delivery was counted in Redis
+    with the lock, before any work, so a notification that keeps killing its worker is stopped by
+    ``worker.max_deliveries`` even though none of its tasks reached the ledger."""
     seen = NotificationSeen(entry.entry_id, entry.kind, entry.status, str(entry.received_at))
     rec = stored or TransactionRecord(transaction_id=str(entry.transaction_id))
-    rec = replace(rec.with_notification(seen), deliveries=rec.deliveries + 1)
+    rec = replace(rec.with_notification(seen), deliveries=max(count, rec.deliveries + 1))
     log.log(logging.DEBUG if stored is None else logging.INFO, "delivery", extra={
         "transaction_id": rec.transaction_id, "entry_id": entry.entry_id, "kind": entry.kind,
         "delivery": rec.deliveries, "state": str(rec.state)})
-    return save(rec)
+    return save.stage(rec)
 
 
 def _handle(entry: ArchivedNotification, rec: TransactionRecord, book: RuleBook, deps: Deps,

@@ -224,6 +224,7 @@ def redecide(st: Stores, txid: str, entry_ids: list[str], actor: str) -> bool:
         rec = replace(rec, decision=None, facts=None, shadow_decision=None, unasked=(), review_reason=None,
                       deliveries=0).moved(State.RECEIVED)
         RecordWriter(st.ledger, lock, stored)(rec)
+        st.locks.restart_deliveries(txid)  # the worker's delivery limit counts from here
         # Pending again before it is queued: if queueing fails now, --unprocessed still finds it.
         st.client.sadd(keys.pending(st.prefix), *entry_ids)
         return True

@@ -15,9 +15,10 @@ from rules import load_rulebook
 from tests.conftest import FIXTURES, ROOT
 from worker.config import Settings, WorkerSettings
 from worker.deliveries import RETRIES_EXHAUSTED, give_up
-from worker.ledger import Ledger, State, TransactionRecord
+from worker.ledger import Ledger, State
 from worker.pipeline import Deps, process
 from worker.reload import RuleHolder
+from worker.store import keys
 from worker.store.accounts import AccountCache
 from worker.store.archive import Archive
 from worker.store.locks import Locks
@@ -73,7 +74,8 @@ def test_unexpected_error_is_dead_lettered_and_reviewed(deps: Deps) -> None:
 def test_delivery_past_the_limit_does_nothing_but_dead_letter_and_review(deps: Deps) -> None:
     """With max_deliveries 2, a third delivery of an undecided transaction dead-letters it, unapproved."""
     entry = _archive(deps, "dllimit01")
-    deps.ledger.write(None, TransactionRecord("dllimit01", deliveries=2))  # two deliveries died mid-work
+    # Two deliveries died mid-work, before either reached the ledger: only their count (in Redis) is left.
+    deps.locks.redis.hset(keys.deliveries(PREFIX, "dllimit01"), "n", 2)
     rec = process(entry, deps)
     assert rec is not None and rec.state == "review" and rec.deliveries == 3 and rec.decision is None
     assert deps.vip.calls["approve"] == 0  # type: ignore[attr-defined]

@@ -247,10 +247,11 @@ class Ledger:
         return self._run(op, "count notifications")
 
     def iter_recorded(self, since_ms: int | None = None, until_ms: int | None = None,
-                      batch: int = 2000) -> Iterator[list[Recorded]]:
+                      batch: int = 5000) -> Iterator[Recorded]:
         """Notifications received in [since_ms, until_ms] (epoch ms), oldest first, each with its
-        transaction's recorded decision, facts and unasked sources: one query per page of ``batch``
-        (keyset pagination, constant memory); see :class:`Recorded`."""
+        transaction's recorded decision, facts and unasked sources (see :class:`Recorded`): one query
+        per page of ``batch`` (keyset pagination, constant memory). On PostgreSQL each page is
+        streamed, so the server produces the next rows while the caller works on this one."""
         n, tx = t.notifications, t.transactions
         earlier = n.alias("earlier")
         decidable = and_(earlier.c.status != "invalid", earlier.c.kind != "error")
@@ -260,6 +261,8 @@ class Ledger:
             earlier.c.transaction_id == n.c.transaction_id, decidable, before)
         if since_ms is not None:
             repeat_q = repeat_q.where(earlier.c.received_at_ms >= since_ms)
+        # The JSON parts come as text and are parsed here: cheaper than the driver's JSONB loading,
+        # and the same on both dialects.
         base = (select(n.c.entry_id, n.c.kind, n.c.status, n.c.transaction_id, n.c.received_at_ms,
                        tx.c.transaction_type, tx.c.record["decision"].as_string().label("decision"),
                        tx.c.record["facts"].as_string().label("facts"),
@@ -278,21 +281,33 @@ class Ledger:
             if after is not None:
                 ms, eid = after  # ">= ms" first, so that an index on the receive time serves the range
                 q = q.where(n.c.received_at_ms >= ms, or_(n.c.received_at_ms > ms, n.c.entry_id > eid))
-
-            def op(q: Any = q) -> list[Recorded]:
-                # The JSON parts come as text and are parsed here: cheaper than the driver's JSONB
-                # loading, and the same on both dialects.
-                with self._auto.connect() as conn:
-                    rows = conn.execute(q).all()
-                return [Recorded(entry_id, kind, status, txid, int(ms), ttype, _json(decision), _json(facts),
-                                 tuple(_json(unasked) or ()), bytes(body) if body is not None else None, bool(repeat))
-                        for entry_id, kind, status, txid, ms, ttype, decision, facts, unasked, body, repeat in rows]
-            page = self._run(op, "read notifications and their decisions")
-            if page:
-                yield page
-            if len(page) < batch:
+            count = 0
+            for entry_id, kind, status, txid, ms, ttype, decision, facts, unasked, body, repeat in self._stream(
+                    q, "read notifications and their decisions"):
+                count += 1
+                after = (int(ms), entry_id)
+                yield Recorded(entry_id, kind, status, txid, int(ms), ttype, _json(decision), _json(facts),
+                               tuple(_json(unasked) or ()), bytes(body) if body is not None else None, bool(repeat))
+            if count < batch:
                 return
-            after = (page[-1].received_at, page[-1].entry_id)
+
+    def _stream(self, q: Any, doing: str) -> Iterator[Sequence[Any]]:
+        """The rows of ``q`` as they arrive (PostgreSQL: psycopg's streaming, not one buffered result);
+        LedgerUnavailable on a database failure."""
+        try:
+            with self._auto.connect() as conn:
+                if self._pg:
+                    compiled = q.compile(dialect=conn.dialect)
+                    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+                    try:
+                        yield from cursor.stream(str(compiled), compiled.params)
+                    finally:
+                        cursor.close()
+                else:
+                    yield from conn.execute(q)
+        except (SQLAlchemyError, self.engine.dialect.loaded_dbapi.Error) as exc:
+            raise LedgerUnavailable(f"cannot {doing}: the ledger's database failed ({type(exc).__name__}); "
+                                    "check that it is up (the work is retried)") from None
 
     # --- transactions --------------------------------------------------------------------------
 

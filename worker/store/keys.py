@@ -13,6 +13,7 @@ key                            what                                             
 ``{p}:seen:{id}``              dedupe: body hashes seen for a transaction         ``ledger.dedupe_window_s``
 ``{p}:seen:error:{id}``        dedupe of error notifications                      ``ledger.dedupe_window_s``
 ``{p}:lock:tx:{id}``           the per-transaction lock                           ``worker.lock_ttl_s``
+``{p}:deliveries:{id}``        how often a transaction's tasks started            ``ledger.dedupe_window_s``
 ``{p}:lock:drain``             the drain's lease (one worker at a time)           a few seconds
 ``{p}:velocity:{type}:{card}`` velocity windows (sorted set + sums)               twice the longest window
 ``{p}:acct:{product}:{card}``  the account inquiry cache                          ``vip.account_cache_ttl_s``
@@ -48,6 +49,11 @@ def seen(prefix: str, kind: str, transaction_id: str) -> str:
 def tx_lock(prefix: str, transaction_id: str) -> str:
     """The lock of one transaction."""
     return f"{prefix}:lock:tx:{transaction_id}"
+
+
+def deliveries(prefix: str, transaction_id: str) -> str:
+    """How many times a task of this transaction started (counted with the lock, before any work)."""
+    return f"{prefix}:deliveries:{transaction_id}"
 
 
 def drain_lease(prefix: str) -> str:

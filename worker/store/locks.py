@@ -31,6 +31,15 @@ _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 """
+# Take the lock and count the delivery, in one round trip. KEYS: lock, delivery counter (a hash: n, and
+# known = 1 when the ledger is known to hold the transaction). ARGV: token, lock ttl ms, counter ttl ms.
+# {0}: the lock is busy; else {the delivery's number, known}.
+_BEGIN = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0, 0} end
+local n = redis.call('HINCRBY', KEYS[2], 'n', 1)
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+return {n, tonumber(redis.call('HGET', KEYS[2], 'known') or '0')}
+"""
 # The last Redis step of a task, after the ledger committed: the buffer entry leaves the pending set
 # and the stream (the ledger holds it now), and the lock is released if still ours.
 # KEYS: lock, pending set, stream. ARGV: token, entry id or ''.
@@ -47,23 +56,35 @@ return 1
 class Locks:
     """Makes the locks of one Redis client and key prefix (the scripts registered once)."""
 
-    def __init__(self, redis: Any, prefix: str, ttl_s: float = 120.0):
+    def __init__(self, redis: Any, prefix: str, ttl_s: float = 120.0, count_ttl_s: float = 7 * 86_400):
         self.redis, self.prefix, self.ttl_s = redis, prefix, ttl_s
+        self.count_ttl_ms = int(count_ttl_s * 1000)  # how long a transaction's delivery count is kept
+        self.begin_script = redis.register_script(_BEGIN)
         self.release_script = redis.register_script(_RELEASE)
         self.renew_script = redis.register_script(_RENEW)
         self.finish_script = redis.register_script(_FINISH)
 
     def lock(self, transaction_id: str) -> TxLock:
         """A (not yet acquired) lock for one transaction."""
-        return TxLock(self, keys.tx_lock(self.prefix, transaction_id))
+        return TxLock(self, keys.tx_lock(self.prefix, transaction_id), transaction_id)
+
+    def restart_deliveries(self, transaction_id: str) -> None:
+        """Count a transaction's deliveries from zero again (a forced replay re-decides it from the start),
+        noting that the ledger holds it (so its next task reads the ledger first)."""
+        key = keys.deliveries(self.prefix, transaction_id)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(key, mapping={"n": 0, "known": 1})
+        pipe.pexpire(key, self.count_ttl_ms)
+        pipe.execute()
 
 
 class TxLock:
     """One transaction's lock; ``renew_if_due`` keeps it while a long task runs."""
 
-    def __init__(self, locks: Locks, key: str):
+    def __init__(self, locks: Locks, key: str, transaction_id: str = ""):
         self._locks = locks
         self.key = key
+        self.transaction_id = transaction_id
         self.token = secrets.token_hex(16)
         self.ttl_ms = int(locks.ttl_s * 1000)
         self._renewed = 0.0  # monotonic seconds of the last acquire or renew
@@ -76,6 +97,20 @@ class TxLock:
                 raise LockBusy(f"transaction lock {self.key} is held by another worker; retry later")
             time.sleep(poll_s)
         self._renewed = time.monotonic()
+
+    def begin(self, wait_s: float = 0.0, poll_s: float = 0.05) -> tuple[int, bool]:
+        """Take the lock (waiting up to ``wait_s`` seconds) and count this delivery of the transaction, in
+        one round trip: (the delivery's number, whether the ledger is known to hold the transaction).
+        LockBusy when another owner keeps the lock."""
+        counter = keys.deliveries(self._locks.prefix, self.transaction_id)
+        args = [self.token, self.ttl_ms, self._locks.count_ttl_ms]
+        deadline = time.monotonic() + wait_s
+        while not (out := self._locks.begin_script(keys=[self.key, counter], args=args))[0]:
+            if time.monotonic() >= deadline:
+                raise LockBusy(f"transaction lock {self.key} is held by another worker; retry later")
+            time.sleep(poll_s)
+        self._renewed = time.monotonic()
+        return int(out[0]), bool(int(out[1]))
 
     def renew(self) -> None:
         """Extend the lock; LockLost when it is no longer ours."""
