@@ -126,7 +126,7 @@ def pg_url() -> Iterator[str]:
     url = TEST_DATABASE_URL
     if url not in _PG_READY:
         try:
-            create_pg_database(url)
+            create_pg_database(url, fresh=True)  # once a session: the schema is exactly this code's
             engine = make_engine(url)
             upgrade(engine)
             engine.dispose()

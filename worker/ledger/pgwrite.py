@@ -13,55 +13,57 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import text
-
 _EVENTS = """
   e AS (INSERT INTO events (transaction_id, seq, at, kind, name, status, state, actor, data)
         SELECT t.transaction_id, x.seq, x.at, x.kind, x.name, x.status, x.state, x.actor, x.data
-        FROM t, jsonb_to_recordset(CAST(:events AS jsonb))
+        FROM t, jsonb_to_recordset(CAST(%(events)s AS jsonb))
              AS x(seq integer, at double precision, kind text, name text, status text, state text,
                   actor text, data jsonb)),
   n AS (INSERT INTO notifications (entry_id, kind, route, received_at_ms, status, error, transaction_id,
                                    body, body_sha256, stored_at)
-        SELECT CAST(:n_entry_id AS text), CAST(:n_kind AS text), CAST(:n_route AS text),
-               CAST(:n_received_at_ms AS bigint), CAST(:n_status AS text), CAST(:n_error AS text),
-               CAST(:n_transaction_id AS text), CAST(:n_body AS bytea), CAST(:n_body_sha256 AS text),
-               CAST(:now AS double precision)
-        WHERE CAST(:n_entry_id AS text) IS NOT NULL
+        SELECT CAST(%(n_entry_id)s AS text), CAST(%(n_kind)s AS text), CAST(%(n_route)s AS text),
+               CAST(%(n_received_at_ms)s AS bigint), CAST(%(n_status)s AS text), CAST(%(n_error)s AS text),
+               CAST(%(n_transaction_id)s AS text), CAST(%(n_body)s AS bytea), CAST(%(n_body_sha256)s AS text),
+               CAST(%(now)s AS double precision)
+        WHERE CAST(%(n_entry_id)s AS text) IS NOT NULL
         ON CONFLICT (entry_id) DO NOTHING),
   d AS (INSERT INTO notification_done (entry_id, at)
-        SELECT CAST(:done AS text), CAST(:now AS double precision) FROM t WHERE CAST(:done AS text) IS NOT NULL
+        SELECT CAST(%(done)s AS text), CAST(%(now)s AS double precision) FROM t WHERE CAST(%(done)s AS text) IS NOT NULL
         ON CONFLICT (entry_id) DO NOTHING)
 SELECT count(*) FROM t
 """
 
-INSERT = text("""
+INSERT = ("""
 WITH t AS (INSERT INTO transactions (transaction_id, state, transaction_type, amount, outcome, ruleset_hash,
                                     review_reason, review_since, held_by, deliveries, seq, record,
                                     created_at, updated_at)
-           VALUES (CAST(:txid AS text), CAST(:state AS text), CAST(:transaction_type AS text),
-                   CAST(:amount AS numeric), CAST(:outcome AS text), CAST(:ruleset_hash AS text),
-                   CAST(:review_reason AS text),
-                   CASE WHEN CAST(:state AS text) = 'review' THEN CAST(:now AS double precision) END, NULL,
-                   CAST(:deliveries AS integer), CAST(:seq AS integer), CAST(:record AS jsonb),
-                   CAST(:created_at AS double precision), CAST(:now AS double precision))
+           VALUES (CAST(%(txid)s AS text), CAST(%(state)s AS text), CAST(%(transaction_type)s AS text),
+                   CAST(%(amount)s AS numeric), CAST(%(outcome)s AS text), CAST(%(ruleset_hash)s AS text),
+                   CAST(%(review_reason)s AS text),
+                   CASE WHEN CAST(%(state)s AS text) = 'review' THEN CAST(%(now)s AS double precision) END, NULL,
+                   CAST(%(deliveries)s AS integer), CAST(%(seq)s AS integer), CAST(%(record)s AS json),
+                   CAST(%(created_at)s AS double precision), CAST(%(now)s AS double precision))
            RETURNING transaction_id),""" + _EVENTS)  # noqa: S608 - constant text; values are bound parameters
 
-UPDATE = text("""
-WITH t AS (UPDATE transactions SET state = CAST(:state AS text),
-                  transaction_type = CAST(:transaction_type AS text), amount = CAST(:amount AS numeric),
-                  outcome = CAST(:outcome AS text), ruleset_hash = CAST(:ruleset_hash AS text),
-                  review_reason = CAST(:review_reason AS text),
-                  review_since = CASE WHEN CAST(:state AS text) <> 'review' THEN NULL
+UPDATE = ("""
+WITH t AS (UPDATE transactions SET state = CAST(%(state)s AS text),
+                  transaction_type = CAST(%(transaction_type)s AS text), amount = CAST(%(amount)s AS numeric),
+                  outcome = CAST(%(outcome)s AS text), ruleset_hash = CAST(%(ruleset_hash)s AS text),
+                  review_reason = CAST(%(review_reason)s AS text),
+                  review_since = CASE WHEN CAST(%(state)s AS text) <> 'review' THEN NULL
                                       WHEN state = 'review' THEN review_since
-                                      ELSE CAST(:now AS double precision) END,
-                  deliveries = CAST(:deliveries AS integer), seq = CAST(:seq AS integer),
-                  record = CAST(:record AS jsonb), updated_at = CAST(:now AS double precision)
-           WHERE transaction_id = CAST(:txid AS text) AND seq = CAST(:seq0 AS integer)
+                                      ELSE CAST(%(now)s AS double precision) END,
+                  deliveries = CAST(%(deliveries)s AS integer), seq = CAST(%(seq)s AS integer),
+                  record = CAST(%(record)s AS json), updated_at = CAST(%(now)s AS double precision)
+           WHERE transaction_id = CAST(%(txid)s AS text) AND seq = CAST(%(seq0)s AS integer)
            RETURNING transaction_id),""" + _EVENTS)  # noqa: S608 - constant text; values are bound parameters
 
 
 def write(conn: Any, *, first: bool, params: dict[str, Any]) -> int:
-    """Run the one-statement write on an autocommit connection; how many rows of ``transactions`` it wrote
-    (0: the fence refused it). IntegrityError when a first write finds the row already there."""
-    return int(conn.execute(INSERT if first else UPDATE, params).scalar_one())
+    """Run the one-statement write on a psycopg connection in autocommit (a prepared statement); how many
+    rows of ``transactions`` it wrote (0: the fence refused it). psycopg's IntegrityError when a first
+    write finds the row already there."""
+    with conn.cursor() as cur:
+        cur.execute(INSERT if first else UPDATE, params, prepare=True)
+        row = cur.fetchone()
+    return int(row[0]) if row else 0

@@ -99,7 +99,7 @@ def _dry_run(engine: Engine, cutoff_at: float) -> dict[str, int]:
     with engine.connect() as conn:
         return {
             "transactions": _count(conn, tx_ids),
-            "events": _count(conn, select(ev.id).where(ev.transaction_id.in_(tx_ids))),
+            "events": _count(conn, select(ev.seq).where(ev.transaction_id.in_(tx_ids))),
             "notifications": _count(conn, tx_notes) + _count(conn, orphans),
             "dead_letters": _count(conn, select(dl.id).where(or_(
                 dl.transaction_id.in_(tx_ids), dl.entry_id.in_(tx_notes), dl.entry_id.in_(orphans)))),

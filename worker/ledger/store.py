@@ -384,17 +384,33 @@ class Ledger:
                   "created_at": stored.created_at, "record": stored.to_json(), "events": encode_json(events),
                   "done": done_entry, **{f"n_{k}": note.get(k) for k in _NOTE_COLUMNS}}
 
-        def op() -> None:
+        import psycopg
+
+        try:
+            raw = self.engine.raw_connection()  # the driver's own connection: no per-statement SQLAlchemy work
+        except SQLAlchemyError as exc:
+            raise LedgerUnavailable(f"cannot record transaction {txid}: the ledger's database failed "
+                                    f"({type(exc).__name__}); check that it is up (the work is retried)") from None
+        try:
+            conn: Any = raw.driver_connection
+            conn.autocommit = True
             try:
-                with self._auto.connect() as conn:
-                    written = pgwrite.write(conn, first=prev is None, params=params)
-            except IntegrityError:
-                raise LockLost(f"transaction {txid} was created by another writer; "
-                               "another delivery will finish the work") from None
-            if written != 1:
-                raise LockLost(f"transaction {txid} changed under this writer (its lock expired); "
-                               "another delivery will finish the work")
-        self._run(op, f"record transaction {txid}")
+                written = pgwrite.write(conn, first=prev is None, params=params)
+            finally:
+                if not conn.closed:
+                    conn.autocommit = False
+        except psycopg.errors.IntegrityError:
+            raise LockLost(f"transaction {txid} was created by another writer; "
+                           "another delivery will finish the work") from None
+        except psycopg.Error as exc:
+            raw.invalidate()  # a connection that failed is not given to the next writer
+            raise LedgerUnavailable(f"cannot record transaction {txid}: the ledger's database failed "
+                                    f"({type(exc).__name__}); check that it is up (the work is retried)") from None
+        finally:
+            raw.close()
+        if written != 1:
+            raise LockLost(f"transaction {txid} changed under this writer (its lock expired); "
+                           "another delivery will finish the work")
 
     def _write_generic(self, prev: Stored | None, txid: str, row: dict[str, Any], stored: TransactionRecord,
                        events: list[dict[str, Any]], notification: ArchivedNotification | None,

@@ -34,7 +34,6 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    UniqueConstraint,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -77,7 +76,9 @@ transactions = Table(
     Column("held_by", String(200), nullable=True),  # who holds it (a reviewer who claimed it)
     Column("deliveries", Integer, nullable=False, default=0),
     Column("seq", Integer, nullable=False),  # how many events it has: the writer's fencing token
-    Column("record", Json, nullable=False),  # the TransactionRecord snapshot (no personal data)
+    # The TransactionRecord snapshot, a cache of what the events say: plain JSON (stored as text, no
+    # binary conversion on every write), read whole by vipflow; the events' data is JSONB for queries.
+    Column("record", JSON(), nullable=False),
     Column("created_at", Double, nullable=False),
     Column("updated_at", Double, nullable=False),
 )
@@ -86,9 +87,9 @@ Index("ix_transactions_created_at", transactions.c.created_at)
 
 events = Table(
     "events", metadata,
-    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
-    Column("transaction_id", String(64), ForeignKey("transactions.transaction_id"), nullable=False),
-    Column("seq", Integer, nullable=False),
+    # The key is the transaction and its event's place in the log (no surrogate id: one index less per row).
+    Column("transaction_id", String(64), ForeignKey("transactions.transaction_id"), primary_key=True),
+    Column("seq", Integer, primary_key=True),
     Column("at", Double, nullable=False),
     Column("kind", String(32), nullable=False),  # see worker.ledger.events.Kind
     Column("name", String(32), nullable=True),  # an action's name (freeze, approve, ...)
@@ -96,9 +97,7 @@ events = Table(
     Column("state", String(16), nullable=False),  # the transaction's state after this event
     Column("actor", String(200), nullable=True),  # who: "worker", "os:alice", "config:ops-team", ...
     Column("data", Json, nullable=True),
-    UniqueConstraint("transaction_id", "seq", name="uq_events_transaction_id_seq"),
 )
-Index("ix_events_at", events.c.at)
 
 notification_done = Table(
     "notification_done", metadata,

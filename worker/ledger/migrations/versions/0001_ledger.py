@@ -49,7 +49,7 @@ def upgrade() -> None:
         sa.Column("held_by", sa.String(200), nullable=True),
         sa.Column("deliveries", sa.Integer, nullable=False),
         sa.Column("seq", sa.Integer, nullable=False),
-        sa.Column("record", Json, nullable=False),
+        sa.Column("record", sa.JSON(), nullable=False),
         sa.Column("created_at", sa.Double, nullable=False),
         sa.Column("updated_at", sa.Double, nullable=False),
         sa.PrimaryKeyConstraint("transaction_id", name="pk_transactions"),
@@ -58,7 +58,6 @@ def upgrade() -> None:
     op.create_index("ix_transactions_created_at", "transactions", ["created_at"])
     op.create_table(
         "events",
-        sa.Column("id", BigId, autoincrement=True, nullable=False),
         sa.Column("transaction_id", sa.String(64), nullable=False),
         sa.Column("seq", sa.Integer, nullable=False),
         sa.Column("at", sa.Double, nullable=False),
@@ -68,12 +67,10 @@ def upgrade() -> None:
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("actor", sa.String(200), nullable=True),
         sa.Column("data", Json, nullable=True),
-        sa.PrimaryKeyConstraint("id", name="pk_events"),
+        sa.PrimaryKeyConstraint("transaction_id", "seq", name="pk_events"),
         sa.ForeignKeyConstraint(["transaction_id"], ["transactions.transaction_id"],
                                 name="fk_events_transaction_id"),
-        sa.UniqueConstraint("transaction_id", "seq", name="uq_events_transaction_id_seq"),
     )
-    op.create_index("ix_events_at", "events", ["at"])
     op.create_table(
         "notification_done",
         sa.Column("entry_id", sa.String(40), nullable=False),
