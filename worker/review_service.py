@@ -29,7 +29,7 @@ from rules.errors import VipflowError
 from worker import actions
 from worker.errors import WalletError
 from worker.ledger import Ledger, RecordWriter, State, Stored, TransactionRecord
-from worker.ledger.states import is_final
+from worker.ledger.states import IN_FLIGHT, is_final
 from worker.notification import decode_body, parse_notification
 from worker.pipeline import Deps
 from worker.store.locks import TxLock
@@ -40,7 +40,7 @@ LOCK_WAIT_S = 10.0
 INTERRUPTED = ("a reviewer's approval started and did not finish (still running, or its process died); "
                "approve again to reconcile with VIP Connect")
 # The states a reviewer's approval passes through on its way out of review (where an interrupted one waits).
-_PASSING = (State.FROZEN, State.APPROVING)
+_PASSING = sorted(IN_FLIGHT)
 
 
 class NotInReview(VipflowError):

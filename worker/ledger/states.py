@@ -43,6 +43,10 @@ FINAL: frozenset[State] = frozenset({State.APPROVED, State.REJECTED, State.FAILE
 # Settled: nothing more happens without a person (final, or waiting in review).
 SETTLED: frozenset[State] = FINAL | {State.REVIEW}
 
+# In flight: an action is under way (funds held, or the approval call started); a task or a reviewer's
+# approval passes through these on its way to a final state.
+IN_FLIGHT: frozenset[State] = frozenset({State.FROZEN, State.APPROVING})
+
 _ALLOWED: dict[State, frozenset[State]] = {
     State.RECEIVED: frozenset({State.RECEIVED, State.DECIDED, State.REVIEW, State.REJECTED, State.FAILED}),
     State.DECIDED: frozenset({State.FROZEN, State.APPROVING, State.REVIEW, State.REJECTED, State.FAILED}),
