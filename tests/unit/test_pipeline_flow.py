@@ -338,3 +338,14 @@ def test_the_approval_start_is_durable_before_vip_is_called(world: World, book: 
     process(archive(world, "deposit", deposit("dep000010")), deps)
     assert ("decided", "approve", None) in vip.seen
     assert vip.seen[-1] == ("action", "approve", "started")
+
+
+def test_each_event_carries_the_state_it_left_the_transaction_in(world: World) -> None:
+    """Steps folded into one write still show the state after each of them, not the write's last."""
+    process(archive(world, "withdraw", withdraw("wd0000011")), world.deps)
+    states = [(e.kind, e.name, e.status, e.state) for e in world.ledger.events("wd0000011")]
+    assert states == [
+        ("received", None, None, "received"), ("delivered", None, None, "received"),
+        ("decided", "approve", None, "decided"), ("action", "freeze", "started", "decided"),
+        ("action", "freeze", "done", "frozen"), ("action", "approve", "started", "approving"),
+        ("action", "approve_attempt", "done", "approving"), ("action", "approve", "done", "approved")]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from worker.ledger.record import TransactionRecord
@@ -35,6 +35,7 @@ class NewEvent:
     status: str | None = None
     actor: str | None = WORKER
     data: Mapping[str, Any] | None = None
+    state: str | None = None  # the transaction's state after this event (None: the write's final state)
 
 
 @dataclass(frozen=True)
@@ -58,31 +59,47 @@ class Event:
 
 
 def diff(old: TransactionRecord | None, new: TransactionRecord) -> list[NewEvent]:
-    """The events that turn ``old`` (None: nothing stored yet) into ``new``, in order."""
+    """The events that turn ``old`` (None: nothing stored yet) into ``new``, in order, each with the state
+    the transaction was in after it (a write may fold several steps and moves)."""
+    events = _diff(old, new)
+    # Each step knows the state it was taken in; the state after a step is the one the next step was
+    # taken in, and after the last, the record's own.
+    befores = [e.state for e in events]
+    after = str(new.state)
+    out = []
+    for event, before in zip(reversed(events), reversed(befores), strict=True):
+        out.append(replace(event, state=after))
+        if before is not None:
+            after = before
+    return out[::-1]
+
+
+def _diff(old: TransactionRecord | None, new: TransactionRecord) -> list[NewEvent]:
     now = time.time()
     out: list[NewEvent] = []
+    was = str(old.state) if old is not None else "received"
     old_notes = old.notifications if old else ()
     for seen in new.notifications[len(old_notes):]:
         out.append(NewEvent("received", now, data={"entry_id": seen.entry_id, "kind": seen.kind,
-                                                   "status": seen.status}))
+                                                   "status": seen.status}, state=was))
     if new.deliveries > (old.deliveries if old else 0):
-        out.append(NewEvent("delivered", now, data={"deliveries": new.deliveries}))
+        out.append(NewEvent("delivered", now, data={"deliveries": new.deliveries}, state=was))
     if new.decision is not None and (old is None or old.decision != new.decision):
         d = new.decision
         out.append(NewEvent("decided", now, name=str(d.get("outcome")), data={
             "decision": d, "facts": new.facts, "unasked": list(new.unasked),
-            "shadow_decision": new.shadow_decision}))
+            "shadow_decision": new.shadow_decision}, state=was))
     for err in new.errors[len(old.errors) if old else 0:]:
         out.append(NewEvent("error", float(err.get("at", now)), data={"message": err.get("message")}))
     for step in new.actions[len(old.actions) if old else 0:]:
         result = dict(step.result) if step.result else None
         if step.name in HUMAN_ACTIONS:
             actor = str((result or {}).get("actor") or "unknown")
-            out.append(NewEvent("human", step.at, step.name, step.status, actor, result))
+            out.append(NewEvent("human", step.at, step.name, step.status, actor, result, step.state))
         else:
             kind = _KIND_OF_ACTION.get(step.name, "action")
             actor = str((result or {}).get("actor") or WORKER)
-            out.append(NewEvent(kind, step.at, step.name, step.status, actor, result))
+            out.append(NewEvent(kind, step.at, step.name, step.status, actor, result, step.state))
     if not out and old is not None and old.state != new.state:
         out.append(NewEvent("state", now, data={"from": str(old.state), "to": str(new.state)}))
     return out

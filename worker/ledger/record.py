@@ -35,6 +35,7 @@ class ActionEntry:
     status: str  # started | done | failed
     at: float
     result: Mapping[str, Any] | None = None
+    state: str | None = None  # the transaction's state when the step was recorded (before any move it causes)
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ class TransactionRecord:
 
     def with_action(self, name: str, status: str, result: Mapping[str, Any] | None = None) -> TransactionRecord:
         """A copy with one more action entry."""
-        entry = ActionEntry(name=name, status=status, at=time.time(), result=result)
+        entry = ActionEntry(name=name, status=status, at=time.time(), result=result, state=str(self.state))
         return replace(self, actions=(*self.actions, entry))
 
     def moved(self, new: State) -> TransactionRecord:
@@ -112,7 +113,7 @@ class TransactionRecord:
             "shadow_decision": self.shadow_decision,
             "facts": self.facts,
             "unasked": list(self.unasked),
-            "actions": [{"name": a.name, "status": a.status, "at": a.at, "result": a.result}
+            "actions": [{"name": a.name, "status": a.status, "at": a.at, "result": a.result, "state": a.state}
                         for a in self.actions],
             "deliveries": self.deliveries,
             "errors": self.errors,

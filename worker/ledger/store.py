@@ -366,7 +366,8 @@ class Ledger:
             "review_reason": new.review_reason if new.state == State.REVIEW else None,
             "deliveries": new.deliveries, "seq": seq, "updated_at": now,
         }
-        events = [{"seq": seq0 + i, "at": e.at, "kind": e.kind, "name": e.name, "status": e.status, "state": state,
+        events = [{"seq": seq0 + i, "at": e.at, "kind": e.kind, "name": e.name, "status": e.status,
+                   "state": e.state or state,
                    "actor": e.actor, "data": e.data} for i, e in enumerate(new_events, 1)]
         if self._pg:
             self._write_pg(prev, txid, row, stored, events, notification, done_entry, now)
