@@ -89,8 +89,23 @@ def run_tx_show(args: argparse.Namespace) -> int:
         if ledger is not None:
             ledger.engine.dispose()
     if view is None:
-        print(f"vipflow: no record of transaction {args.transaction_id} in the ledger", file=sys.stderr)
+        from sqlalchemy.engine import make_url
+
+        where = make_url(settings.database.url).render_as_string(hide_password=True)
+        print(f"vipflow: no record of transaction {args.transaction_id} in the ledger at {where}",
+              file=sys.stderr)
         return 1
+    if view["record"] is None:  # only notifications that were refused (invalid): nothing was decided
+        notes = view["notifications"]
+        if args.json:
+            print(json.dumps(view, indent=2, default=str))
+            return 0
+        print(f"transaction {args.transaction_id}: no decision; the ledger holds {len(notes)} notification(s) "
+              "that were refused at the door:")
+        for n in notes:
+            print(f"  {_t(n['received_at_ms'])}  {n['kind']:<8} {n['status']:<8} entry {n['entry_id']}  "
+                  f"{n.get('route') or ''}  {n.get('error') or ''}")
+        return 0
     if args.json:
         print(json.dumps(view, indent=2, default=str))
         return 0
@@ -102,7 +117,8 @@ def run_tx_show(args: argparse.Namespace) -> int:
 
 def tx_view(ledger: Ledger, transaction_id: str, *, rules: bool = False) -> dict[str, Any] | None:
     """``{record, events, notifications}`` of one transaction (``rules`` too when asked: the rule text by
-    the decision's content hash, None when the ledger lacks it), masked; None when there is no record.
+    the decision's content hash, None when the ledger lacks it), masked; None when the ledger knows
+    nothing of it; ``record`` None when it holds only refused (invalid) notifications of it.
 
     Notification bodies are never included; rule text is the operator's, shown exactly.
     """
@@ -110,7 +126,10 @@ def tx_view(ledger: Ledger, transaction_id: str, *, rules: bool = False) -> dict
 
     stored = ledger.load(transaction_id)
     if stored is None:
-        return None
+        notes = [{"entry_id": n.entry_id, "kind": n.kind, "status": n.status, "route": n.route,
+                  "received_at_ms": n.received_at, "error": n.error} for n in ledger.notifications_of(transaction_id)]
+        # An invalid notification never became a transaction, but the ledger keeps it: show it.
+        return {"record": None, "events": [], "notifications": mask_mapping(notes)} if notes else None
     rec = stored.record
     record = mask_mapping(rec.to_dict())
     for shown, action in zip(record.get("actions", ()), rec.actions, strict=False):

@@ -188,6 +188,10 @@ class DatabaseSettings(_Section):
     def _check(self) -> DatabaseSettings:
         if not self.url.startswith(("sqlite:///", "postgresql://", "postgresql+psycopg://")):
             raise ValueError("use sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DATABASE")
+        path = self.url.removeprefix("sqlite:///") if self.url.startswith("sqlite:") else None
+        if path is not None and (not path.strip() or path.startswith(":memory:") or "mode=memory" in path):
+            raise ValueError("an in-memory SQLite ledger keeps nothing and no two processes share it; "
+                             "name a file: sqlite:///PATH")
         return self
 
 

@@ -125,7 +125,7 @@ def _received(stored: TransactionRecord | None, entry: ArchivedNotification, cou
     ``worker.max_deliveries`` even though none of its tasks reached the ledger."""
     seen = NotificationSeen(entry.entry_id, entry.kind, entry.status, str(entry.received_at))
     rec = stored or TransactionRecord(transaction_id=str(entry.transaction_id))
-    rec = replace(rec.with_notification(seen), deliveries=max(count, rec.deliveries + 1))
+    rec = replace(rec.with_notification(seen), deliveries=max(count, rec.deliveries + 1), delivered_at=time.time())
     log.log(logging.DEBUG if stored is None else logging.INFO, "delivery", extra={
         "transaction_id": rec.transaction_id, "entry_id": entry.entry_id, "kind": entry.kind,
         "delivery": rec.deliveries, "state": str(rec.state)})
@@ -170,7 +170,7 @@ def _decide(note: Notification, entry: ArchivedNotification, rec: TransactionRec
         shadow = decide_shadow(deps.shadow, str(note.transaction_type), facts, decision, rec.transaction_id)
     rec = replace(rec, transaction_type=note.transaction_type, amount=str(note.amount),
                   references=_references(note), decision=decision.to_dict(), shadow_decision=shadow,
-                  facts=facts_for_record(facts), unasked=found.unasked).moved(State.DECIDED)
+                  facts=facts_for_record(facts), unasked=found.unasked, decided_at=time.time()).moved(State.DECIDED)
     log.info("decided", extra={
         "transaction_id": rec.transaction_id, "outcome": decision.outcome,
         "matched": [m.id for m in decision.matched], "ruleset": decision.ruleset,

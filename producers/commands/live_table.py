@@ -14,6 +14,7 @@ from worker.ledger.states import State, is_settled
 
 _STYLE = {State.APPROVED: "green", State.REVIEW: "yellow", State.REJECTED: "red", State.FAILED: "red"}
 _BATCH = 1000  # transactions read per poll
+_COMMIT_LAG_S = 5.0  # how far behind the newest settled transaction each poll starts again
 
 
 def _table(rows: list[tuple[str, ...]], summary: str) -> Table:
@@ -56,8 +57,13 @@ def follow_decisions(settings: Any, *, since: float, expected: int, children_che
                 shown[tx_id] = (tx_id, record.transaction_type or "?", record.amount or "?",
                                 str(decision.get("outcome", "-")), str(record.state), rules)
                 order.setdefault(tx_id, record.updated_at)
-            if records:  # move on past what is settled (a full batch: past all of it, the rest next time)
-                cursor = unsettled if unsettled is not None else records[-1].created_at
+            if len(records) >= _BATCH:  # a full batch: page on past all of it, the rest next time
+                cursor = records[-1].created_at
+            elif records:
+                # Move on past what is settled, but not quite: a transaction's creation time is taken before
+                # its commit, and threads commit out of order, so one created a moment ago may appear late.
+                settled_to = unsettled if unsettled is not None else records[-1].created_at
+                cursor = max(cursor, settled_to - _COMMIT_LAG_S)
             counts: dict[str, int] = {}
             for row in shown.values():
                 counts[row[4]] = counts.get(row[4], 0) + 1

@@ -349,3 +349,11 @@ def test_each_event_carries_the_state_it_left_the_transaction_in(world: World) -
         ("decided", "approve", None, "decided"), ("action", "freeze", "started", "decided"),
         ("action", "freeze", "done", "frozen"), ("action", "approve", "started", "approving"),
         ("action", "approve_attempt", "done", "approving"), ("action", "approve", "done", "approved")]
+
+
+def test_event_times_follow_their_order(world: World) -> None:
+    """Events are stamped when they happened (receipt, delivery, decision, each step), so their times
+    never go backwards along the log."""
+    process(archive(world, "withdraw", withdraw("wd0000012")), world.deps)
+    times = [e.at for e in world.ledger.events("wd0000012")]
+    assert times == sorted(times)

@@ -80,13 +80,14 @@ def _diff(old: TransactionRecord | None, new: TransactionRecord) -> list[NewEven
     was = str(old.state) if old is not None else "received"
     old_notes = old.notifications if old else ()
     for seen in new.notifications[len(old_notes):]:
-        out.append(NewEvent("received", now, data={"entry_id": seen.entry_id, "kind": seen.kind,
+        received_s = int(seen.received_at) / 1000 if str(seen.received_at).isdigit() else now
+        out.append(NewEvent("received", received_s, data={"entry_id": seen.entry_id, "kind": seen.kind,
                                                    "status": seen.status}, state=was))
     if new.deliveries > (old.deliveries if old else 0):
-        out.append(NewEvent("delivered", now, data={"deliveries": new.deliveries}, state=was))
+        out.append(NewEvent("delivered", new.delivered_at or now, data={"deliveries": new.deliveries}, state=was))
     if new.decision is not None and (old is None or old.decision != new.decision):
         d = new.decision
-        out.append(NewEvent("decided", now, name=str(d.get("outcome")), data={
+        out.append(NewEvent("decided", new.decided_at or now, name=str(d.get("outcome")), data={
             "decision": d, "facts": new.facts, "unasked": list(new.unasked),
             "shadow_decision": new.shadow_decision}, state=was))
     for err in new.errors[len(old.errors) if old else 0:]:

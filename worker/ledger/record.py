@@ -57,6 +57,8 @@ class TransactionRecord:
     errors: tuple[Mapping[str, Any], ...] = ()
     review_reason: str | None = None
     created_at: float = 0.0
+    delivered_at: float = 0.0  # when the latest delivery began (epoch seconds)
+    decided_at: float = 0.0  # when the rules decided (epoch seconds)
     updated_at: float = 0.0
 
     def last_action(self, name: str) -> ActionEntry | None:
@@ -119,6 +121,8 @@ class TransactionRecord:
             "errors": self.errors,
             "review_reason": self.review_reason,
             "created_at": self.created_at,
+            "delivered_at": self.delivered_at,
+            "decided_at": self.decided_at,
             "updated_at": self.updated_at,
         })
 
