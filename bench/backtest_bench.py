@@ -154,24 +154,9 @@ TX_COLUMNS = ("transaction_id, state, transaction_type, amount, outcome, ruleset
 
 def fresh_database(url: str) -> None:
     """Drop and create the database of ``url``, then apply the ledger's migrations."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
+    from worker.ledger.schema import create_database
 
-    from worker.ledger.schema import make_engine, upgrade
-
-    name = make_url(url).database
-    admin = create_engine(make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        admin.dispose()
-    engine = make_engine(url)
-    try:
-        upgrade(engine)
-    finally:
-        engine.dispose()
+    create_database(url, fresh=True, migrate=True)
 
 
 def drop_database(url: str) -> None:

@@ -236,10 +236,9 @@ def fresh_ledger(url: str) -> None:
 
     PostgreSQL: ``DROP DATABASE ... WITH (FORCE)`` then ``CREATE DATABASE`` through the server's
     ``postgres`` database. SQLite: the file (an absolute path) and its -wal/-shm are removed."""
-    from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
-    from worker.ledger.schema import make_engine, upgrade
+    from worker.ledger.schema import create_database, make_engine, upgrade
 
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -250,17 +249,7 @@ def fresh_ledger(url: str) -> None:
         for suffix in ("", "-wal", "-shm"):
             Path(path + suffix).unlink(missing_ok=True)
     else:
-        name = parsed.database or ""
-        if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
-            raise SystemExit(f"--database: {name!r} is not a plain database name (lower case, digits, _)")
-        admin = create_engine(parsed.set(drivername="postgresql+psycopg", database="postgres"),
-                              isolation_level="AUTOCOMMIT")
-        try:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-                conn.execute(text(f'CREATE DATABASE "{name}"'))
-        finally:
-            admin.dispose()
+        create_database(url, fresh=True)
     engine = make_engine(url)
     try:
         upgrade(engine)

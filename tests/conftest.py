@@ -91,20 +91,9 @@ def pg_admin_url(url: str, database: str = "postgres") -> str:
 
 def create_pg_database(url: str, *, fresh: bool = False) -> str:
     """Make sure the database of ``url`` exists (dropped and created again with ``fresh``); returns ``url``."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
+    from worker.ledger.schema import create_database
 
-    name = make_url(url).database
-    admin = create_engine(pg_admin_url(url), isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-    try:
-        with admin.connect() as conn:
-            if fresh:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first()
-            if not exists:
-                conn.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        admin.dispose()
+    create_database(url, fresh=fresh)
     return url
 
 
@@ -163,11 +152,8 @@ def ledger(sqlite_url: str) -> Iterator[object]:
     """A Ledger on a fresh SQLite file (the pipeline's unit tests)."""
     from worker.ledger import Ledger
 
-    led = Ledger.open(sqlite_url)
-    try:
+    with Ledger.open(sqlite_url) as led:
         yield led
-    finally:
-        led.engine.dispose()
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ def _check_ledger(**_: Any) -> None:
     from worker.ledger import Ledger
 
     try:
-        Ledger.open(app.vipflow_settings.database.url).engine.dispose()
+        Ledger.open(app.vipflow_settings.database.url).close()
     except (LedgerError, ConfigError, StoreError) as exc:
         log.critical("cannot start: %s", exc)
         raise SystemExit(1) from None  # not an Exception: Celery's signal dispatch does not swallow it

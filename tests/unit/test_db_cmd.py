@@ -35,11 +35,8 @@ def db_url(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
 @pytest.fixture
 def ledger_at(db_url: str) -> Iterator[Ledger]:
     """A Ledger on the CLI's database (migrated)."""
-    ledger = Ledger.open(db_url)
-    try:
+    with Ledger.open(db_url) as ledger:
         yield ledger
-    finally:
-        ledger.engine.dispose()
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -30,11 +30,8 @@ DECISION = {"outcome": "approve", "matched": ["small-ach"], "ruleset": "withdraw
 @pytest.fixture
 def led(ledger_url: str) -> Iterator[Ledger]:
     """A Ledger on the backend under test."""
-    ledger = Ledger.open(ledger_url)
-    try:
+    with Ledger.open(ledger_url) as ledger:
         yield ledger
-    finally:
-        ledger.engine.dispose()
 
 
 def _rows(engine: Engine, table: str) -> int:

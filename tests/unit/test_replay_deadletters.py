@@ -13,6 +13,7 @@ import redis
 
 from rules import load_rulebook
 from tests.conftest import FIXTURES, ROOT
+from tests.fakes import BreakableWallet
 from worker.config import Settings
 from worker.errors import StoreError
 from worker.ledger import Ledger, State
@@ -24,7 +25,6 @@ from worker.store.publisher import MemoryPublisher
 from worker.store.velocity import VelocityStore
 from worker.vip.fake import FakeVip
 from worker.vip.models import AccountInquiry
-from worker.wallet.fake import InMemoryWallet
 
 CARD = "7210695258"
 PATRON = "P0001234"
@@ -33,23 +33,12 @@ RULES = ROOT / "rules" / "default"
 DLQ = make_selection(dlq=True)
 
 
-class CrashingWallet(InMemoryWallet):
-    """An in-memory wallet whose holds raise an unexpected error while ``broken`` is set."""
-
-    broken = True
-
-    def hold(self, key: str, patron_id: str, amount: Decimal) -> Any:
-        if self.broken:
-            raise RuntimeError("the wallet's driver crashed")
-        return super().hold(key, patron_id, amount)
-
-
 @dataclass
 class World:
     deps: Deps
     st: Stores
     vip: FakeVip
-    wallet: CrashingWallet
+    wallet: BreakableWallet
     ledger: Ledger
 
 
@@ -59,7 +48,7 @@ def world(redis_url: str, sqlite_url: str) -> Iterator[World]:
     ledger = Ledger.open(sqlite_url)
     body = json.loads((FIXTURES / "vip-connect" / "account-inquiry-response-preferred.json").read_text())
     vip = FakeVip({CARD: AccountInquiry.from_response(body)})
-    wallet = CrashingWallet({PATRON: Decimal("100000.00")})
+    wallet = BreakableWallet({PATRON: Decimal("100000.00")}, broken=True)
     st = stores(client, PREFIX, ledger, 30)
     deps = Deps(settings=Settings(), archive=st.archive, ledger=ledger, locks=st.locks,
                 accounts=AccountCache(client, PREFIX, 300), velocity=VelocityStore(client, PREFIX), vip=vip,

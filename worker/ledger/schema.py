@@ -146,6 +146,40 @@ def _is_older(current: str, head: str) -> bool:
     return any(rev.revision == current for rev in script.walk_revisions("base", head))
 
 
+def create_database(url: str, *, fresh: bool = False, migrate: bool = False) -> None:
+    """Make sure the PostgreSQL database named in ``url`` exists (with ``fresh``: dropped and created
+    again, its sessions ended), and with ``migrate`` apply the ledger's migrations to it. For tests,
+    benchmarks and first installs; never called by a running vipflow. ConfigError when the name is not a
+    plain identifier; LedgerUnavailable when the server does not answer."""
+    import re
+
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    name = parsed.database or ""
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise ConfigError("database.url", f"{name!r} is not a plain database name (letters, digits, _)")
+    admin = create_engine(parsed.set(drivername="postgresql+psycopg", database="postgres"),
+                          isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    try:
+        with admin.connect() as conn:
+            if fresh:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            if conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first() is None:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except SQLAlchemyError as exc:
+        raise LedgerUnavailable(f"cannot create database {name} ({type(exc).__name__}); "
+                                "check that PostgreSQL is up") from None
+    finally:
+        admin.dispose()
+    if migrate:
+        engine = make_engine(url)
+        try:
+            upgrade(engine)
+        finally:
+            engine.dispose()
+
+
 def ping(engine: Engine) -> None:
     """One round trip; LedgerUnavailable when the database does not answer."""
     try:

@@ -18,12 +18,14 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import Engine, Row, and_, case, func, insert, literal, null, or_, select, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
-from worker.errors import LedgerUnavailable
+from worker.ledger import commit
 from worker.ledger import tables as t
+from worker.ledger.commit import insert_ignore as _insert_ignore
+from worker.ledger.commit import note_row as _note_row
 from worker.ledger.events import Event, NewEvent, diff
-from worker.ledger.record import TransactionRecord, encode_json
+from worker.ledger.record import TransactionRecord
 from worker.ledger.states import State, reachable
 from worker.store.archive import ArchivedNotification
 from worker.store.locks import LockLost
@@ -75,20 +77,6 @@ class DeadLetter:
     requeued_at: float | None
 
 
-def _insert_ignore(conn: Any, table: Any, rows: Sequence[dict[str, Any]], key: str) -> None:
-    """INSERT ... ON CONFLICT DO NOTHING in either dialect."""
-    if not rows:
-        return
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        conn.execute(pg_insert(table).on_conflict_do_nothing(index_elements=[key]), rows)
-    else:
-        from sqlalchemy.dialects.sqlite import insert as lite_insert
-
-        conn.execute(lite_insert(table).on_conflict_do_nothing(index_elements=[key]), rows)
-
-
 def _amount(text: str | None) -> Decimal | None:
     if text is None:
         return None
@@ -100,16 +88,6 @@ def _amount(text: str | None) -> Decimal | None:
 
 def _json(text: str | None) -> Any:
     return None if text is None else json.loads(text)
-
-
-_NOTE_COLUMNS = ("entry_id", "kind", "route", "received_at_ms", "status", "error", "transaction_id", "body",
-                 "body_sha256")
-
-
-def _note_row(n: ArchivedNotification) -> dict[str, Any]:
-    return {"entry_id": n.entry_id, "kind": n.kind, "route": n.route, "received_at_ms": n.received_at,
-            "status": n.status, "error": n.error, "transaction_id": n.transaction_id, "body": n.body,
-            "body_sha256": n.body_sha256, "stored_at": time.time()}
 
 
 def _note(row: Row[Any]) -> ArchivedNotification:
@@ -143,14 +121,23 @@ class Ledger:
             raise
         return cls(engine)
 
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the pooled connections (``with Ledger.open(url) as ledger:`` does it on leaving)."""
+        self.engine.dispose()
+
     def _run(self, op: Callable[[], T], doing: str) -> T:
         try:
             return op()
         except LockLost:
             raise
         except SQLAlchemyError as exc:
-            raise LedgerUnavailable(f"cannot {doing}: the ledger's database failed ({type(exc).__name__}); "
-                                    "check that it is up (the work is retried)") from None
+            raise commit.unavailable(doing, exc) from None
 
     # --- notifications -------------------------------------------------------------------------
 
@@ -306,8 +293,7 @@ class Ledger:
                 else:
                     yield from conn.execute(q)
         except (SQLAlchemyError, self.engine.dialect.loaded_dbapi.Error) as exc:
-            raise LedgerUnavailable(f"cannot {doing}: the ledger's database failed ({type(exc).__name__}); "
-                                    "check that it is up (the work is retried)") from None
+            raise commit.unavailable(doing, exc) from None
 
     # --- transactions --------------------------------------------------------------------------
 
@@ -369,83 +355,10 @@ class Ledger:
         events = [{"seq": seq0 + i, "at": e.at, "kind": e.kind, "name": e.name, "status": e.status,
                    "state": e.state or state,
                    "actor": e.actor, "data": e.data} for i, e in enumerate(new_events, 1)]
-        if self._pg:
-            self._write_pg(prev, txid, row, stored, events, notification, done_entry, now)
-        else:
-            self._write_generic(prev, txid, row, stored, events, notification, done_entry, now)
+        write = commit.write_postgresql if self._pg else commit.write_generic
+        write(self.engine, prev.seq if prev else None, prev.record.state if prev else None, txid, row, stored,
+              events, notification, done_entry, now)
         return Stored(stored, seq)
-
-    def _write_pg(self, prev: Stored | None, txid: str, row: dict[str, Any], stored: TransactionRecord,
-                  events: list[dict[str, Any]], notification: ArchivedNotification | None, done_entry: str | None,
-                  now: float) -> None:
-        from worker.ledger import pgwrite
-
-        note = _note_row(notification) if notification is not None else {}
-        params = {**row, "txid": txid, "seq0": prev.seq if prev else 0, "now": now,
-                  "created_at": stored.created_at, "record": stored.to_json(), "events": encode_json(events),
-                  "done": done_entry, **{f"n_{k}": note.get(k) for k in _NOTE_COLUMNS}}
-
-        import psycopg
-
-        try:
-            raw = self.engine.raw_connection()  # the driver's own connection: no per-statement SQLAlchemy work
-        except SQLAlchemyError as exc:
-            raise LedgerUnavailable(f"cannot record transaction {txid}: the ledger's database failed "
-                                    f"({type(exc).__name__}); check that it is up (the work is retried)") from None
-        try:
-            conn: Any = raw.driver_connection
-            conn.autocommit = True
-            try:
-                written = pgwrite.write(conn, first=prev is None, params=params)
-            finally:
-                if not conn.closed:
-                    conn.autocommit = False
-        except psycopg.errors.IntegrityError:
-            raise LockLost(f"transaction {txid} was created by another writer; "
-                           "another delivery will finish the work") from None
-        except psycopg.Error as exc:
-            raw.invalidate()  # a connection that failed is not given to the next writer
-            raise LedgerUnavailable(f"cannot record transaction {txid}: the ledger's database failed "
-                                    f"({type(exc).__name__}); check that it is up (the work is retried)") from None
-        finally:
-            raw.close()
-        if written != 1:
-            raise LockLost(f"transaction {txid} changed under this writer (its lock expired); "
-                           "another delivery will finish the work")
-
-    def _write_generic(self, prev: Stored | None, txid: str, row: dict[str, Any], stored: TransactionRecord,
-                       events: list[dict[str, Any]], notification: ArchivedNotification | None,
-                       done_entry: str | None, now: float) -> None:
-        values = {**row, "record": stored.to_dict()}
-        event_rows = [{**e, "transaction_id": txid} for e in events]
-
-        def op() -> None:
-            try:
-                with self.engine.begin() as conn:
-                    if notification is not None:
-                        _insert_ignore(conn, t.notifications, [_note_row(notification)], "entry_id")
-                    if prev is None:
-                        conn.execute(insert(t.transactions).values(
-                            transaction_id=txid, created_at=stored.created_at,
-                            review_since=now if stored.state == State.REVIEW else None, **values))
-                    else:
-                        if stored.state != State.REVIEW:
-                            values["review_since"] = None
-                        elif prev.record.state != State.REVIEW:
-                            values["review_since"] = now  # staying in review keeps the time it entered
-                        done = conn.execute(update(t.transactions).where(
-                            t.transactions.c.transaction_id == txid, t.transactions.c.seq == prev.seq).values(**values))
-                        if done.rowcount != 1:
-                            raise LockLost(f"transaction {txid} changed under this writer (its lock expired); "
-                                           "another delivery will finish the work")
-                    if event_rows:
-                        conn.execute(insert(t.events), event_rows)
-                    if done_entry:
-                        _insert_ignore(conn, t.notification_done, [{"entry_id": done_entry, "at": now}], "entry_id")
-            except IntegrityError:
-                raise LockLost(f"transaction {txid} was created by another writer; "
-                               "another delivery will finish the work") from None
-        self._run(op, f"record transaction {txid}")
 
     def mark_done(self, entry_id: str) -> None:
         """Record that the task of notification ``entry_id`` finished (it must be in the ledger)."""

@@ -1,0 +1,134 @@
+"""How one write of a transaction reaches the database: the current row, its events, the notification
+and the done mark, all or nothing, fenced by the row's ``seq``.
+
+``write_postgresql`` runs it as one statement (``pgwrite``); ``write_generic`` as one database
+transaction of several statements (SQLite). Both raise LockLost when another writer got there first
+(the transaction exists already, or its ``seq`` moved on) and LedgerUnavailable on a database failure.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from sqlalchemy import Engine, insert, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from worker.errors import LedgerUnavailable
+from worker.ledger import pgwrite
+from worker.ledger import tables as t
+from worker.ledger.record import TransactionRecord, encode_json
+from worker.ledger.states import State
+from worker.store.archive import ArchivedNotification
+from worker.store.locks import LockLost
+
+
+def unavailable(doing: str, exc: BaseException) -> LedgerUnavailable:
+    """The error for a database failure while ``doing`` (retried by the task)."""
+    return LedgerUnavailable(f"cannot {doing}: the ledger's database failed ({type(exc).__name__}); "
+                             "check that it is up (the work is retried)")
+
+
+def created_elsewhere(transaction_id: str) -> LockLost:
+    """A first write found the transaction already there."""
+    return LockLost(f"transaction {transaction_id} was created by another writer; "
+                    "another delivery will finish the work")
+
+
+def changed_elsewhere(transaction_id: str) -> LockLost:
+    """The transaction's ``seq`` moved on since this writer read it."""
+    return LockLost(f"transaction {transaction_id} changed under this writer (its lock expired); "
+                    "another delivery will finish the work")
+
+
+def insert_ignore(conn: Any, table: Any, rows: Sequence[dict[str, Any]], key: str) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING in either dialect."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        conn.execute(pg_insert(table).on_conflict_do_nothing(index_elements=[key]), rows)
+    else:
+        from sqlalchemy.dialects.sqlite import insert as lite_insert
+
+        conn.execute(lite_insert(table).on_conflict_do_nothing(index_elements=[key]), rows)
+
+
+NOTE_COLUMNS = ("entry_id", "kind", "route", "received_at_ms", "status", "error", "transaction_id", "body",
+                 "body_sha256")
+
+
+def note_row(n: ArchivedNotification) -> dict[str, Any]:
+    return {"entry_id": n.entry_id, "kind": n.kind, "route": n.route, "received_at_ms": n.received_at,
+            "status": n.status, "error": n.error, "transaction_id": n.transaction_id, "body": n.body,
+            "body_sha256": n.body_sha256, "stored_at": time.time()}
+
+
+def write_postgresql(engine: Engine, prev_seq: int | None, prev_state: str | None, txid: str, row: dict[str, Any],
+                     stored: TransactionRecord, events: list[dict[str, Any]],
+                     notification: ArchivedNotification | None, done_entry: str | None, now: float) -> None:
+    """The write as one statement (``pgwrite``) on the driver's own connection, in autocommit.
+    ``prev_seq`` None: the transaction's first write. Raises LockLost, LedgerUnavailable."""
+    note = note_row(notification) if notification is not None else {}
+    params = {**row, "txid": txid, "seq0": prev_seq or 0, "now": now,
+              "created_at": stored.created_at, "record": stored.to_json(), "events": encode_json(events),
+              "done": done_entry, **{f"n_{k}": note.get(k) for k in NOTE_COLUMNS}}
+    doing = f"record transaction {txid}"
+    try:
+        raw = engine.raw_connection()  # the driver's own connection: no per-statement SQLAlchemy work
+    except SQLAlchemyError as exc:
+        raise unavailable(doing, exc) from None
+    try:
+        conn: Any = raw.driver_connection
+        conn.autocommit = True
+        try:
+            written = pgwrite.write(conn, first=prev_seq is None, params=params)
+        finally:
+            if not conn.closed:
+                conn.autocommit = False
+    except psycopg.errors.IntegrityError:
+        raise created_elsewhere(txid) from None
+    except psycopg.Error as exc:
+        raw.invalidate()  # a connection that failed is not given to the next writer
+        raise unavailable(doing, exc) from None
+    finally:
+        raw.close()
+    if written != 1:
+        raise changed_elsewhere(txid)
+
+
+def write_generic(engine: Engine, prev_seq: int | None, prev_state: str | None, txid: str, row: dict[str, Any],
+                  stored: TransactionRecord, events: list[dict[str, Any]],
+                  notification: ArchivedNotification | None, done_entry: str | None, now: float) -> None:
+    """The write as one database transaction of several statements (SQLite). Raises LockLost,
+    LedgerUnavailable."""
+    values = {**row, "record": stored.to_dict()}
+    event_rows = [{**e, "transaction_id": txid} for e in events]
+    try:
+        with engine.begin() as conn:
+            if notification is not None:
+                insert_ignore(conn, t.notifications, [note_row(notification)], "entry_id")
+            if prev_seq is None:
+                conn.execute(insert(t.transactions).values(
+                    transaction_id=txid, created_at=stored.created_at,
+                    review_since=now if stored.state == State.REVIEW else None, **values))
+            else:
+                if stored.state != State.REVIEW:
+                    values["review_since"] = None
+                elif prev_state != State.REVIEW:
+                    values["review_since"] = now  # staying in review keeps the time it entered
+                done = conn.execute(update(t.transactions).where(
+                    t.transactions.c.transaction_id == txid, t.transactions.c.seq == prev_seq).values(**values))
+                if done.rowcount != 1:
+                    raise changed_elsewhere(txid)
+            if event_rows:
+                conn.execute(insert(t.events), event_rows)
+            if done_entry:
+                insert_ignore(conn, t.notification_done, [{"entry_id": done_entry, "at": now}], "entry_id")
+    except IntegrityError:
+        raise created_elsewhere(txid) from None
+    except SQLAlchemyError as exc:
+        raise unavailable(f"record transaction {txid}", exc) from None
