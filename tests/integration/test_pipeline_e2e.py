@@ -31,7 +31,7 @@ def stack() -> Iterator[Stack]:
     from worker.ledger.schema import make_engine, upgrade
 
     redis.Redis.from_url(TEST_REDIS_URL).ping()
-    database_url: str | None = TEST_DATABASE_URL.rsplit("/", 1)[0] + "/vipflow_test_e2e"
+    database_url: str | None = TEST_DATABASE_URL + "_e2e"  # beside the test database, never shared between runs
     try:
         create_pg_database(str(database_url), fresh=True)
         engine = make_engine(str(database_url))
