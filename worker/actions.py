@@ -138,11 +138,15 @@ def approve(rec: TransactionRecord, save: Save, vip: VipApi, kind: ApprovalKind,
     rec = save(rec.with_action("approve", "started", {"outcome_unknown": outcome_unknown})
                .moved(State.APPROVING))
     state = {"rec": rec}
+    succeeded: dict[str, Any] = {}
 
     def on_attempt(attempt: dict[str, Any]) -> None:
-        # A success is stored with the approval's "done" step; anything else at once, before a retry.
-        write = save.stage if attempt.get("outcome") == "approved" else save
-        state["rec"] = write(state["rec"].with_action("approve_attempt", "done", attempt))
+        # A failed attempt is its own step, stored at once, before a retry; the attempt that succeeded
+        # is kept inside the approval's "done" step rather than repeated beside it.
+        if attempt.get("outcome") == "approved":
+            succeeded.update(attempt)
+            return
+        state["rec"] = save(state["rec"].with_action("approve_attempt", "done", attempt))
 
     outcome = approve_with_reconciliation(
         vip, kind, body, max_attempts=max_attempts, backoff_base_s=backoff_base_s,
@@ -151,7 +155,7 @@ def approve(rec: TransactionRecord, save: Save, vip: VipApi, kind: ApprovalKind,
     if outcome.attempts > 1:
         RETRIES.labels("vip_approval").inc(outcome.attempts - 1)
     result = {"status": outcome.status, "attempts": outcome.attempts, "result": outcome.result,
-              "error": outcome.error}
+              "error": outcome.error, **({"attempt": succeeded} if succeeded else {})}
     if outcome.status in ("approved", "already_approved"):
         log.info("approved", extra={"transaction_id": rec.transaction_id, "vip_status": outcome.status})
         return save.stage(rec.with_action("approve", "done", result).moved(State.APPROVED),
