@@ -312,7 +312,7 @@ def run(base_url: str = DEFAULT_REDIS, *, count: int = 3000, latency_ms: float =
                     VIPFLOW_INGEST__AUTH__ISSUER=OPERATOR, VIPFLOW_RULES__PATH=str(bench_rules(tmp)),
                     VIPFLOW_DATABASE__URL=database, VIPFLOW_LOG__LEVEL="INFO",
                     # No metrics port: 9108 is fixed and may be taken; a second worker would collide.
-                    VIPFLOW_WORKER__METRICS_PORT="0")
+                    VIPFLOW_WORKER__METRICS_PORT="off")
     sim = None
     reader = LedgerReader(database)
     pg = PostgresCpu(database) if postgres else None

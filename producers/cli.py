@@ -4,6 +4,10 @@ Each subcommand parses its input, calls one function in the package that owns
 the work, and maps errors to a message and an exit code: 2 for bad
 configuration or bad input, 1 for a failure of the work itself. Heavy imports
 happen inside the subcommands, so ``vipflow rules check`` starts fast.
+
+``-v/--verbose`` is one flag, accepted before the subcommand or anywhere after
+it: every command then first says on stderr which configuration, Redis and
+database, ledger and rules it uses (``worker.config_report``).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--config", metavar="FILE", help="configuration file (default: $VIPFLOW_CONFIG, else built-in defaults)"
     )
+    parser.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -44,7 +49,23 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue  # a subcommand not built yet
         module.add_parser(sub)
+    _add_verbose_everywhere(parser)
     return parser
+
+
+VERBOSE_HELP = "first say on stderr which configuration, Redis and database, ledger and rules are used"
+
+
+def _add_verbose_everywhere(parser: argparse.ArgumentParser) -> None:
+    # The same flag after any (sub)command; SUPPRESS keeps a flag given earlier from being reset.
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        for child in action.choices.values():
+            if "--verbose" not in child._option_string_actions:
+                flags = ["--verbose"] if "-v" in child._option_string_actions else ["-v", "--verbose"]
+                child.add_argument(*flags, action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
+            _add_verbose_everywhere(child)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -54,6 +75,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
+        if args.verbose:
+            from worker.config_report import describe
+
+            for line in describe(args.config):
+                print(f"vipflow: {line}", file=sys.stderr)
         code: int = args.func(args)
     except ConfigError as exc:
         print(f"vipflow: {exc}", file=sys.stderr)

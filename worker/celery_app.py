@@ -15,6 +15,22 @@ from worker.config import Settings, load_settings
 TASK_NAME = "vipflow.process_notification"
 
 
+def broker_retries(timeout_s: float) -> int:
+    """How many of Celery's broker reconnection attempts fit in ``timeout_s`` seconds (at least 1).
+
+    Celery (kombu's ``ensure_connection``) pauses 2, 4, 6 ... 30, 30 ... seconds between attempts and
+    gives up after ``broker_connection_max_retries``; the worker then stops with exit code 1. Its
+    default, 100, is most of an hour of silence to a supervisor.
+    """
+    waited, retries = 0.0, 0
+    while True:
+        pause = min(2.0 + 2.0 * retries, 30.0)
+        if waited + pause > timeout_s:
+            return max(retries, 1)
+        waited += pause
+        retries += 1
+
+
 def create_celery(settings: Settings) -> Celery:
     """A Celery app on the configured Redis, with the money-safe delivery settings."""
     app = Celery("vipflow", broker=settings.redis.url, include=["worker.tasks"])
@@ -31,6 +47,8 @@ def create_celery(settings: Settings) -> Celery:
         task_time_limit=settings.worker.task_time_limit_s,
         task_soft_time_limit=max(settings.worker.task_time_limit_s - 10, 5),
         broker_connection_retry_on_startup=True,
+        # Bounded: a worker that cannot reach Redis exits (code 1) for its supervisor to see.
+        broker_connection_max_retries=broker_retries(settings.worker.broker_connect_timeout_s),
         broker_transport_options={
             "visibility_timeout": settings.worker.visibility_timeout_s,
             # Look for tasks whose worker died every 10 s (kombu >= 5.5 otherwise scans only every

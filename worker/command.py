@@ -32,42 +32,64 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    """Start Celery's worker with the configured pool, concurrency and queue; its exit code."""
+    """Start Celery's worker with the configured pool, concurrency and queue; its exit code.
+
+    It first says which Redis, ledger, queue and rules it uses, and waits for Redis at most
+    ``worker.broker_connect_timeout_s``; a Redis that does not answer by then, or that is lost for as
+    long later, stops it with StoreError (exit code 1), so a supervisor sees a failed process.
+    """
+    import logging
+
     from worker.celery_app import create_celery
     from worker.config import load_settings
+    from worker.config_report import ledger_summary, redis_summary
     from worker.drain import Drainer
+    from worker.errors import StoreError
     from worker.ledger import Ledger
     from worker.logs import configure_logging
     from worker.metrics import cleanup_multiprocess, start_worker_metrics
+    from worker.rule_paths import rules_origin
     from worker.store.archive import Archive
-    from worker.store.connection import connect
+    from worker.store.connection import answers, connect, wait_for_redis, where
 
     settings = load_settings(getattr(args, "config", None))
     configure_logging(settings.log.level)
     pool = args.pool or settings.worker.pool
     queue = args.queue or settings.worker.queue
+    concurrency = args.concurrency or settings.worker.concurrency
+    timeout_s = settings.worker.broker_connect_timeout_s
+    logging.getLogger("vipflow.worker").info(
+        "worker starting: Redis %s, ledger %s, queue %s, rules %s, pool %s x %d; exits after %g s without Redis",
+        redis_summary(settings), ledger_summary(settings), queue, rules_origin(settings.rules.path), pool,
+        concurrency, timeout_s)
+    wait_for_redis(settings.redis, timeout_s)
     # Before the pool forks: prefork children must inherit the metrics directory.
     metrics_dir = start_worker_metrics(settings, pool, queue)
-    ledger = Ledger.open(settings.database.url)  # SchemaOutdated stops the start, naming the command
-    client = connect(settings.redis)
-    Drainer(client, Archive(client, settings.redis.key_prefix), ledger, settings.redis.key_prefix,
-            settings.ledger.drain_interval_s).start()
-    app = create_celery(settings)
-    import worker.celery_app as celery_app
-
-    celery_app._app = app  # the task module registers on this app, not a second one
-    argv = ["worker", "--pool", pool,
-            "--concurrency", str(args.concurrency or settings.worker.concurrency),
-            "--queues", queue,
-            "--loglevel", settings.log.level, "--without-gossip", "--without-mingle"]
     try:
-        app.worker_main(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
+        ledger = Ledger.open(settings.database.url)  # SchemaOutdated stops the start, naming the command
+        client = connect(settings.redis)
+        Drainer(client, Archive(client, settings.redis.key_prefix), ledger, settings.redis.key_prefix,
+                settings.ledger.drain_interval_s).start()
+        app = create_celery(settings)
+        import worker.celery_app as celery_app
+
+        celery_app._app = app  # the task module registers on this app, not a second one
+        try:
+            # app.Worker rather than app.worker_main: worker_main drops the worker's exit code.
+            worker = app.Worker(pool_cls=pool, concurrency=concurrency, queues=[queue], loglevel=settings.log.level,
+                                without_gossip=True, without_mingle=True)
+            worker.start()
+        except SystemExit as exc:  # a start-up check (the ledger's schema) refused
+            return int(exc.code or 0)
+        code = int(worker.exitcode or 0)
     finally:
         if metrics_dir is not None:
             cleanup_multiprocess(metrics_dir)
-    return 0
+    if code != 0 and not answers(settings.redis):
+        raise StoreError(f"the worker stopped: Redis at {where(settings.redis)} did not answer for "
+                         f"worker.broker_connect_timeout_s ({timeout_s:g} s); start it or fix redis.url, then "
+                         "start the worker again")
+    return code
 
 
 def run_tx_show(args: argparse.Namespace) -> int:

@@ -5,6 +5,15 @@ defaults), every key overridable by ``VIPFLOW_<SECTION>__<KEY>``. Secrets (the
 VIP secret keys, the callback key, the wallet token) come only from the
 environment or from a file named there (``..._FILE``); a secret written into
 the YAML is refused. ``config.example.yaml`` documents every key.
+
+Layers, each merged key by key over the next: values passed in code
+(``Settings(redis=RedisSettings(url=...))`` sets ``redis.url`` only, the keys it
+leaves unset come from below) > the environment > the YAML file > the
+defaults. A ``VIPFLOW_*`` variable that sets nothing is warned about
+(``worker.envvars``); a malformed URL is refused naming its key
+(``worker.urls``); a relative ``rules.path`` or ``rules.shadow`` from the file
+is relative to the file's directory, and the default ``rules/default`` that
+does not exist there is the rule set shipped inside the package.
 """
 
 from __future__ import annotations
@@ -14,24 +23,32 @@ import binascii
 import os
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from worker.config_file import config_path, read_config_file
+from worker.config_sources import YAML_DATA, CodeSource, YamlSource
+from worker.envvars import PREFIX, warn_unknown_variables
 from worker.errors import ConfigError
+from worker.rule_paths import DEFAULT_RULES, resolve_rule_path
+from worker.urls import check_database_url, check_http_url, check_path, check_redis_url
 
-ENV_PREFIX = "VIPFLOW_"
-CONFIG_ENV = "VIPFLOW_CONFIG"
+HttpUrl = Annotated[str, AfterValidator(check_http_url)]
+RedisUrl = Annotated[str, AfterValidator(check_redis_url)]
+UrlPath = Annotated[str, AfterValidator(check_path)]
+DatabaseUrl = Annotated[str, AfterValidator(check_database_url)]
 
-# Keys that hold secrets: never read from the YAML file.
-SECRET_KEYS = {
-    ("vip", "secret_key1"),
-    ("vip", "secret_key2"),
-    ("ingest", "auth", "callback_key"),
-    ("wallet", "token"),
-}
 
 
 class _Section(BaseModel):
@@ -62,12 +79,12 @@ def _check_base64_key(value: SecretStr | None, key: str) -> None:
 
 
 class RedisSettings(_Section):
-    url: str = "redis://127.0.0.1:6379/0"
+    url: RedisUrl = "redis://127.0.0.1:6379/0"
     key_prefix: str = "vipflow"
 
 
 class VipSettings(_Section):
-    base_url: str = "http://127.0.0.1:8090"
+    base_url: HttpUrl = "http://127.0.0.1:8090"
     operator_id: str = ""
     audience: str = "vip-api"
     token_ttl_s: int = Field(600, ge=30, le=3600)
@@ -76,10 +93,10 @@ class VipSettings(_Section):
     backoff_base_s: float = Field(0.5, ge=0)
     backoff_max_s: float = Field(30.0, ge=0)
     account_cache_ttl_s: int = Field(300, ge=0)
-    deposit_approval_path: str = "/api/operator/DepositApproval"
-    withdraw_approval_path: str = "/api/operator/WithdrawApproval"
-    transaction_path: str = "/api/operator/Transaction"
-    account_lookup_path: str = "/api/patronsession/accountlookup"
+    deposit_approval_path: UrlPath = "/api/operator/DepositApproval"
+    withdraw_approval_path: UrlPath = "/api/operator/WithdrawApproval"
+    transaction_path: UrlPath = "/api/operator/Transaction"
+    account_lookup_path: UrlPath = "/api/patronsession/accountlookup"
     secret_key1: SecretStr | None = None
     secret_key2: SecretStr | None = None
     secret_key1_file: Path | None = None
@@ -124,9 +141,9 @@ class IngestAuthSettings(_Section):
 
 
 class IngestPaths(_Section):
-    deposit: str = "/vip/notify/deposit"
-    withdraw: str = "/vip/notify/withdraw"
-    error: str = "/vip/notify/error"
+    deposit: UrlPath = "/vip/notify/deposit"
+    withdraw: UrlPath = "/vip/notify/withdraw"
+    error: UrlPath = "/vip/notify/error"
 
 
 class IngestSettings(_Section):
@@ -138,7 +155,7 @@ class IngestSettings(_Section):
 
 
 class RulesSettings(_Section):
-    path: Path = Path("rules/default")
+    path: Path = DEFAULT_RULES
     shadow: Path | None = None
     reload_interval_s: float = Field(5.0, gt=0)
 
@@ -154,7 +171,7 @@ class WalletSettings(_Section):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     adapter: Literal["http", "python"] = "http"
-    url: str = "http://127.0.0.1:8091"
+    url: HttpUrl = "http://127.0.0.1:8091"
     class_: str | None = Field(None, alias="class")
     timeout_s: float = Field(5.0, gt=0)
     token: SecretStr | None = None
@@ -171,28 +188,32 @@ class WalletSettings(_Section):
 class WorkerSettings(_Section):
     pool: Literal["threads", "prefork", "gevent", "solo"] = "threads"
     concurrency: int = Field(16, ge=1, le=512)
-    metrics_port: int = Field(9108, ge=0, le=65535)
+    # None (`off`, `null`, `false` in YAML, `off` in the environment): no metrics port; 0: any free port,
+    # as `--vip-port 0` and every other port setting; the port chosen is logged.
+    metrics_port: int | None = Field(9108, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"
     queue: str = "vipflow"
     max_deliveries: int = Field(5, ge=1)
     task_time_limit_s: int = Field(300, ge=10)
     visibility_timeout_s: int = Field(3600, ge=60)
     lock_ttl_s: int = Field(120, ge=5)
+    # How long a worker keeps trying to reach Redis, at start or after losing it, before it exits with code 1.
+    broker_connect_timeout_s: float = Field(60.0, ge=1, le=86_400)
+
+    @field_validator("metrics_port", mode="before")
+    @classmethod
+    def _metrics_off(cls, value: Any) -> Any:
+        if value is None or value is False or (isinstance(value, str) and value.strip().lower() in ("off", "none",
+                                                                                                     "null")):
+            return None
+        if value is True:
+            raise ValueError("use a port number, 0 for any free port, or off")
+        return value
 
 
 class DatabaseSettings(_Section):
     # The ledger. Relative SQLite paths are relative to the working directory.
-    url: str = "sqlite:///var/vipflow.db"
-
-    @model_validator(mode="after")
-    def _check(self) -> DatabaseSettings:
-        if not self.url.startswith(("sqlite:///", "postgresql://", "postgresql+psycopg://")):
-            raise ValueError("use sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DATABASE")
-        path = self.url.removeprefix("sqlite:///") if self.url.startswith("sqlite:") else None
-        if path is not None and (not path.strip() or path.startswith(":memory:") or "mode=memory" in path):
-            raise ValueError("an in-memory SQLite ledger keeps nothing and no two processes share it; "
-                             "name a file: sqlite:///PATH")
-        return self
+    url: DatabaseUrl = "sqlite:///var/vipflow.db"
 
 
 class LedgerSettings(_Section):
@@ -210,23 +231,11 @@ class LogSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
-class _YamlSource(PydanticBaseSettingsSource):
-    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]):
-        super().__init__(settings_cls)
-        self._data = data
-
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return self._data.get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return self._data
-
-
 class Settings(BaseSettings):
     """Everything vipflow reads from its configuration, typed and checked."""
 
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
+        env_prefix=PREFIX,
         env_nested_delimiter="__",
         extra="forbid",
         frozen=True,
@@ -244,8 +253,6 @@ class Settings(BaseSettings):
     review: ReviewSettings = ReviewSettings()
     log: LogSettings = LogSettings()
 
-    _yaml_data: dict[str, Any] = {}
-
     @classmethod
     def settings_customise_sources(
         cls,
@@ -255,58 +262,35 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Environment first, then the YAML file (passed through init), then defaults.
-        return env_settings, init_settings
-
-
-def _find_secrets(data: Any, path: tuple[str, ...] = ()) -> list[str]:
-    found: list[str] = []
-    if isinstance(data, dict):
-        for key, value in data.items():
-            here = (*path, str(key))
-            if here in SECRET_KEYS and value not in (None, ""):
-                found.append(".".join(here))
-            found.extend(_find_secrets(value, here))
-    return found
-
-
-def config_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:
-    """The configuration file to read: ``--config``, else ``$VIPFLOW_CONFIG``, else none."""
-    if explicit:
-        return Path(explicit)
-    env = os.environ.get(CONFIG_ENV)
-    return Path(env) if env else None
+        # Highest first, merged key by key (see worker.config_sources); the defaults come last.
+        return CodeSource(settings_cls, init_settings), env_settings, YamlSource(settings_cls)
 
 
 def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
-    """Load and check the configuration; raise ConfigError naming the first bad key."""
+    """Load and check the configuration; raise ConfigError naming the first bad key.
+
+    Warns on stderr (once per process) about each ``VIPFLOW_*`` variable that sets nothing;
+    ``rules.path`` and ``rules.shadow`` come back absolute (see ``worker.rule_paths``).
+    """
     file = config_path(path)
-    data: dict[str, Any] = {}
-    if file is not None:
-        try:
-            text = file.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(str(file), f"cannot read the configuration file ({exc.strerror})") from None
-        try:
-            loaded = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark is not None else ""
-            raise ConfigError(str(file), f"not valid YAML{where}") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(str(file), "the top level must be a mapping of sections")
-        data = loaded
-    secrets = _find_secrets(data)
-    if secrets:
-        key = secrets[0]
-        env = ENV_PREFIX + key.upper().replace(".", "__")
-        raise ConfigError(key, f"secrets are never read from the config file; set {env} or {env}_FILE")
+    data = read_config_file(file) if file is not None else {}
+    warn_unknown_variables(Settings, os.environ)
+    token = YAML_DATA.set(data)
     try:
-        return Settings(**data)
+        settings = Settings()
     except ValidationError as exc:
         raise _config_error(exc) from None
+    finally:
+        YAML_DATA.reset(token)
+    return _resolve_rule_paths(settings, file)
+
+
+def _resolve_rule_paths(settings: Settings, file: Path | None) -> Settings:
+    section = settings.rules
+    path = resolve_rule_path(section.path, file, os.environ, "VIPFLOW_RULES__PATH")
+    shadow = (resolve_rule_path(section.shadow, file, os.environ, "VIPFLOW_RULES__SHADOW")
+              if section.shadow is not None else None)
+    return settings.model_copy(update={"rules": section.model_copy(update={"path": path, "shadow": shadow})})
 
 
 def _config_error(exc: ValidationError) -> ConfigError:

@@ -173,28 +173,32 @@ def registry_for(multiprocess: bool, collectors: Iterable[Collector] = ()) -> Co
     return registry
 
 
-def serve(port: int, host: str, registry: CollectorRegistry) -> bool:
-    """Serve ``/metrics`` on ``host:port`` in a daemon thread; False (logged) when the port is taken."""
+def serve(port: int, host: str, registry: CollectorRegistry) -> int | None:
+    """Serve ``/metrics`` on ``host:port`` (0: any free port) in a daemon thread; the port it listens on,
+    or None (logged) when the port is taken."""
     from prometheus_client import start_http_server
 
     try:
-        start_http_server(port, addr=host, registry=registry)
+        server, _thread = start_http_server(port, addr=host, registry=registry)
     except OSError as exc:
         log.error("metrics port %s:%d unavailable (%s); the worker runs without metrics",
                   host, port, exc.strerror, extra={"port": port})
-        return False
-    log.info("metrics on http://%s:%d/metrics", host, port, extra={"port": port})
-    return True
+        return None
+    bound = int(server.server_port)
+    log.info("metrics on http://%s:%d/metrics", host, bound, extra={"port": bound})
+    return bound
 
 
 def start_worker_metrics(settings: Settings, pool: str, queue: str) -> str | None:
-    """Serve the worker's metrics on ``worker.metrics_port`` (0: off); the multiprocess directory, if any.
+    """Serve the worker's metrics on ``worker.metrics_port`` (0: any free port, logged; None: off, logged);
+    the multiprocess directory, if any.
 
     Call in the worker's main process before the pool starts: with ``prefork``
     the children then count into one per-run directory that the port sums.
     """
     port = settings.worker.metrics_port
-    if port == 0:
+    if port is None:
+        log.info("metrics off (worker.metrics_port is off); set a port, or 0 for any free one, to serve them")
         return None
     from worker.ledger import Ledger
     from worker.ledger.schema import make_engine

@@ -35,8 +35,11 @@ def _paths(args: argparse.Namespace) -> list[str | Path]:
     if args.paths:
         return list(args.paths)
     from worker.config import load_settings
+    from worker.rule_paths import rules_origin
 
-    return [load_settings(args.config).rules.path]
+    path = load_settings(args.config).rules.path
+    print(f"rules: {rules_origin(path)}")  # rules.path, resolved: say which directory this is
+    return [path]
 
 
 def check_cmd(args: argparse.Namespace) -> int:

@@ -24,7 +24,7 @@ from producers.ingest.auth import Authenticator, TokenInvalid
 from producers.ingest.body import BodyTooLarge, read_limited
 from producers.ingest.metrics import RECEIVED
 from worker.config import Settings
-from worker.errors import NotificationError, StoreError
+from worker.errors import ConfigError, NotificationError, StoreError
 from worker.notification import Kind, decode_body, parse_notification
 from worker.store import Intake, Publisher, connect
 
@@ -142,17 +142,19 @@ def create_app(
 ) -> Starlette:
     """The ingestor app on the configured Redis; tests may pass their own client or publisher.
 
-    Without a publisher, intake pushes the Celery task message in the same Lua
+    ConfigError when ``ingest.auth.mode`` is ``jwt`` and no verification key is configured (every
+    notification would get 401). Without a publisher, intake pushes the Celery task message in the same Lua
     step that archives the body (``worker.store.taskmessage``); with one (e.g.
     ``CeleryPublisher``) the task is sent through it after archiving.
     """
-    client = redis if redis is not None else connect(settings.redis)
-    intake = Intake.from_settings(settings, client, publisher)
     auth = Authenticator.from_settings(settings)
     if not auth.required:
         log.warning("ingest.auth.mode is 'none': notifications are accepted WITHOUT authentication")
     elif not auth.keys:
-        log.warning("no verification key is configured: every notification will get 401")
+        raise ConfigError("vip.secret_key1", "the ingestor needs a key to verify VIP Connect's tokens; set "
+                          "VIPFLOW_VIP__SECRET_KEY1 (or VIPFLOW_INGEST__AUTH__CALLBACK_KEY)")
+    client = redis if redis is not None else connect(settings.redis)
+    intake = Intake.from_settings(settings, client, publisher)
     limit = settings.ingest.max_body_bytes
     paths = settings.ingest.paths
     breaker = _Breaker()

@@ -8,19 +8,25 @@ from worker.config import Settings
 
 
 def serve(settings: Settings) -> None:
-    """Serve the ingestor on ``ingest.host:port`` in this process until interrupted.
+    """Serve the ingestor on ``ingest.host:port`` in this process until interrupted; ConfigError before
+    listening when no verification key is configured.
 
     One process, no access log (the app logs what matters, masked). To use more
     cores, run several of these behind a load balancer, or one per port; the
     store's guarantees hold across processes because they live in Redis.
     """
+    import logging
+
     import uvicorn
 
     from producers.ingest.app import create_app
+    from worker.config_report import redis_summary
     from worker.logs import configure_logging
 
     configure_logging(settings.log.level)
-    app = create_app(settings)
+    app = create_app(settings)  # ConfigError (exit code 2) before listening: no verification key
+    logging.getLogger("vipflow.ingest").info(
+        "ingest starting on %s:%d: Redis %s", settings.ingest.host, settings.ingest.port, redis_summary(settings))
     # Everything built so far lives as long as the process: keep it out of the
     # collector's scans, which otherwise show up as latency spikes.
     gc.freeze()

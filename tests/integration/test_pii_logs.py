@@ -79,7 +79,7 @@ def test_no_personal_data_or_token_in_any_log_line(redis_url: str) -> None:
         sim.faults({"scripted": [{"transaction_id": "itpii0004", "endpoint": "approve", "responses": [
             {"status": 400, "body": {"errorCode": 12, "patronErrorMessage": f"{FIRST} {LAST} {PHONE} {IP}",
                                      "operatorErrorMessage": f"declined for {FIRST} {LAST}"}}]}]})
-        procs.append(start_vipflow_worker(stack, pool="threads", concurrency=2, metrics_port=0))
+        procs.append(start_vipflow_worker(stack, pool="threads", concurrency=2, metrics_port=None))
 
         def post(kind: str, body: bytes, auth: str = token) -> requests.Response:
             return requests.post(f"{stack.ingest_url}/vip/notify/{kind}", data=body, timeout=10,

@@ -13,12 +13,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.integration.harness import Proc, Stack, wait_until
 
 
-def start_vipflow_worker(stack: Stack, *, pool: str, concurrency: int, metrics_port: int,
+def start_vipflow_worker(stack: Stack, *, pool: str, concurrency: int, metrics_port: int | None,
                          timeout_s: float = 40, **env: str) -> Proc:
-    """Start ``vipflow worker`` with the stack's settings; wait for Celery's ready line and the metrics port."""
+    """Start ``vipflow worker`` with the stack's settings; wait for Celery's ready line and the metrics port
+    (``metrics_port`` None: metrics off)."""
     proc = Proc([sys.executable, "-m", "producers", "worker", "--pool", pool, "--concurrency", str(concurrency),
                  "--queue", stack.prefix],
-                {**stack.env, "VIPFLOW_WORKER__METRICS_PORT": str(metrics_port), **env})
+                {**stack.env, "VIPFLOW_WORKER__METRICS_PORT": "off" if metrics_port is None else str(metrics_port),
+                  **env})
     wait_until(lambda: proc.saw(" ready.") or proc.process.poll() is not None, timeout_s,
                "vipflow worker to be ready")
     assert proc.process.poll() is None, "\n".join(proc.lines[-30:])

@@ -9,16 +9,19 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from worker.config import Settings, load_settings
+from worker.config import RulesSettings, Settings, load_settings
 from worker.errors import ConfigError
 
 KEY = "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI="
 
 
 def test_example_config_documents_exactly_the_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
-    """config.example.yaml loads and equals the built-in defaults."""
+    """config.example.yaml loads and equals the built-in defaults (its rules/default resolved beside it)."""
     monkeypatch.delenv("VIPFLOW_CONFIG", raising=False)
-    assert load_settings(ROOT / "config.example.yaml") == Settings()
+    example = load_settings(ROOT / "config.example.yaml")
+    assert example == load_settings(None)
+    assert example.rules.path == ROOT / "rules" / "default"
+    assert example.model_copy(update={"rules": RulesSettings()}) == Settings()
 
 
 def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

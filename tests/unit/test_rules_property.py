@@ -144,7 +144,7 @@ def _keys(node: Any) -> set[str]:
     return set()
 
 
-@settings(max_examples=int(os.environ.get("VIPFLOW_HYPOTHESIS_EXAMPLES", "2000")), deadline=None,
+@settings(max_examples=int(os.environ.get("VIPFLOW_TEST_HYPOTHESIS_EXAMPLES", "2000")), deadline=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(ruleset=_ruleset(), fact_sets=st.lists(_facts(), min_size=1, max_size=4))
 def test_durable_rules_oracle_and_reference_agree(ruleset: RuleSet, fact_sets: list[dict[str, Any]]) -> None:

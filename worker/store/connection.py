@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+import time
+
 import redis
 
 from worker.config import RedisSettings, Settings
+from worker.errors import StoreError
+from worker.urls import redacted, redis_db
+
+log = logging.getLogger("vipflow.store")
 
 # Short timeouts: a Redis that does not answer must turn into a 503 quickly,
 # not a request that hangs until VIP Connect gives up on it.
@@ -22,6 +29,48 @@ def connect(settings: RedisSettings) -> redis.Redis:
         health_check_interval=HEALTH_CHECK_INTERVAL_S,
         decode_responses=False,
     )
+
+
+def where(settings: RedisSettings) -> str:
+    """The Redis a process uses, for people: its URL (password hidden) and database number."""
+    return f"{redacted(settings.url)} (database {redis_db(settings.url)})"
+
+
+def answers(settings: RedisSettings) -> bool:
+    """True when Redis answers one PING now."""
+    client = connect(settings)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+def wait_for_redis(settings: RedisSettings, timeout_s: float) -> None:
+    """Return once Redis answers PING; each failed try is logged as a warning, and after ``timeout_s``
+    seconds without an answer StoreError names the URL (password hidden) and what to do."""
+    client = connect(settings)
+    deadline = time.monotonic() + timeout_s
+    pause = 0.5
+    try:
+        while True:
+            try:
+                client.ping()
+                return
+            except redis.RedisError as exc:
+                problem = type(exc).__name__
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise StoreError(f"Redis at {where(settings)} did not answer within {timeout_s:g} s ({problem}); "
+                                     "start it or fix redis.url (worker.broker_connect_timeout_s sets the wait)"
+                                     ) from None
+                log.warning("Redis at %s does not answer (%s); trying again for up to %.0f s more",
+                            where(settings), problem, left, extra={"retry_in_s": min(pause, left)})
+                time.sleep(min(pause, left))  # the pause between polls, growing to 5 s
+                pause = min(pause * 2, 5.0)
+    finally:
+        client.close()
 
 
 def key(settings: Settings | RedisSettings, *parts: str) -> str:
