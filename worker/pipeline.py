@@ -215,10 +215,15 @@ def _act(note: Notification, entry: ArchivedNotification, rec: TransactionRecord
             return actions.send_to_review(rec, save, f"the wallet refused the freeze ({exc.reason})")
     if outcome == "approve":
         vip = deps.settings.vip
-        return actions.approve(
+        rec = actions.approve(
             rec, save, deps.vip, kind, actions.approval_body(kind, decode_body(entry.body)),
             max_attempts=vip.max_attempts, backoff_base_s=vip.backoff_base_s,
-            backoff_max_s=vip.backoff_max_s, sleep=deps.sleep)
+            backoff_max_s=vip.backoff_max_s, sleep=deps.sleep,
+            then=actions.settling_state(rec, kind, deps.settings.wallet.credit_deposits))
+        try:
+            return actions.settle(rec, save, deps.wallet, patron_id=note.patron_id, amount=note.amount)
+        except actions.SettlementRefused as exc:
+            return actions.send_to_review(save.latest or rec, save, f"VIP Connect approved it but {exc}")
     reason = "the rules said review" if outcome == "review" else f"unknown outcome {outcome!r}"
     matched = [m.get("id") for m in decision.get("matched", ())]
     return actions.send_to_review(rec, save, f"{reason} (matched: {', '.join(matched) or 'none'})")
@@ -226,7 +231,7 @@ def _act(note: Notification, entry: ArchivedNotification, rec: TransactionRecord
 
 def _failed(entry: ArchivedNotification, rec: TransactionRecord, save: actions.Save,
             deps: Deps) -> TransactionRecord:
-    if rec.state == State.FAILED and not _needs_release(rec):
+    if rec.state == State.FAILED and not actions.needs_unwinding(rec):
         return rec
     try:
         body = decode_body(entry.body)
@@ -235,14 +240,10 @@ def _failed(entry: ArchivedNotification, rec: TransactionRecord, save: actions.S
     folded = {str(k).lower(): v for k, v in body.items()} if isinstance(body, dict) else {}
     error = {name: folded.get(name.lower()) for name in _ERROR_FIELDS if name.lower() in folded}
     rec = save(rec.with_action("fail", "started", {"vip_error": error}))
-    rec = actions.release(rec, save, deps.wallet)
+    rec = actions.unwind(rec, save, deps.wallet)  # held: released; captured: reversed
     log.info("failed by VIP Connect", extra={"transaction_id": rec.transaction_id})
     return save.stage(rec.with_action("fail", "done", {"vip_error": error}).moved(State.FAILED),
                       after=lambda: ACTIONS.labels("fail", "done").inc())
-
-
-def _needs_release(rec: TransactionRecord) -> bool:
-    return rec.last_action("freeze") is not None and not rec.action_done("release")
 
 
 def _references(note: Notification) -> dict[str, str | None]:

@@ -151,24 +151,30 @@ def approve(deps: Deps, transaction_id: str, actor: str, reason: str | None = No
     try:
         save = RecordWriter(deps.ledger, lock, deps.ledger.load(transaction_id))  # every step committed at once
         rec = _waiting(save.stored, transaction_id)
-        earlier = rec.last_action("approve")
-        if earlier is not None and earlier.status == "done":  # VIP approved it; only the verdict is missing
-            return _settled(save(rec.with_action("review_approve", "done", who).moved(State.APPROVED)))
         notes = [n for n in deps.ledger.notifications_of(transaction_id) if n.kind != "error"]
         entry = next((n for n in notes if n.status == "valid"), None)
-        if entry is None:
+        kind: ApprovalKind = "withdraw" if (entry.kind if entry else rec.transaction_type) == "withdraw" \
+            else "deposit"
+        body = decode_body(entry.body) if entry is not None else {}
+        earlier = rec.last_action("approve")
+        vip_approved = earlier is not None and earlier.status == "done"  # only the wallet's side may be left
+        if entry is None and not vip_approved:
             raise ReviewActionFailed(f"the ledger holds no valid notification of {transaction_id}, so the "
                                      "approval cannot be built; approve it in VIP Connect's portal")
-        kind: ApprovalKind = "withdraw" if entry.kind == "withdraw" else "deposit"
-        body = decode_body(entry.body)
+        credit = deps.settings.wallet.credit_deposits
         rec = save(rec.with_action("review_approve", "started", who))
         try:
-            if kind == "withdraw":
-                rec = _freeze(deps, rec, save, body)
-            vip = deps.settings.vip
-            rec = actions.approve(rec, save, deps.vip, kind, actions.approval_body(kind, body),
-                                  max_attempts=vip.max_attempts, backoff_base_s=vip.backoff_base_s,
-                                  backoff_max_s=vip.backoff_max_s, sleep=deps.sleep, retry_failed=True)
+            if vip_approved:
+                rec = save(rec.moved(actions.settling_state(rec, kind, credit)))
+            else:
+                if kind == "withdraw":
+                    rec = _freeze(deps, rec, save, body)
+                vip = deps.settings.vip
+                rec = actions.approve(rec, save, deps.vip, kind, actions.approval_body(kind, body),
+                                      max_attempts=vip.max_attempts, backoff_base_s=vip.backoff_base_s,
+                                      backoff_max_s=vip.backoff_max_s, sleep=deps.sleep, retry_failed=True,
+                                      then=actions.settling_state(rec, kind, credit))
+            rec = _settle(deps, rec, save, body, kind)
         except ReviewActionFailed:
             raise
         except BaseException as exc:
@@ -179,6 +185,20 @@ def approve(deps: Deps, transaction_id: str, actor: str, reason: str | None = No
         return _settled(save(rec.with_action("review_approve", "done", who)))
     finally:
         lock.release()
+
+
+def _settle(deps: Deps, rec: TransactionRecord, save: RecordWriter, body: object,
+            kind: ApprovalKind) -> TransactionRecord:
+    # VIP approved: capture the hold, or credit the deposit, as the worker does.
+    note = parse_notification(body, kind) if body else None
+    try:
+        return actions.settle(rec, save, deps.wallet, patron_id=note.patron_id if note else None,
+                              amount=note.amount if note else None)
+    except actions.SettlementRefused as exc:
+        _fail(save.latest or rec, save, f"VIP Connect approved it but {exc}")
+    except WalletError as exc:
+        _fail(save.latest or rec, save, f"VIP Connect approved it but the wallet failed ({type(exc).__name__}); "
+              "approve again to retry the wallet's side")
 
 
 def _freeze(deps: Deps, rec: TransactionRecord, save: RecordWriter, body: object) -> TransactionRecord:
