@@ -36,6 +36,7 @@ from worker.metrics import EXPIRED
 from worker.pipeline import Deps
 from worker.store import keys
 from worker.store.locks import LockBusy, LockLost
+from worker.velocity_marks import mark_from_ledger
 from worker.vip.protocol import ApprovalKind
 
 log = logging.getLogger("vipflow.expiry")
@@ -108,6 +109,7 @@ def _one(deps: Deps, transaction_id: str, now: float, max_age: int, out: ExpiryR
         log.info("expired: left waiting too long", extra={
             "transaction_id": transaction_id, "state": waited_in, "age_s": round(age)})
         out.expired.append(transaction_id)
+        mark_from_ledger(deps.velocity, deps.ledger, save.latest or rec)
     except LockLost:
         out.skipped[transaction_id] = "another worker took it over"
     finally:
@@ -125,6 +127,7 @@ def _settle_found(deps: Deps, rec: TransactionRecord, save: RecordWriter, found:
         patron, amount = _patron_and_amount(deps, rec)
         save(actions.settle(rec, save, deps.wallet, patron_id=patron, amount=amount))
         out.approved.append(rec.transaction_id)
+        mark_from_ledger(deps.velocity, deps.ledger, save.latest or rec)
     except WalletTransientError as exc:
         out.skipped[rec.transaction_id] = f"approved at VIP; the wallet failed ({type(exc).__name__})"
     except actions.SettlementRefused as exc:

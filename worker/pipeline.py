@@ -32,6 +32,7 @@ from worker.store.accounts import AccountCache
 from worker.store.archive import Archive, ArchivedNotification
 from worker.store.locks import Locks
 from worker.store.velocity import VelocityStore
+from worker.velocity_marks import mark_from_ledger, marker
 from worker.vip.protocol import ApprovalKind, VipApi
 from worker.wallet.protocol import Wallet
 
@@ -96,8 +97,9 @@ def process(entry_id: str, deps: Deps) -> TransactionRecord | None:
         stored = deps.ledger.load(entry.transaction_id) if count > 1 or known else None
         save = RecordWriter(deps.ledger, lock, stored, deferred=True, notification=entry)
         rec = _received(stored.record if stored else None, entry, count, save)
+        parsed = _Parsed()
         try:
-            rec = _handle(entry, rec, book, deps, save)
+            rec = _handle(entry, rec, book, deps, save, parsed)
         except (StoreError, redis.RedisError, WalletTransientError):
             raise  # redeliver: nothing is lost, every step is recorded and idempotent
         except Exception as exc:
@@ -109,8 +111,13 @@ def process(entry_id: str, deps: Deps) -> TransactionRecord | None:
             deliveries.dead_letter(deps.ledger, entry_id, rec.transaction_id,
                                    f"unexpected {type(exc).__name__} while processing", rec.deliveries,
                                    deliveries.UNEXPECTED_ERROR, save=save)
-        # Commit what is staged with the done mark, then drop the buffer entry and release the lock.
-        save.finish(done_entry=entry_id)
+        # Commit what is staged with the done mark, then drop the buffer entry, release the lock and
+        # move the transaction between the velocity tallies, in one Redis round trip.
+        before = str(stored.record.state) if stored else None
+        save.finish(done_entry=entry_id,
+                    also=marker(deps.velocity, parsed.note, entry.received_at / 1000, before))
+        if entry.kind == "error" and save.latest is not None:
+            mark_from_ledger(deps.velocity, deps.ledger, save.latest)
         finished = True
         return save.latest or rec
     finally:
@@ -132,8 +139,15 @@ def _received(stored: TransactionRecord | None, entry: ArchivedNotification, cou
     return save.stage(rec)
 
 
+@dataclass
+class _Parsed:
+    """The notification as the task parsed it (None when it did not need to)."""
+
+    note: Notification | None = None
+
+
 def _handle(entry: ArchivedNotification, rec: TransactionRecord, book: RuleBook, deps: Deps,
-            save: actions.Save) -> TransactionRecord:
+            save: actions.Save, parsed: _Parsed) -> TransactionRecord:
     if entry.kind == "error":
         return _failed(entry, rec, save, deps)
     if is_settled(rec.state):
@@ -150,7 +164,8 @@ def _handle(entry: ArchivedNotification, rec: TransactionRecord, book: RuleBook,
     if rec.deliveries > deps.settings.worker.max_deliveries:
         return deliveries.stop_redelivery(entry.entry_id, rec, save, deps.ledger,
                                           deps.settings.worker.max_deliveries)
-    note = parse_notification(decode_body(entry.body), "withdraw" if entry.kind == "withdraw" else "deposit")
+    note = parsed.note = parse_notification(decode_body(entry.body),
+                                            "withdraw" if entry.kind == "withdraw" else "deposit")
     if rec.decision is None:
         rec = _decide(note, entry, rec, book, deps, save)
     return _act(note, entry, rec, deps, save)

@@ -33,6 +33,7 @@ from worker.ledger.states import IN_FLIGHT, is_final
 from worker.notification import decode_body, parse_notification
 from worker.pipeline import Deps
 from worker.store.locks import TxLock
+from worker.velocity_marks import mark_from_ledger
 from worker.vip.protocol import ApprovalKind
 
 log = logging.getLogger("vipflow.review")
@@ -182,7 +183,7 @@ def approve(deps: Deps, transaction_id: str, actor: str, reason: str | None = No
             raise
         if rec.state != State.APPROVED:
             _fail(rec, save, f"not approved: {rec.review_reason}")
-        return _settled(save(rec.with_action("review_approve", "done", who)))
+        return _settled(deps, save(rec.with_action("review_approve", "done", who)))
     finally:
         lock.release()
 
@@ -239,11 +240,12 @@ def _back_to_review(save: RecordWriter, error: str) -> None:
         log.warning("could not put the transaction back in review", extra={"transaction_id": rec.transaction_id})
 
 
-def _settled(rec: TransactionRecord) -> TransactionRecord:
+def _settled(deps: Deps, rec: TransactionRecord) -> TransactionRecord:
     last = rec.last_action("review_approve") or rec.last_action("review_reject")
     result = (last.result or {}) if last else {}
     log.info("review settled", extra={"transaction_id": rec.transaction_id, "state": str(rec.state),
                                       "verdict": result.get("verdict"), "actor": result.get("actor")})
+    mark_from_ledger(deps.velocity, deps.ledger, rec)  # approved, or out of the pending tally
     return rec
 
 
@@ -268,6 +270,6 @@ def reject(deps: Deps, transaction_id: str, actor: str, reason: str, *,
             rec = actions.reject(rec, save, deps.wallet)
         except WalletError as exc:
             _fail(save.latest or rec, save, f"the wallet could not release the freeze ({type(exc).__name__})")
-        return _settled(save(rec.with_action("review_reject", "done", who)))
+        return _settled(deps, save(rec.with_action("review_reject", "done", who)))
     finally:
         lock.release()

@@ -219,3 +219,21 @@ def test_deposits_are_not_credited_by_default(world: World) -> None:
     """wallet.credit_deposits is off by default: the operator's cashier credits deposits."""
     rec = process(archive(world, "deposit", deposit("dpcred002")), world.deps)
     assert rec is not None and rec.state == State.APPROVED and world.wallet.credits() == {}
+
+
+def test_velocity_counts_attempts_approved_and_pending_apart(world: World) -> None:
+    """One withdrawal approved, one held in review then rejected by a person: the next one sees two
+    attempts but only the approved amount as committed; the rejected one moved no money."""
+    process(archive(world, "withdraw", withdraw("wdvel0001", "100.00")), world.deps)
+    process(archive(world, "withdraw", withdraw("wdvel0002", "3000.00")), world.deps)
+    held = process(archive(world, "withdraw", withdraw("wdvel0003", "20.00")), world.deps)
+    assert held is not None and held.facts is not None
+    assert held.facts["velocity"]["pending"]["amount_24h"] == "3000.00"  # held in review: pending
+    review_service.reject(world.deps, "wdvel0002", "os:tester", "not the patron's account")
+    rec = process(archive(world, "withdraw", withdraw("wdvel0004", "30.00")), world.deps)
+    assert rec is not None and rec.facts is not None
+    velocity = rec.facts["velocity"]
+    assert velocity["attempts"]["count_24h"] == 3
+    assert velocity["approved"] == {**velocity["approved"], "count_24h": 2, "amount_24h": "120.00"}
+    assert velocity["pending"]["count_24h"] == 0
+    assert velocity["committed"]["amount_24h"] == "120.00"

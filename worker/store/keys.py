@@ -16,7 +16,8 @@ key                            what                                             
 ``{p}:deliveries:{id}``        how often a transaction's tasks started            ``ledger.dedupe_window_s``
 ``{p}:lock:drain``             the drain's lease (one worker at a time)           a few seconds
 ``{p}:lock:expiry``            the expiry sweep's lease (one worker at a time)    a few minutes at most
-``{p}:velocity:{type}:{card}`` velocity windows (sorted set + sums)               twice the longest window
+``{p}:velocity:{type}:{card}`` velocity: attempts (sorted set; ``:seen`` hash),    the longest window (7 days)
+                               ``:approved`` and ``:pending`` (sorted sets)        plus an hour
 ``{p}:acct:{product}:{card}``  the account inquiry cache                          ``vip.account_cache_ttl_s``
 ``{queue}`` (no prefix)        Celery's queue                                     drained by the workers
 =============================  =================================================  ============================
