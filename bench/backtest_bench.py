@@ -53,7 +53,7 @@ from worker.config import Settings  # noqa: E402
 from worker.facts import Enrichment, build_facts, facts_for_record  # noqa: E402
 from worker.ledger import NotificationSeen, State, TransactionRecord  # noqa: E402
 from worker.notification import decode_body, parse_notification  # noqa: E402
-from worker.store.velocity import Velocity  # noqa: E402
+from worker.store.velocity import Tally, Velocity  # noqa: E402
 from worker.vip.models import AccountInquiry  # noqa: E402
 
 TARGET_RATIO = 0.5
@@ -104,8 +104,13 @@ def templates(book: RuleBook, count: int = TEMPLATES, seed: int = 7) -> list[Tem
         raw = json.dumps(body).encode()
         note = parse_notification(decode_body(raw), kind)  # type: ignore[arg-type]
         account = AccountInquiry.not_found() if rng.random() < 0.02 else accounts[patron.vip_card_number]
-        velocity = Velocity(counts={w: rng.randint(0, 4) for w in ("1h", "24h")},
-                            amounts={w: Decimal(rng.randint(0, 6000)) for w in ("1h", "24h")})
+        windows = ("1h", "24h", "7d")
+        velocity = Velocity(counts={w: rng.randint(0, 4) for w in windows},
+                            amounts={w: Decimal(rng.randint(0, 6000)) for w in windows},
+                            approved=Tally({w: rng.randint(0, 2) for w in windows},
+                                           {w: Decimal(rng.randint(0, 3000)) for w in windows}),
+                            pending=Tally({w: rng.randint(0, 1) for w in windows},
+                                          {w: Decimal(rng.randint(0, 1000)) for w in windows}))
         facts = build_facts(note, Enrichment(account, patron.wallet_balance, velocity), limits)
         decision = book.decide(kind, facts)
         outcome = decision.outcome

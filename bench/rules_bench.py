@@ -68,9 +68,9 @@ def facts_for(kind: str, rng: random.Random) -> dict[str, Any]:
         "bank": {"found": True, "instant_payment_eligible": _maybe(rng, rng.random() < 0.7, 0.1),
                  "available_amount": _maybe(rng, _cents(rng, 500, 20_000))},
         "wallet": {"balance": _maybe(rng, _cents(rng, 100, 20_000))},
-        "velocity": {"count_1h": rng.choices([0, 1, 2, 5], [70, 20, 8, 2])[0],
-                     "count_24h": rng.choices([0, 1, 2, 3], [60, 25, 10, 5])[0],
-                     "amount_1h": _cents(rng, 0, 2_000), "amount_24h": _cents(rng, 0, 8_000)},
+        "velocity": {"attempts": {"count_1h": rng.choices([0, 1, 2, 5], [70, 20, 8, 2])[0],
+                                  "count_24h": rng.choices([0, 1, 2, 3], [60, 25, 10, 5])[0]},
+                     "committed": {"amount_24h": _cents(rng, 0, 8_000)}},
     }
     if kind == "deposit":
         facts["limits"] = {"min_deposit": Decimal("10.00"), "max_deposit": Decimal("99999.99"),

@@ -32,7 +32,14 @@ def _f(path: str, type_: FactType, description: str, values: tuple[str, ...] = (
 
 
 _LIMITS = ("min_deposit", "max_deposit", "remaining_daily_deposit", "min_withdraw", "max_withdraw")
-_WINDOWS = ("1h", "24h")
+_WINDOWS = ("1h", "24h", "7d")
+# What each velocity tally counts (worker.store.velocity).
+_KINDS = {
+    "attempts": "transactions notified, whatever became of them",
+    "approved": "transactions VIP Connect approved (money that moved)",
+    "pending": "transactions decided but not ended (held, approval in flight, waiting in review)",
+    "committed": "approved or pending together (money moved or held to move)",
+}
 
 FACTS: tuple[Fact, ...] = (
     # The notification
@@ -63,10 +70,14 @@ FACTS: tuple[Fact, ...] = (
     _f("bank.available_amount", "money", "VIP Online: the bank-level available amount"),
     # The operator's wallet
     _f("wallet.balance", "money", "the patron's wallet balance (before any freeze for this one)"),
-    # Velocity: same transaction type, same VIP card, before this transaction
-    *(_f(f"velocity.count_{w}", "count", f"transactions of this type on this card in {w}")
-      for w in _WINDOWS),
-    *(_f(f"velocity.amount_{w}", "money", f"sum of their amounts in {w}") for w in _WINDOWS),
+    # Velocity: same transaction type, same VIP card, before this transaction, by what became of it
+    *(_f(f"velocity.{kind}.count_{w}", "count", f"{what}, this type and card, in {w}")
+      for kind, what in _KINDS.items() for w in _WINDOWS),
+    *(_f(f"velocity.{kind}.amount_{w}", "money", f"the sum of their amounts ({kind}) in {w}")
+      for kind in _KINDS for w in _WINDOWS),
+    # The attempts under their first names (rule files written before the tallies had kinds)
+    *(_f(f"velocity.count_{w}", "count", f"same as velocity.attempts.count_{w}") for w in _WINDOWS),
+    *(_f(f"velocity.amount_{w}", "money", f"same as velocity.attempts.amount_{w}") for w in _WINDOWS),
 )
 
 CATALOGUE: dict[str, Fact] = {f.path: f for f in FACTS}

@@ -95,14 +95,91 @@ def freeze(rec: TransactionRecord, save: Save, wallet: Wallet, patron_id: str,
                       after=_count("freeze", "done"))
 
 
+def holding(rec: TransactionRecord) -> bool:
+    """True while this transaction's funds are frozen: a hold was made and neither released nor captured."""
+    return rec.action_done("freeze") and not rec.action_done("release") and not rec.action_done("capture")
+
+
 def release(rec: TransactionRecord, save: Save, wallet: Wallet) -> TransactionRecord:
-    """Release this transaction's hold, if one was made and not released yet."""
-    held = rec.last_action("freeze")
-    if held is None or rec.action_done("release"):
+    """Release this transaction's hold, if one was made and not released yet (a captured hold is left:
+    see :func:`unwind`)."""
+    if rec.last_action("freeze") is None or rec.action_done("release") or rec.action_done("capture"):
         return rec
     rec = save(rec.with_action("release", "started"))
     released = wallet.release(rec.transaction_id)
     return save.stage(rec.with_action("release", "done", {"released": released}), after=_count("release", "done"))
+
+
+def reverse(rec: TransactionRecord, save: Save, wallet: Wallet) -> TransactionRecord:
+    """Give back a captured hold's amount (VIP Connect failed the withdrawal after it was captured);
+    once: the wallet's reversal is idempotent by key. WalletRefusedError when the wallet has no
+    captured hold to reverse; WalletTransientError to retry."""
+    if not rec.action_done("capture") or rec.action_done("reverse"):
+        return rec
+    rec = save(rec.with_action("reverse", "started"))
+    hold = wallet.reverse(rec.transaction_id)
+    return save.stage(rec.with_action("reverse", "done", _json(hold)), after=_count("reverse", "done"))
+
+
+def unwind(rec: TransactionRecord, save: Save, wallet: Wallet) -> TransactionRecord:
+    """Put the patron's money back the way it went: a hold still held is released, a captured one is
+    reversed; nothing when there was no hold."""
+    return reverse(rec, save, wallet) if rec.action_done("capture") else release(rec, save, wallet)
+
+
+def needs_unwinding(rec: TransactionRecord) -> bool:
+    """True when this transaction's money is still frozen or captured (see :func:`unwind`)."""
+    return holding(rec) or (rec.action_done("capture") and not rec.action_done("reverse"))
+
+
+def settling_state(rec: TransactionRecord, kind: ApprovalKind, credit_deposits: bool) -> State:
+    """The state after VIP Connect approves: ``capturing`` for a withdrawal whose funds are held,
+    ``crediting`` for a deposit when ``wallet.credit_deposits`` is on, else ``approved``."""
+    if kind == "withdraw" and holding(rec):
+        return State.CAPTURING
+    if kind == "deposit" and credit_deposits and not rec.action_done("credit"):
+        return State.CREDITING
+    return State.APPROVED
+
+
+class SettlementRefused(Exception):
+    """The wallet refused to capture or credit (a final answer): the transaction goes to review."""
+
+    def __init__(self, action: str, reason: str):
+        self.action, self.reason = action, reason
+        super().__init__(f"the wallet refused the {action} ({reason})")
+
+
+def settle(rec: TransactionRecord, save: Save, wallet: Wallet, *, patron_id: str | None,
+           amount: Decimal | None) -> TransactionRecord:
+    """The wallet's side of an approval VIP Connect accepted: in ``capturing``, capture the hold (the
+    held amount is paid out); in ``crediting``, credit the deposit's ``amount`` (Decimal dollars) to
+    ``patron_id``, keyed by transaction id. Then ``approved``. Any other state: nothing to do.
+
+    WalletTransientError propagates (the task is delivered again and settles then: both calls are
+    idempotent); a refusal is recorded as the step's failure and raises SettlementRefused.
+    """
+    if rec.state not in (State.CAPTURING, State.CREDITING):
+        return rec
+    step = "capture" if rec.state == State.CAPTURING else "credit"
+    txid = rec.transaction_id
+    if step == "capture":
+        def call() -> Any:
+            return wallet.capture(txid)
+    elif patron_id and amount is not None:
+        def call() -> Any:
+            return wallet.credit(txid, patron_id, amount)
+    else:
+        raise SettlementRefused("credit", "no patron id or amount in the notification")
+    rec = save(rec.with_action(step, "started"))
+    try:
+        done = call()
+    except WalletRefusedError as exc:
+        save(rec.with_action(step, "failed", {"reason": exc.reason}))
+        ACTIONS.labels(step, "refused").inc()
+        raise SettlementRefused(step, exc.reason) from None
+    log.info("settled in the wallet", extra={"transaction_id": rec.transaction_id, "step": step})
+    return save.stage(rec.with_action(step, "done", _json(done)).moved(State.APPROVED), after=_count(step, "done"))
 
 
 def send_to_review(rec: TransactionRecord, save: Save, reason: str) -> TransactionRecord:
@@ -124,11 +201,14 @@ def reject(rec: TransactionRecord, save: Save, wallet: Wallet) -> TransactionRec
 
 def approve(rec: TransactionRecord, save: Save, vip: VipApi, kind: ApprovalKind, body: Mapping[str, Any],
             *, max_attempts: int, backoff_base_s: float, backoff_max_s: float,
-            sleep: Callable[[float], None], retry_failed: bool = False) -> TransactionRecord:
+            sleep: Callable[[float], None], retry_failed: bool = False,
+            then: State = State.APPROVED) -> TransactionRecord:
     """Approve at most once through VIP Connect; a refusal or giving up goes to review.
 
     ``retry_failed`` (a reviewer's explicit approval) tries again after a failed
     approval, reconciling with VIP's lookup first; a done approval is never repeated.
+    ``then``: the state once VIP approved (``approved``, or ``capturing``/``crediting`` when the
+    wallet's side follows: see :func:`settling_state` and :func:`settle`).
     """
     last = rec.last_action("approve")
     if last is not None and last.status != "started" and not (retry_failed and last.status == "failed"):
@@ -158,7 +238,7 @@ def approve(rec: TransactionRecord, save: Save, vip: VipApi, kind: ApprovalKind,
               "error": outcome.error, **({"attempt": succeeded} if succeeded else {})}
     if outcome.status in ("approved", "already_approved"):
         log.info("approved", extra={"transaction_id": rec.transaction_id, "vip_status": outcome.status})
-        return save.stage(rec.with_action("approve", "done", result).moved(State.APPROVED),
+        return save.stage(rec.with_action("approve", "done", result).moved(then),
                           after=_count("approve", outcome.status))
     rec = save(rec.with_action("approve", "failed", result))
     ACTIONS.labels("approve", outcome.status).inc()

@@ -70,6 +70,10 @@ def run_worker(args: argparse.Namespace) -> int:
         client = connect(settings.redis)
         Drainer(client, Archive(client, settings.redis.key_prefix), ledger, settings.redis.key_prefix,
                 settings.ledger.drain_interval_s).start()
+        from worker.bootstrap import bootstrap
+        from worker.expiry import Expirer
+
+        Expirer(bootstrap(settings, ledger=ledger)).start()  # holds left waiting: one worker at a time
         app = create_celery(settings)
         import worker.celery_app as celery_app
 

@@ -176,6 +176,15 @@ class WalletSettings(_Section):
     timeout_s: float = Field(5.0, gt=0)
     token: SecretStr | None = None
     token_file: Path | None = None
+    # Holds, and approvals still waiting (review, an approval never confirmed), older than this are
+    # released and the transaction expires. 72 h: a review queue worked on business days reaches a
+    # Friday evening's withdrawal by Monday; past that, the patron's money should not stay frozen.
+    hold_max_age_s: int = Field(259_200, ge=60)
+    expiry_interval_s: float = Field(60.0, gt=0)  # how often one worker looks for expired holds
+    # Credit a confirmed deposit to the patron's wallet (PUT {url}/credits/{transaction id}). Off by
+    # default: most operators' cashiers credit deposits themselves, and a deposit credited twice costs
+    # more than one credited by the cashier instead of vipflow. Turn on where vipflow owns the credit.
+    credit_deposits: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> WalletSettings:

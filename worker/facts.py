@@ -19,6 +19,8 @@ from worker.notification import Notification
 from worker.store.velocity import WINDOWS_S, Velocity
 from worker.vip.models import AccountInquiry
 
+VELOCITY_KINDS = ("attempts", "approved", "pending", "committed")
+
 _NOTIFICATION_FIELDS = (
     "transaction_id", "transaction_type", "amount", "patron_id", "vip_card_number", "bank_name",
     "product_type", "fund_transfer_type", "instant_payment_eligible", "one_click_discount_applied",
@@ -72,9 +74,16 @@ def build_facts(note: Notification, found: Enrichment, defaults: LimitsSettings)
                 facts["bank"]["available_amount"] = bank.available_amount
     facts["wallet"]["balance"] = found.wallet_balance
     if found.velocity is not None:
-        for window in WINDOWS_S:
+        for window in WINDOWS_S:  # the attempts under their first names, kept for existing rule files
             facts["velocity"][f"count_{window}"] = found.velocity.counts.get(window)
             facts["velocity"][f"amount_{window}"] = found.velocity.amounts.get(window)
+        for kind in VELOCITY_KINDS:
+            tally = found.velocity.tally(kind)
+            if tally is None:
+                continue
+            for window in WINDOWS_S:
+                facts["velocity"][kind][f"count_{window}"] = tally.counts.get(window)
+                facts["velocity"][kind][f"amount_{window}"] = tally.amounts.get(window)
     return facts
 
 

@@ -48,6 +48,9 @@ VIP_CALL_SECONDS = Histogram("vipflow_vip_call_seconds", "VIP Connect call laten
                              buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
 VIP_CALLS = Counter("vipflow_vip_calls_total", "VIP Connect calls, by endpoint and result",
                     ["endpoint", "result"])
+EXPIRED = Counter("vipflow_expired_total",
+                  "Transactions expired (left waiting past wallet.hold_max_age_s, any hold released), "
+                  "by transaction type and the state they waited in", ["transaction_type", "state"])
 RETRIES = Counter("vipflow_retries_total",
                   "Retries: 'task' (a task re-queued after a store failure), 'vip_approval' (approval rounds)",
                   ["what"])

@@ -32,6 +32,7 @@ from worker.store.accounts import AccountCache
 from worker.store.archive import Archive, ArchivedNotification
 from worker.store.locks import Locks
 from worker.store.velocity import VelocityStore
+from worker.velocity_marks import mark_from_ledger, marker
 from worker.vip.protocol import ApprovalKind, VipApi
 from worker.wallet.protocol import Wallet
 
@@ -96,8 +97,9 @@ def process(entry_id: str, deps: Deps) -> TransactionRecord | None:
         stored = deps.ledger.load(entry.transaction_id) if count > 1 or known else None
         save = RecordWriter(deps.ledger, lock, stored, deferred=True, notification=entry)
         rec = _received(stored.record if stored else None, entry, count, save)
+        parsed = _Parsed()
         try:
-            rec = _handle(entry, rec, book, deps, save)
+            rec = _handle(entry, rec, book, deps, save, parsed)
         except (StoreError, redis.RedisError, WalletTransientError):
             raise  # redeliver: nothing is lost, every step is recorded and idempotent
         except Exception as exc:
@@ -109,8 +111,13 @@ def process(entry_id: str, deps: Deps) -> TransactionRecord | None:
             deliveries.dead_letter(deps.ledger, entry_id, rec.transaction_id,
                                    f"unexpected {type(exc).__name__} while processing", rec.deliveries,
                                    deliveries.UNEXPECTED_ERROR, save=save)
-        # Commit what is staged with the done mark, then drop the buffer entry and release the lock.
-        save.finish(done_entry=entry_id)
+        # Commit what is staged with the done mark, then drop the buffer entry, release the lock and
+        # move the transaction between the velocity tallies, in one Redis round trip.
+        before = str(stored.record.state) if stored else None
+        save.finish(done_entry=entry_id,
+                    also=marker(deps.velocity, parsed.note, entry.received_at / 1000, before))
+        if entry.kind == "error" and save.latest is not None:
+            mark_from_ledger(deps.velocity, deps.ledger, save.latest)
         finished = True
         return save.latest or rec
     finally:
@@ -132,8 +139,15 @@ def _received(stored: TransactionRecord | None, entry: ArchivedNotification, cou
     return save.stage(rec)
 
 
+@dataclass
+class _Parsed:
+    """The notification as the task parsed it (None when it did not need to)."""
+
+    note: Notification | None = None
+
+
 def _handle(entry: ArchivedNotification, rec: TransactionRecord, book: RuleBook, deps: Deps,
-            save: actions.Save) -> TransactionRecord:
+            save: actions.Save, parsed: _Parsed) -> TransactionRecord:
     if entry.kind == "error":
         return _failed(entry, rec, save, deps)
     if is_settled(rec.state):
@@ -150,7 +164,8 @@ def _handle(entry: ArchivedNotification, rec: TransactionRecord, book: RuleBook,
     if rec.deliveries > deps.settings.worker.max_deliveries:
         return deliveries.stop_redelivery(entry.entry_id, rec, save, deps.ledger,
                                           deps.settings.worker.max_deliveries)
-    note = parse_notification(decode_body(entry.body), "withdraw" if entry.kind == "withdraw" else "deposit")
+    note = parsed.note = parse_notification(decode_body(entry.body),
+                                            "withdraw" if entry.kind == "withdraw" else "deposit")
     if rec.decision is None:
         rec = _decide(note, entry, rec, book, deps, save)
     return _act(note, entry, rec, deps, save)
@@ -215,10 +230,15 @@ def _act(note: Notification, entry: ArchivedNotification, rec: TransactionRecord
             return actions.send_to_review(rec, save, f"the wallet refused the freeze ({exc.reason})")
     if outcome == "approve":
         vip = deps.settings.vip
-        return actions.approve(
+        rec = actions.approve(
             rec, save, deps.vip, kind, actions.approval_body(kind, decode_body(entry.body)),
             max_attempts=vip.max_attempts, backoff_base_s=vip.backoff_base_s,
-            backoff_max_s=vip.backoff_max_s, sleep=deps.sleep)
+            backoff_max_s=vip.backoff_max_s, sleep=deps.sleep,
+            then=actions.settling_state(rec, kind, deps.settings.wallet.credit_deposits))
+        try:
+            return actions.settle(rec, save, deps.wallet, patron_id=note.patron_id, amount=note.amount)
+        except actions.SettlementRefused as exc:
+            return actions.send_to_review(save.latest or rec, save, f"VIP Connect approved it but {exc}")
     reason = "the rules said review" if outcome == "review" else f"unknown outcome {outcome!r}"
     matched = [m.get("id") for m in decision.get("matched", ())]
     return actions.send_to_review(rec, save, f"{reason} (matched: {', '.join(matched) or 'none'})")
@@ -226,7 +246,7 @@ def _act(note: Notification, entry: ArchivedNotification, rec: TransactionRecord
 
 def _failed(entry: ArchivedNotification, rec: TransactionRecord, save: actions.Save,
             deps: Deps) -> TransactionRecord:
-    if rec.state == State.FAILED and not _needs_release(rec):
+    if rec.state == State.FAILED and not actions.needs_unwinding(rec):
         return rec
     try:
         body = decode_body(entry.body)
@@ -235,14 +255,10 @@ def _failed(entry: ArchivedNotification, rec: TransactionRecord, save: actions.S
     folded = {str(k).lower(): v for k, v in body.items()} if isinstance(body, dict) else {}
     error = {name: folded.get(name.lower()) for name in _ERROR_FIELDS if name.lower() in folded}
     rec = save(rec.with_action("fail", "started", {"vip_error": error}))
-    rec = actions.release(rec, save, deps.wallet)
+    rec = actions.unwind(rec, save, deps.wallet)  # held: released; captured: reversed
     log.info("failed by VIP Connect", extra={"transaction_id": rec.transaction_id})
     return save.stage(rec.with_action("fail", "done", {"vip_error": error}).moved(State.FAILED),
                       after=lambda: ACTIONS.labels("fail", "done").inc())
-
-
-def _needs_release(rec: TransactionRecord) -> bool:
-    return rec.last_action("freeze") is not None and not rec.action_done("release")
 
 
 def _references(note: Notification) -> dict[str, str | None]:

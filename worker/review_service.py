@@ -33,6 +33,7 @@ from worker.ledger.states import IN_FLIGHT, is_final
 from worker.notification import decode_body, parse_notification
 from worker.pipeline import Deps
 from worker.store.locks import TxLock
+from worker.velocity_marks import mark_from_ledger
 from worker.vip.protocol import ApprovalKind
 
 log = logging.getLogger("vipflow.review")
@@ -151,24 +152,30 @@ def approve(deps: Deps, transaction_id: str, actor: str, reason: str | None = No
     try:
         save = RecordWriter(deps.ledger, lock, deps.ledger.load(transaction_id))  # every step committed at once
         rec = _waiting(save.stored, transaction_id)
-        earlier = rec.last_action("approve")
-        if earlier is not None and earlier.status == "done":  # VIP approved it; only the verdict is missing
-            return _settled(save(rec.with_action("review_approve", "done", who).moved(State.APPROVED)))
         notes = [n for n in deps.ledger.notifications_of(transaction_id) if n.kind != "error"]
         entry = next((n for n in notes if n.status == "valid"), None)
-        if entry is None:
+        kind: ApprovalKind = "withdraw" if (entry.kind if entry else rec.transaction_type) == "withdraw" \
+            else "deposit"
+        body = decode_body(entry.body) if entry is not None else {}
+        earlier = rec.last_action("approve")
+        vip_approved = earlier is not None and earlier.status == "done"  # only the wallet's side may be left
+        if entry is None and not vip_approved:
             raise ReviewActionFailed(f"the ledger holds no valid notification of {transaction_id}, so the "
                                      "approval cannot be built; approve it in VIP Connect's portal")
-        kind: ApprovalKind = "withdraw" if entry.kind == "withdraw" else "deposit"
-        body = decode_body(entry.body)
+        credit = deps.settings.wallet.credit_deposits
         rec = save(rec.with_action("review_approve", "started", who))
         try:
-            if kind == "withdraw":
-                rec = _freeze(deps, rec, save, body)
-            vip = deps.settings.vip
-            rec = actions.approve(rec, save, deps.vip, kind, actions.approval_body(kind, body),
-                                  max_attempts=vip.max_attempts, backoff_base_s=vip.backoff_base_s,
-                                  backoff_max_s=vip.backoff_max_s, sleep=deps.sleep, retry_failed=True)
+            if vip_approved:
+                rec = save(rec.moved(actions.settling_state(rec, kind, credit)))
+            else:
+                if kind == "withdraw":
+                    rec = _freeze(deps, rec, save, body)
+                vip = deps.settings.vip
+                rec = actions.approve(rec, save, deps.vip, kind, actions.approval_body(kind, body),
+                                      max_attempts=vip.max_attempts, backoff_base_s=vip.backoff_base_s,
+                                      backoff_max_s=vip.backoff_max_s, sleep=deps.sleep, retry_failed=True,
+                                      then=actions.settling_state(rec, kind, credit))
+            rec = _settle(deps, rec, save, body, kind)
         except ReviewActionFailed:
             raise
         except BaseException as exc:
@@ -176,9 +183,23 @@ def approve(deps: Deps, transaction_id: str, actor: str, reason: str | None = No
             raise
         if rec.state != State.APPROVED:
             _fail(rec, save, f"not approved: {rec.review_reason}")
-        return _settled(save(rec.with_action("review_approve", "done", who)))
+        return _settled(deps, save(rec.with_action("review_approve", "done", who)))
     finally:
         lock.release()
+
+
+def _settle(deps: Deps, rec: TransactionRecord, save: RecordWriter, body: object,
+            kind: ApprovalKind) -> TransactionRecord:
+    # VIP approved: capture the hold, or credit the deposit, as the worker does.
+    note = parse_notification(body, kind) if body else None
+    try:
+        return actions.settle(rec, save, deps.wallet, patron_id=note.patron_id if note else None,
+                              amount=note.amount if note else None)
+    except actions.SettlementRefused as exc:
+        _fail(save.latest or rec, save, f"VIP Connect approved it but {exc}")
+    except WalletError as exc:
+        _fail(save.latest or rec, save, f"VIP Connect approved it but the wallet failed ({type(exc).__name__}); "
+              "approve again to retry the wallet's side")
 
 
 def _freeze(deps: Deps, rec: TransactionRecord, save: RecordWriter, body: object) -> TransactionRecord:
@@ -219,11 +240,12 @@ def _back_to_review(save: RecordWriter, error: str) -> None:
         log.warning("could not put the transaction back in review", extra={"transaction_id": rec.transaction_id})
 
 
-def _settled(rec: TransactionRecord) -> TransactionRecord:
+def _settled(deps: Deps, rec: TransactionRecord) -> TransactionRecord:
     last = rec.last_action("review_approve") or rec.last_action("review_reject")
     result = (last.result or {}) if last else {}
     log.info("review settled", extra={"transaction_id": rec.transaction_id, "state": str(rec.state),
                                       "verdict": result.get("verdict"), "actor": result.get("actor")})
+    mark_from_ledger(deps.velocity, deps.ledger, rec)  # approved, or out of the pending tally
     return rec
 
 
@@ -248,6 +270,6 @@ def reject(deps: Deps, transaction_id: str, actor: str, reason: str, *,
             rec = actions.reject(rec, save, deps.wallet)
         except WalletError as exc:
             _fail(save.latest or rec, save, f"the wallet could not release the freeze ({type(exc).__name__})")
-        return _settled(save(rec.with_action("review_reject", "done", who)))
+        return _settled(deps, save(rec.with_action("review_reject", "done", who)))
     finally:
         lock.release()

@@ -1,8 +1,10 @@
 """The simulated operator wallet (Starlette), speaking the contract of ``worker.wallet.http``.
 
-Balances come from the seeded patrons; holds are idempotent by key.
-``GET /sim/stats`` gives ``holds`` (funds actually frozen, per key: never more
-than 1) and ``hold_requests`` (PUTs per key), ``POST /sim/reset`` starts over.
+Balances come from the seeded patrons; holds, captures, releases, reversals and
+credits are idempotent by key. ``GET /sim/stats`` gives, per key, ``holds`` (funds
+actually frozen), ``captures``, ``releases``, ``reversals`` and ``credits`` (each
+never more than 1), ``hold_requests`` (PUTs per key) and every hold's state;
+``POST /sim/reset`` starts over.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from worker.config import Settings
 from worker.errors import WalletRefusedError
 from worker.wallet.fake import InMemoryWallet
 
-_STATUS = {"unknown_patron": 404, "key_conflict": 409}
+_STATUS = {"unknown_patron": 404, "no_such_hold": 404, "key_conflict": 409, "wrong_state": 409}
 
 
 class WalletSim:
@@ -70,7 +72,7 @@ class WalletSim:
         try:
             hold = self.wallet.hold(key, patron_id, amount)
         except WalletRefusedError as exc:
-            return JSONResponse({"reason": exc.reason, "message": str(exc)}, _STATUS.get(exc.reason, 422))
+            return _refused(exc)
         return JSONResponse(hold.to_dict())
 
     async def release(self, request: Request) -> Response:
@@ -78,9 +80,44 @@ class WalletSim:
         if (denied := self._denied(request)) is not None:
             return denied
         key = request.path_params["key"]
-        if not self.wallet.release(key):
-            return JSONResponse({"reason": "no_such_hold", "message": "no such hold"}, 404)
+        try:
+            if not self.wallet.release(key):
+                return JSONResponse({"reason": "no_such_hold", "message": "no such hold"}, 404)
+        except WalletRefusedError as exc:
+            return _refused(exc)
         return JSONResponse(self.wallet.holds()[key].to_dict())
+
+    async def capture(self, request: Request) -> Response:
+        """POST /holds/{key}/capture."""
+        if (denied := self._denied(request)) is not None:
+            return denied
+        try:
+            return JSONResponse(self.wallet.capture(request.path_params["key"]).to_dict())
+        except WalletRefusedError as exc:
+            return _refused(exc)
+
+    async def reverse(self, request: Request) -> Response:
+        """POST /holds/{key}/reverse."""
+        if (denied := self._denied(request)) is not None:
+            return denied
+        try:
+            return JSONResponse(self.wallet.reverse(request.path_params["key"]).to_dict())
+        except WalletRefusedError as exc:
+            return _refused(exc)
+
+    async def credit(self, request: Request) -> Response:
+        """PUT /credits/{key}: a confirmed deposit, once per key."""
+        if (denied := self._denied(request)) is not None:
+            return denied
+        try:
+            body = json.loads(await request.body(), parse_float=Decimal)
+            patron_id, amount = str(body["patron_id"]), Decimal(str(body["amount"]))
+        except (ValueError, KeyError, TypeError, InvalidOperation):
+            return JSONResponse({"reason": "bad_request", "message": "need patron_id and amount"}, 400)
+        try:
+            return JSONResponse(self.wallet.credit(request.path_params["key"], patron_id, amount).to_dict())
+        except WalletRefusedError as exc:
+            return _refused(exc)
 
     async def stats(self, request: Request) -> Response:
         """Holds frozen and requested per key."""
@@ -88,6 +125,10 @@ class WalletSim:
         return JSONResponse(
             {
                 "holds": dict(self.wallet.holds_created),
+                "captures": dict(self.wallet.captures),
+                "releases": dict(self.wallet.releases),
+                "reversals": dict(self.wallet.reversals),
+                "credits": dict(self.wallet.credits_made),
                 "hold_requests": dict(self.requests),
                 "held": {k: h.to_dict() for k, h in holds.items()},
             }
@@ -99,6 +140,10 @@ class WalletSim:
         return JSONResponse({"reset": True})
 
 
+def _refused(exc: WalletRefusedError) -> Response:
+    return JSONResponse({"reason": exc.reason, "message": str(exc)}, _STATUS.get(exc.reason, 422))
+
+
 def build_wallet_app(settings: Settings) -> Starlette:
     """The wallet service app."""
     sim = WalletSim(settings)
@@ -107,6 +152,9 @@ def build_wallet_app(settings: Settings) -> Starlette:
             Route("/patrons/{patron_id}/balance", sim.balance, methods=["GET"]),
             Route("/holds/{key}", sim.hold, methods=["PUT"]),
             Route("/holds/{key}", sim.release, methods=["DELETE"]),
+            Route("/holds/{key}/capture", sim.capture, methods=["POST"]),
+            Route("/holds/{key}/reverse", sim.reverse, methods=["POST"]),
+            Route("/credits/{key}", sim.credit, methods=["PUT"]),
             Route("/sim/stats", sim.stats, methods=["GET"]),
             Route("/sim/reset", sim.reset_route, methods=["POST"]),
         ]

@@ -75,7 +75,8 @@ def test_withdrawal_is_frozen_and_approved_once(stack: Stack) -> None:
     steps = [(e.kind, e.name, e.status) for e in stack.events("itwd000001")]
     assert steps[:3] == [("received", None, None), ("delivered", None, None), ("decided", "approve", None)]
     assert steps[3:5] == [("action", "freeze", "started"), ("action", "freeze", "done")]
-    assert steps[-1] == ("action", "approve", "done")
+    assert steps[-3:] == [("action", "approve", "done"), ("action", "capture", "started"),
+                          ("action", "capture", "done")]
     [note] = stack.ledger.notifications_of("itwd000001")
     assert note.status == "valid" and note.route == "/vip/notify/withdraw"
 

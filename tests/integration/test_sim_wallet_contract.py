@@ -131,3 +131,84 @@ def test_unreachable_wallet_is_transient() -> None:
         port = s.getsockname()[1]
     with pytest.raises(WalletTransientError):
         HttpWallet(WalletSettings(url=f"http://127.0.0.1:{port}")).balance("x")
+
+
+# The hold's whole life (issue 12): capture, release, reverse; and credits.
+
+
+def test_capture_takes_the_held_amount_once(wallet: Wallet) -> None:
+    """A captured hold leaves the balance lower by its amount, once, however often it is captured."""
+    wallet.hold("wcap00001", PREFERRED_GOOD.patron_id, Decimal("100.00"))
+    first = wallet.capture("wcap00001")
+    again = wallet.capture("wcap00001")
+    assert first.status == again.status == "captured" and first.amount == Decimal("100.00")
+    assert wallet.balance(PREFERRED_GOOD.patron_id) == Decimal("9900.00")
+
+
+def test_captured_hold_cannot_be_released_only_reversed(wallet: Wallet) -> None:
+    """Releasing money already paid out is refused; a reversal gives it back, once."""
+    wallet.hold("wcap00002", PREFERRED_GOOD.patron_id, Decimal("40.00"))
+    wallet.capture("wcap00002")
+    with pytest.raises(WalletRefusedError) as refused:
+        wallet.release("wcap00002")
+    assert refused.value.reason == "wrong_state"
+    assert wallet.reverse("wcap00002").status == "reversed"
+    assert wallet.reverse("wcap00002").status == "reversed"
+    assert wallet.balance(PREFERRED_GOOD.patron_id) == Decimal("10000.00")
+
+
+def test_released_hold_cannot_be_captured(wallet: Wallet) -> None:
+    """A hold released (rejected, expired) is never paid out afterwards."""
+    wallet.hold("wcap00003", PREFERRED_GOOD.patron_id, Decimal("25.00"))
+    assert wallet.release("wcap00003") is True
+    with pytest.raises(WalletRefusedError) as refused:
+        wallet.capture("wcap00003")
+    assert refused.value.reason == "wrong_state"
+    assert wallet.balance(PREFERRED_GOOD.patron_id) == Decimal("10000.00")
+
+
+def test_capture_or_reverse_of_unknown_hold_is_refused(wallet: Wallet) -> None:
+    """No such hold: refused with its own reason, nothing moves."""
+    for step in (wallet.capture, wallet.reverse):
+        with pytest.raises(WalletRefusedError) as refused:
+            step("wnohold01")
+        assert refused.value.reason == "no_such_hold"
+
+
+def test_reverse_of_a_hold_never_captured_is_refused(wallet: Wallet) -> None:
+    """Only captured money can be reversed."""
+    wallet.hold("wcap00004", PREFERRED_GOOD.patron_id, Decimal("10.00"))
+    with pytest.raises(WalletRefusedError) as refused:
+        wallet.reverse("wcap00004")
+    assert refused.value.reason == "wrong_state"
+
+
+def test_credit_adds_a_deposit_once_per_key(wallet: Wallet) -> None:
+    """A confirmed deposit is credited once; the same key again answers the same credit; another
+    amount under that key is a conflict."""
+    first = wallet.credit("dcred0001", PREFERRED_GOOD.patron_id, Decimal("89.76"))
+    again = wallet.credit("dcred0001", PREFERRED_GOOD.patron_id, Decimal("89.76"))
+    assert first == again and first.amount == Decimal("89.76")
+    assert wallet.balance(PREFERRED_GOOD.patron_id) == Decimal("10089.76")
+    with pytest.raises(WalletRefusedError) as refused:
+        wallet.credit("dcred0001", PREFERRED_GOOD.patron_id, Decimal("1.00"))
+    assert refused.value.reason == "key_conflict"
+    with pytest.raises(WalletRefusedError) as unknown:
+        wallet.credit("dcred0002", "no-such-patron", Decimal("1.00"))
+    assert unknown.value.reason == "unknown_patron"
+
+
+def test_simulator_counts_each_movement_once(sim: SimProcess) -> None:
+    """The simulator's stats count captures, reversals and credits per key, each once."""
+    sim.reset()
+    w = HttpWallet(WalletSettings(url=sim.wallet_url, token=TOKEN, timeout_s=2))
+    w.hold("wstat0001", PREFERRED_GOOD.patron_id, Decimal("5.00"))
+    for _ in range(3):
+        w.capture("wstat0001")
+    w.reverse("wstat0001")
+    w.reverse("wstat0001")
+    w.credit("dstat0001", PREFERRED_GOOD.patron_id, Decimal("7.00"))
+    w.credit("dstat0001", PREFERRED_GOOD.patron_id, Decimal("7.00"))
+    stats = requests.get(f"{sim.wallet_url}/sim/stats", timeout=5).json()
+    assert stats["captures"] == {"wstat0001": 1} and stats["reversals"] == {"wstat0001": 1}
+    assert stats["credits"] == {"dstat0001": 1} and stats["holds"] == {"wstat0001": 1}

@@ -50,3 +50,20 @@ def test_stored_facts_keep_money_exact() -> None:
     stored = json.loads(json.dumps(facts_for_record(facts)))
     assert stored["wallet"]["balance"] == "0.10"
     assert facts_from_record(stored) == facts
+
+
+def test_velocity_facts_by_kind() -> None:
+    """Attempts, approved, pending and committed (approved + pending) each get a count and a sum per
+    window; the attempts keep their first names too."""
+    from worker.store.velocity import Tally
+
+    windows = ("1h", "24h", "7d")
+    velocity = Velocity({w: 3 for w in windows}, {w: Decimal("300") for w in windows},
+                        approved=Tally({w: 1 for w in windows}, {w: Decimal("100.00") for w in windows}),
+                        pending=Tally({w: 1 for w in windows}, {w: Decimal("50.50") for w in windows}))
+    facts = build_facts(_note(), Enrichment(velocity=velocity), LimitsSettings())["velocity"]
+    assert facts["attempts"]["count_24h"] == 3 == facts["count_24h"]
+    assert facts["approved"]["amount_7d"] == Decimal("100.00")
+    assert facts["pending"]["count_1h"] == 1
+    assert facts["committed"] == {**{f"count_{w}": 2 for w in windows},
+                                  **{f"amount_{w}": Decimal("150.50") for w in windows}}

@@ -298,7 +298,8 @@ def test_an_approved_withdrawal_leaves_its_whole_story_in_the_ledger(world: Worl
     steps = [(e.kind, e.name, e.status) for e in events]
     assert steps[:3] == [("received", None, None), ("delivered", None, None), ("decided", "approve", None)]
     assert steps[3:] == [("action", "freeze", "started"), ("action", "freeze", "done"),
-                         ("action", "approve", "started"), ("action", "approve", "done")]
+                         ("action", "approve", "started"), ("action", "approve", "done"),
+                         ("action", "capture", "started"), ("action", "capture", "done")]
     assert {e.actor for e in events} == {"worker"}
     decided = events[2].data or {}
     assert decided["decision"]["content_hash"] and decided["facts"]["amount"] == "100.00"
@@ -347,7 +348,8 @@ def test_each_event_carries_the_state_it_left_the_transaction_in(world: World) -
         ("received", None, None, "received"), ("delivered", None, None, "received"),
         ("decided", "approve", None, "decided"), ("action", "freeze", "started", "decided"),
         ("action", "freeze", "done", "frozen"), ("action", "approve", "started", "approving"),
-        ("action", "approve", "done", "approved")]
+        ("action", "approve", "done", "capturing"), ("action", "capture", "started", "capturing"),
+        ("action", "capture", "done", "approved")]
 
 
 def test_event_times_follow_their_order(world: World) -> None:

@@ -141,7 +141,8 @@ def _varied_facts(rng: random.Random) -> dict[str, Any]:
         "bank": {"found": True, "instant_payment_eligible": maybe(rng.random() < 0.5)},
         "wallet": {"balance": maybe(Decimal(rng.randint(0, 1_000_000)) / 100)},
         "limits": {"min_withdraw": Decimal("10.00"), "max_withdraw": Decimal("999999.99")},
-        "velocity": {"count_24h": rng.randint(0, 4), "amount_24h": Decimal(rng.randint(0, 800_000)) / 100},
+        "velocity": {"attempts": {"count_24h": rng.randint(0, 4)},
+                     "committed": {"amount_24h": Decimal(rng.randint(0, 800_000)) / 100}},
     }
 
 

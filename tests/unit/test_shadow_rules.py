@@ -227,5 +227,5 @@ def test_tx_show_names_the_actions(world: World, redis_url: str, monkeypatch: py
     monkeypatch.setenv("VIPFLOW_DATABASE__URL", str(world.deps.ledger.engine.url))
     assert run_tx_show(argparse.Namespace(transaction_id="shwd0003", json=True, rules=False, config=None)) == 0
     shown = json.loads(capsys.readouterr().out)["record"]
-    assert [a["name"] for a in shown["actions"] if a["status"] == "done"] == ["freeze", "approve"]
+    assert [a["name"] for a in shown["actions"] if a["status"] == "done"] == ["freeze", "approve", "capture"]
     assert shown["shadow_decision"]["outcome"] == "approve"

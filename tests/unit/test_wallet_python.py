@@ -26,6 +26,12 @@ class NeedsSettings:
     def release(self, key: str) -> bool:
         return True
 
+    def capture(self, key: str) -> None:
+        return None
+
+    def reverse(self, key: str) -> None:
+        return None
+
 
 class NotAWallet:
     """Lacks the wallet methods."""

@@ -8,11 +8,17 @@ instead of overwriting what the ledger says.
 ::
 
     received -> decided -> frozen -> approving -> approved
-        |          |          |          |
+        |          |          |          +--> capturing -> approved  (a withdrawal's hold is captured)
+        |          |          |          +--> crediting -> approved  (a deposit is credited to the wallet)
         +----------+----------+----------+--> review   (a person decides)
         +----------+----------+----------------> rejected (not approving is rejecting)
-    any state -----------------------------------> failed (VIP Connect's error notification)
-    review -> frozen | approving | approved | rejected     (the reviewer's verdict)
+        +----------+----------+----------+--> expired  (left waiting past wallet.hold_max_age_s; any hold
+                                                        released)
+    any state -----------------------------------> failed (VIP Connect's error notification; a hold still
+                                                           held is released, a captured one reversed)
+    review -> frozen | approving | capturing | crediting | approved | rejected | expired
+                                                          (the reviewer's verdict, or expiry)
+    capturing | crediting -> review                       (the wallet keeps failing: a person looks)
     review | received -> received                         (replay --force: decided again;
                                                            the earlier events stay)
 """
@@ -31,31 +37,46 @@ class State(StrEnum):
     DECIDED = "decided"  # the rules decided; no action has finished yet
     FROZEN = "frozen"  # the withdrawal's funds are held in the wallet
     APPROVING = "approving"  # the approval call to VIP Connect has started
-    APPROVED = "approved"  # VIP Connect accepted the approval
+    CAPTURING = "capturing"  # VIP Connect accepted a withdrawal's approval; its hold is being captured
+    CREDITING = "crediting"  # VIP Connect accepted a deposit's approval; the wallet is being credited
+    APPROVED = "approved"  # VIP Connect accepted the approval (and the wallet is settled)
     REVIEW = "review"  # waiting for a person
     REJECTED = "rejected"  # not approved (and any hold released)
     FAILED = "failed"  # VIP Connect reported an error for the transaction
+    EXPIRED = "expired"  # left waiting past wallet.hold_max_age_s; any hold released
 
 
 # Final: the transaction's outcome is known and nothing more happens automatically. Only VIP
 # Connect's error notification still moves a final transaction (to ``failed``).
-FINAL: frozenset[State] = frozenset({State.APPROVED, State.REJECTED, State.FAILED})
+FINAL: frozenset[State] = frozenset({State.APPROVED, State.REJECTED, State.FAILED, State.EXPIRED})
 # Settled: nothing more happens without a person (final, or waiting in review).
 SETTLED: frozenset[State] = FINAL | {State.REVIEW}
 
-# In flight: an action is under way (funds held, or the approval call started); a task or a reviewer's
-# approval passes through these on its way to a final state.
-IN_FLIGHT: frozenset[State] = frozenset({State.FROZEN, State.APPROVING})
+# In flight: an action is under way (funds held, the approval call started, or the wallet being settled
+# after VIP approved); a task or a reviewer's approval passes through these on its way to a final state.
+IN_FLIGHT: frozenset[State] = frozenset({State.FROZEN, State.APPROVING, State.CAPTURING, State.CREDITING})
+# VIP Connect approved; only the wallet's side (capture or credit) is still to be done.
+SETTLING: frozenset[State] = frozenset({State.CAPTURING, State.CREDITING})
+# What expiry may end: waiting for an action or a person, with no approval known to VIP Connect
+# (``approving`` is asked of VIP's lookup first; ``capturing``/``crediting`` are never expired).
+EXPIRABLE: frozenset[State] = frozenset({State.RECEIVED, State.DECIDED, State.FROZEN, State.APPROVING,
+                                         State.REVIEW})
 
 _ALLOWED: dict[State, frozenset[State]] = {
-    State.RECEIVED: frozenset({State.RECEIVED, State.DECIDED, State.REVIEW, State.REJECTED, State.FAILED}),
-    State.DECIDED: frozenset({State.FROZEN, State.APPROVING, State.REVIEW, State.REJECTED, State.FAILED}),
-    State.FROZEN: frozenset({State.APPROVING, State.REVIEW, State.REJECTED, State.FAILED}),
-    State.APPROVING: frozenset({State.APPROVED, State.REVIEW, State.FAILED}),
-    State.REVIEW: frozenset({State.RECEIVED, State.FROZEN, State.APPROVING, State.APPROVED, State.REJECTED,
-                             State.FAILED}),
+    State.RECEIVED: frozenset({State.RECEIVED, State.DECIDED, State.REVIEW, State.REJECTED, State.FAILED,
+                               State.EXPIRED}),
+    State.DECIDED: frozenset({State.FROZEN, State.APPROVING, State.REVIEW, State.REJECTED, State.FAILED,
+                              State.EXPIRED}),
+    State.FROZEN: frozenset({State.APPROVING, State.REVIEW, State.REJECTED, State.FAILED, State.EXPIRED}),
+    State.APPROVING: frozenset({State.APPROVED, State.CAPTURING, State.CREDITING, State.REVIEW, State.FAILED,
+                                State.EXPIRED}),
+    State.CAPTURING: frozenset({State.APPROVED, State.REVIEW, State.FAILED}),
+    State.CREDITING: frozenset({State.APPROVED, State.REVIEW, State.FAILED}),
+    State.REVIEW: frozenset({State.RECEIVED, State.FROZEN, State.APPROVING, State.CAPTURING, State.CREDITING,
+                             State.APPROVED, State.REJECTED, State.FAILED, State.EXPIRED}),
     State.APPROVED: frozenset({State.FAILED}),
     State.REJECTED: frozenset({State.FAILED}),
+    State.EXPIRED: frozenset({State.FAILED}),
     State.FAILED: frozenset(),
 }
 
@@ -103,7 +124,7 @@ def transition(current: State | str, new: State | str, transaction_id: str | Non
 
 
 def is_final(state: State | str) -> bool:
-    """True for approved, rejected and failed."""
+    """True for approved, rejected, failed and expired."""
     return parse(str(state)) in FINAL
 
 

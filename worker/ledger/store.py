@@ -390,6 +390,19 @@ class Ledger:
                         for r in conn.execute(q)]
         return self._run(op, "read transactions by state")
 
+    def older_in(self, states: Iterable[State], created_before: float, limit: int = 500) -> list[TransactionRecord]:
+        """Up to ``limit`` transactions in one of ``states`` first seen before ``created_before`` (epoch
+        seconds), oldest first: what expiry looks at."""
+        c = t.transactions.c
+        names = sorted(str(s) for s in states)
+
+        def op() -> list[TransactionRecord]:
+            q = (select(c.record).where(c.state.in_(names), c.created_at < created_before)
+                 .order_by(c.created_at, c.transaction_id).limit(limit))
+            with self._auto.connect() as conn:
+                return [TransactionRecord.from_dict(r.record) for r in conn.execute(q)]
+        return self._run(op, "read waiting transactions")
+
     def created_since(self, since: float, limit: int = 1000) -> list[TransactionRecord]:
         """Up to ``limit`` transactions created at or after ``since`` (epoch seconds), oldest first."""
         c = t.transactions.c

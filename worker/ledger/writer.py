@@ -19,6 +19,7 @@ before the task is acknowledged.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from worker.ledger.events import NewEvent
 from worker.ledger.record import TransactionRecord
@@ -57,14 +58,17 @@ class RecordWriter:
         self._staged = self.latest = record
         return record
 
-    def finish(self, done_entry: str | None = None) -> TransactionRecord | None:
+    def finish(self, done_entry: str | None = None,
+               also: Callable[[TransactionRecord | None], Callable[[Any], None] | None] | None = None,
+               ) -> TransactionRecord | None:
         """Commit what is staged (and ``done_entry``'s done mark), then drop the entry from the intake
-        buffer and release the lock in one Redis round trip."""
+        buffer and release the lock in one Redis round trip; ``also(latest record)`` may give more Redis
+        commands to queue on that round trip."""
         staged, self._staged = self._staged, None
         if staged is not None or done_entry:
             self._commit(staged or self.latest, done_entry=done_entry)
         self._run_after()
-        self.lock.finish(done_entry)
+        self.lock.finish(done_entry, also(self.latest) if also is not None else None)
         return self.latest
 
     def _commit(self, record: TransactionRecord | None, *, done_entry: str | None = None,

@@ -15,7 +15,9 @@ key                            what                                             
 ``{p}:lock:tx:{id}``           the per-transaction lock                           ``worker.lock_ttl_s``
 ``{p}:deliveries:{id}``        how often a transaction's tasks started            ``ledger.dedupe_window_s``
 ``{p}:lock:drain``             the drain's lease (one worker at a time)           a few seconds
-``{p}:velocity:{type}:{card}`` velocity windows (sorted set + sums)               twice the longest window
+``{p}:lock:expiry``            the expiry sweep's lease (one worker at a time)    a few minutes at most
+``{p}:velocity:{type}:{card}`` velocity: attempts (sorted set; ``:seen`` hash),    the longest window (7 days)
+                               ``:approved`` and ``:pending`` (sorted sets)        plus an hour
 ``{p}:acct:{product}:{card}``  the account inquiry cache                          ``vip.account_cache_ttl_s``
 ``{queue}`` (no prefix)        Celery's queue                                     drained by the workers
 =============================  =================================================  ============================
@@ -59,6 +61,11 @@ def deliveries(prefix: str, transaction_id: str) -> str:
 def drain_lease(prefix: str) -> str:
     """The lease of the worker draining the intake buffer into the ledger."""
     return f"{prefix}:lock:drain"
+
+
+def expiry_lease(prefix: str) -> str:
+    """The lease of the worker looking for holds and approvals left waiting too long."""
+    return f"{prefix}:lock:expiry"
 
 
 def velocity(prefix: str, transaction_type: str, vip_card_number: str) -> str:

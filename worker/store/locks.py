@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 from worker.errors import StoreError
@@ -127,8 +128,15 @@ class TxLock:
         """Release the lock if we still own it."""
         self._locks.release_script(keys=[self.key], args=[self.token])
 
-    def finish(self, entry_id: str | None) -> None:
-        """One round trip: drop ``entry_id`` from the intake buffer and its pending set, release the lock."""
+    def finish(self, entry_id: str | None, also: Callable[[Any], None] | None = None) -> None:
+        """One round trip: drop ``entry_id`` from the intake buffer and its pending set, release the lock;
+        ``also`` queues more commands on the same pipeline (e.g. a velocity mark)."""
         p = self._locks.prefix
-        self._locks.finish_script(keys=[self.key, keys.pending(p), keys.archive(p)],
-                                  args=[self.token, entry_id or ""])
+        args = {"keys": [self.key, keys.pending(p), keys.archive(p)], "args": [self.token, entry_id or ""]}
+        if also is None:
+            self._locks.finish_script(**args)
+            return
+        pipe = self._locks.redis.pipeline(transaction=False)
+        also(pipe)
+        self._locks.finish_script(**args, client=pipe)
+        pipe.execute()

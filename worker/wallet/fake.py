@@ -13,17 +13,23 @@ from dataclasses import replace
 from decimal import Decimal
 
 from worker.errors import WalletRefusedError
-from worker.wallet.protocol import Hold
+from worker.wallet.protocol import Credit, Hold
 
 
 class InMemoryWallet:
-    """Balances and holds in a dict; ``holds_created`` counts funds actually frozen per key."""
+    """Balances, holds and credits in dicts. ``holds_created``, ``captures``, ``releases``, ``reversals`` and
+    ``credits_made`` count, per key, the times money actually moved (never more than 1 each)."""
 
     def __init__(self, balances: Mapping[str, Decimal] | None = None):
         self._lock = threading.Lock()
         self._balances: dict[str, Decimal] = dict(balances or {})
         self._holds: dict[str, Hold] = {}
+        self._credits: dict[str, Credit] = {}
         self.holds_created: Counter[str] = Counter()
+        self.captures: Counter[str] = Counter()
+        self.releases: Counter[str] = Counter()
+        self.reversals: Counter[str] = Counter()
+        self.credits_made: Counter[str] = Counter()
 
     def set_balance(self, patron_id: str, balance: Decimal) -> None:
         """Seed or replace a patron's total balance."""
@@ -34,6 +40,11 @@ class InMemoryWallet:
         """A snapshot of every hold by key."""
         with self._lock:
             return dict(self._holds)
+
+    def credits(self) -> dict[str, Credit]:
+        """A snapshot of every credit by key."""
+        with self._lock:
+            return dict(self._credits)
 
     def _available(self, patron_id: str) -> Decimal:
         held = sum(
@@ -77,11 +88,63 @@ class InMemoryWallet:
             return hold
 
     def release(self, key: str) -> bool:
-        """Mark the hold released (its funds available again); False when there is no such hold."""
+        """Make held funds available again; False when there is no such hold. WalletRefusedError
+        ``wrong_state`` for a captured or reversed hold (its money already moved)."""
         with self._lock:
             existing = self._holds.get(key)
             if existing is None:
                 return False
+            if existing.status in ("captured", "reversed"):
+                raise WalletRefusedError("wrong_state", f"release {key}: the hold was {existing.status}")
             if existing.status == "held":
                 self._holds[key] = replace(existing, status="released")
+                self.releases[key] += 1
             return True
+
+    def capture(self, key: str) -> Hold:
+        """Take the held amount out of the patron's balance, once."""
+        with self._lock:
+            existing = self._existing(key, "capture")
+            if existing.status in ("released", "reversed"):
+                raise WalletRefusedError("wrong_state", f"capture {key}: the hold was {existing.status}")
+            if existing.status == "held":
+                self._balances[existing.patron_id] -= existing.amount
+                existing = self._holds[key] = replace(existing, status="captured")
+                self.captures[key] += 1
+            return existing
+
+    def reverse(self, key: str) -> Hold:
+        """Give a captured amount back to the patron's balance, once."""
+        with self._lock:
+            existing = self._existing(key, "reverse")
+            if existing.status in ("held", "released"):
+                raise WalletRefusedError("wrong_state", f"reverse {key}: the hold was never captured")
+            if existing.status == "captured":
+                self._balances[existing.patron_id] += existing.amount
+                existing = self._holds[key] = replace(existing, status="reversed")
+                self.reversals[key] += 1
+            return existing
+
+    def credit(self, key: str, patron_id: str, amount: Decimal) -> Credit:
+        """Add a confirmed deposit to the patron's balance once per key."""
+        with self._lock:
+            existing = self._credits.get(key)
+            if existing is not None:
+                if existing.patron_id != patron_id or existing.amount != amount:
+                    raise WalletRefusedError("key_conflict", f"credit {key} already exists for another patron "
+                                             "or amount")
+                return existing
+            if patron_id not in self._balances:
+                raise WalletRefusedError("unknown_patron", f"credit {key}: the wallet has no such patron")
+            if amount <= 0 or not amount.is_finite():
+                raise WalletRefusedError("invalid_amount", f"credit {key}: amount must be positive")
+            credit = self._credits[key] = Credit(key, patron_id, amount)
+            self._balances[patron_id] += amount
+            self.credits_made[key] += 1
+            return credit
+
+    def _existing(self, key: str, what: str) -> Hold:
+        existing = self._holds.get(key)
+        if existing is None:
+            raise WalletRefusedError("no_such_hold", f"{what} {key}: the wallet has no such hold")
+        return existing

@@ -10,7 +10,8 @@ from worker.config import WalletSettings
 from worker.errors import ConfigError
 from worker.wallet.protocol import Wallet
 
-_METHODS = ("balance", "hold", "release")
+_METHODS = ("balance", "hold", "release", "capture", "reverse")
+_CREDIT = "credit"  # needed only with wallet.credit_deposits
 
 
 def _split(path: str) -> tuple[str, str]:
@@ -50,7 +51,8 @@ def load_python_wallet(settings: WalletSettings) -> Wallet:
         raise ConfigError(
             "wallet.class", f"'{path}' failed to start ({type(exc).__name__})"
         ) from None
-    missing = [m for m in _METHODS if not callable(getattr(wallet, m, None))]
+    needed = (*_METHODS, _CREDIT) if settings.credit_deposits else _METHODS
+    missing = [m for m in needed if not callable(getattr(wallet, m, None))]
     if missing:
         raise ConfigError(
             "wallet.class", f"'{path}' lacks the wallet method(s) {', '.join(missing)}"
