@@ -145,3 +145,112 @@ def test_tokens_missing_wrong_revoked_get_401_and_unscoped_403(stack: Stack, tok
     listed = {t.name: t for t in tokens.listing()}
     assert listed["old-site"].uses == 1 and listed["old-site"].revoked_at is not None
     assert listed["status-only"].uses == 1  # the 403 is recorded with the token's name too
+
+
+# --- notifications checked against their session (sessions.required is true in this stack) ------------
+
+
+def approvals(stack: Stack, txid: str) -> int:
+    assert stack.sim is not None
+    return int(stack.sim.stats().get("approvals", {}).get(txid, 0))
+
+
+def vip_session(stack: Stack, txid: str) -> dict[str, Any]:
+    """The session as the simulator (VIP) holds it: what its notification is built from."""
+    assert stack.sim is not None
+    found = {s["transactionId"]: s for s in requests.get(f"{stack.sim.vip_url}/sim/sessions", timeout=5).json()}
+    return dict(found[txid])
+
+
+def notify_for_session(stack: Stack, txid: str, **changes: Any) -> dict[str, Any]:
+    """Send the notification VIP would send after the session (``changes`` alter the session first)."""
+    import random
+
+    from producers.sim.sender import notification_for_session
+
+    kind, body = notification_for_session({**vip_session(stack, txid), **changes}, random.Random(7))
+    answer = stack.notify(kind, body)
+    assert answer.status_code == 200, answer.text
+    return body
+
+
+def status_of(stack: Stack, token: str, txid: str) -> dict[str, Any]:
+    answer = requests.get(f"{stack.web_url}/api/v1/transactions/{txid}", headers=auth(token), timeout=5)
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+def test_a_sessions_deposit_is_approved_once_and_redirected_to_the_lobby(stack: Stack, token: str) -> None:
+    """Session, then its deposit notification: approved once; the status API answers the deposit's redirects."""
+    txid = open_session(stack, token, amount="75.00").json()["transaction_id"]
+    assert status_of(stack, token, txid) == {"transaction_id": txid, "state": "pending", "transaction_type": "deposit",
+                                             "amount": "75.00", "redirect": "/cashier/wait"}
+    notify_for_session(stack, txid)
+    rec = stack.wait_state(txid, ("approved", "review", "rejected"))
+    assert rec["state"] == "approved", rec.get("review_reason")
+    assert rec["facts"]["session"] == {"required": True, "found": True, "amount": "75.00",
+                                       "transaction_type": "deposit", "age_s": rec["facts"]["session"]["age_s"]}
+    assert approvals(stack, txid) == 1
+    assert status_of(stack, token, txid) == {"transaction_id": txid, "state": "approved",
+                                             "transaction_type": "deposit", "amount": "75.00", "redirect": "/lobby"}
+
+
+def test_a_withdrawal_without_patron_id_is_frozen_for_the_sessions_patron(stack: Stack, token: str) -> None:
+    """A withdrawal notification without PatronId is frozen for the session's patron and approved once."""
+    txid = open_session(stack, token, transaction_type="withdraw", amount="120.00").json()["transaction_id"]
+    body = notify_for_session(stack, txid)
+    assert "PatronId" not in body and "patronId" not in body
+    rec = stack.wait_state(txid, ("approved", "review", "rejected"))
+    assert rec["state"] == "approved", rec.get("review_reason")
+    assert [a["name"] for a in rec["actions"] if a["status"] == "done"][:1] == ["freeze"]
+    assert stack.sim is not None
+    wallet = requests.get(f"{stack.sim.wallet_url}/sim/stats", timeout=5).json()
+    assert wallet["holds"][txid] == 1
+    assert wallet["held"][txid]["patron_id"] == PREFERRED_GOOD.patron_id
+    assert wallet["held"][txid]["amount"] == "120.00"
+    assert approvals(stack, txid) == 1
+    assert status_of(stack, token, txid)["redirect"] == "/lobby"
+
+
+def test_a_notification_never_issued_is_reviewed(stack: Stack, token: str) -> None:
+    """With sessions required, a transaction id vipflow never issued goes to review, naming the rule."""
+    from producers.sim.sender import build_notification
+
+    assert stack.notify("deposit", build_notification(PREFERRED_GOOD, "deposit", Decimal("30.00"),
+                                                      transaction_id="neverIssued001")).status_code == 200
+    rec = stack.wait_state("neverIssued001", ("approved", "review", "rejected"))
+    assert rec["state"] == "review"
+    assert "session-never-issued" in [m["id"] for m in rec["decision"]["matched"]]
+    assert approvals(stack, "neverIssued001") == 0
+    assert status_of(stack, token, "neverIssued001")["redirect"] == "/cashier/pending"
+
+
+def test_an_amount_above_the_sessions_is_reviewed(stack: Stack, token: str) -> None:
+    """A notification whose amount exceeds its session's goes to review, not approved."""
+    txid = open_session(stack, token, amount="40.00").json()["transaction_id"]
+    notify_for_session(stack, txid, amount="40.01")
+    rec = stack.wait_state(txid, ("approved", "review", "rejected"))
+    assert rec["state"] == "review"
+    assert "above-session-amount" in [m["id"] for m in rec["decision"]["matched"]]
+    assert approvals(stack, txid) == 0
+
+
+def test_a_type_mismatch_is_rejected(stack: Stack, token: str) -> None:
+    """A withdrawal notification for a deposit session is rejected (and redirected as configured)."""
+    txid = open_session(stack, token, amount="60.00").json()["transaction_id"]
+    notify_for_session(stack, txid, transactionType="withdraw")
+    rec = stack.wait_state(txid, ("approved", "review", "rejected"))
+    assert rec["state"] == "rejected"
+    assert "session-type-mismatch" in [m["id"] for m in rec["decision"]["matched"]]
+    assert approvals(stack, txid) == 0
+    assert status_of(stack, token, txid) == {"transaction_id": txid, "state": "rejected",
+                                             "transaction_type": "withdraw", "amount": "60.00",
+                                             "redirect": "/cashier/declined"}
+
+
+def test_the_status_api_says_nothing_personal(stack: Stack, token: str) -> None:
+    """The status answer holds no patron id, card, name or bank, whatever the state."""
+    txid = open_session(stack, token).json()["transaction_id"]
+    text = requests.get(f"{stack.web_url}/api/v1/transactions/{txid}", headers=auth(token), timeout=5).text
+    for personal in (PREFERRED_GOOD.patron_id, PREFERRED_GOOD.vip_card_number, RETURN_URL):
+        assert personal not in text
