@@ -14,10 +14,10 @@ import re
 import secrets
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from rules.errors import VipflowError
 from worker.config import VipSettings
@@ -46,24 +46,30 @@ def money(value: Decimal | str | None) -> str | None:
     return None if value is None else str(Decimal(value).quantize(_CENTS))
 
 
+# No control characters in any text: a NUL or line break in a name or URL is never meant, and PostgreSQL
+# refuses NUL outright. A pattern rather than a validator, so the OpenAPI document says it too.
+Text = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]*$")]
+Money = Annotated[Decimal, Field(multiple_of=Decimal("0.01"), le=Decimal("9999999999.99"))]
+
+
 class Enrollment(BaseModel):
     """What VIP needs of a patron enrolling (``patron_kind: new``); passed to VIP, never stored."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    first_name: str | None = Field(None, max_length=100)
-    last_name: str | None = Field(None, max_length=100)
-    email: str | None = Field(None, max_length=200)
-    phone: str | None = Field(None, max_length=40)
-    address: str | None = Field(None, max_length=200)
-    city: str | None = Field(None, max_length=100)
-    state: str | None = Field(None, max_length=40)
-    zip: str | None = Field(None, max_length=20)
-    id_type: str | None = Field(None, max_length=40)
-    id_number: str | None = Field(None, max_length=60)
-    id_state: str | None = Field(None, max_length=40)
-    routing_number: str | None = Field(None, max_length=20)
-    account_number: str | None = Field(None, max_length=40)
+    first_name: Text | None = Field(None, max_length=100)
+    last_name: Text | None = Field(None, max_length=100)
+    email: Text | None = Field(None, max_length=200)
+    phone: Text | None = Field(None, max_length=40)
+    address: Text | None = Field(None, max_length=200)
+    city: Text | None = Field(None, max_length=100)
+    state: Text | None = Field(None, max_length=40)
+    zip: Text | None = Field(None, max_length=20)
+    id_type: Text | None = Field(None, max_length=40)
+    id_number: Text | None = Field(None, max_length=60)
+    id_state: Text | None = Field(None, max_length=40)
+    routing_number: Text | None = Field(None, max_length=20)
+    account_number: Text | None = Field(None, max_length=40)
 
 
 class SessionRequest(BaseModel):
@@ -75,15 +81,15 @@ class SessionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     patron_kind: Literal["existing", "new"] = "existing"
-    patron_id: str = Field(min_length=1, max_length=200)
-    vip_card_number: str | None = Field(None, min_length=1, max_length=64)
-    date_of_birth: str | None = Field(None, max_length=20, description="MM/DD/YYYY; passed to VIP, not stored")
+    patron_id: Text = Field(min_length=1, max_length=200)
+    vip_card_number: Text | None = Field(None, min_length=1, max_length=64)
+    date_of_birth: Text | None = Field(None, max_length=20, description="MM/DD/YYYY; passed to VIP, not stored")
     transaction_type: Literal["deposit", "withdraw"]
-    amount: Decimal = Field(gt=0, le=Decimal("9999999999.99"), decimal_places=2)
-    wallet_balance: Decimal | None = Field(None, ge=0, le=Decimal("9999999999.99"), decimal_places=2)
-    remaining_daily_deposit: Decimal | None = Field(None, ge=0, le=Decimal("9999999999.99"), decimal_places=2)
+    amount: Money = Field(gt=0)
+    wallet_balance: Money | None = Field(None, ge=0)
+    remaining_daily_deposit: Money | None = Field(None, ge=0)
     product_type: Literal["preferred", "online"] = "preferred"
-    return_url: str = Field(min_length=1, max_length=2000)
+    return_url: Text = Field(min_length=1, max_length=2000)
     transaction_id: str | None = Field(None, description="8 to 25 letters or digits; issued when absent")
     native: bool = Field(False, description="the patron is in a native app's web view (VIP's native=true)")
     enrollment: Enrollment | None = None

@@ -148,7 +148,7 @@ def create_app(settings: Settings, *, ledger: Ledger | None = None, vip: PatronS
 
     @app.get("/api/v1/transactions/{transaction_id}", response_model=StatusBody, responses=_errors(404),
              dependencies=[Depends(require("status"))])
-    def status(transaction_id: str = Path(min_length=1, max_length=64)) -> Any:
+    def status(transaction_id: str = Path(pattern=r"^[\x20-\x7e]{1,64}$")) -> Any:
         """A transaction's state, type and amount, and where to send its returning patron."""
         found = transaction_status(transaction_id, ledger=app.state.ledger, sessions=app.state.sessions,
                                    redirects=settings.redirects)
