@@ -27,6 +27,8 @@ COMMAND_MODULES = (
     "producers.commands.review_cmd",
     "producers.commands.run_cmd",
     "producers.commands.db_cmd",
+    "producers.web.command",
+    "producers.commands.tokens_cmd",
 )
 
 

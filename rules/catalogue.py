@@ -70,6 +70,12 @@ FACTS: tuple[Fact, ...] = (
     _f("bank.available_amount", "money", "VIP Online: the bank-level available amount"),
     # The operator's wallet
     _f("wallet.balance", "money", "the patron's wallet balance (before any freeze for this one)"),
+    # The patron session vipflow opened for this transaction id (`vipflow web`), if any
+    _f("session.required", "bool", "sessions.required: every notification should follow a session opened by vipflow"),
+    _f("session.found", "bool", "vipflow opened a session with this transaction id and VIP accepted it"),
+    _f("session.amount", "money", "the amount the patron asked for when the session was opened"),
+    _f("session.transaction_type", "string", "the session's type: deposit or withdraw", ("deposit", "withdraw")),
+    _f("session.age_s", "count", "seconds from the session's opening to the notification's receipt"),
     # Velocity: same transaction type, same VIP card, before this transaction, by what became of it
     *(_f(f"velocity.{kind}.count_{w}", "count", f"{what}, this type and card, in {w}")
       for kind, what in _KINDS.items() for w in _WINDOWS),

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -184,6 +185,17 @@ def _t(epoch: Any) -> str:
     return datetime.fromtimestamp(value, UTC).isoformat(timespec="seconds")
 
 
+def _session_line(session: dict[str, Any]) -> str:
+    """What the decision knew of the patron session (sessions opened through `vipflow web`)."""
+    required = " (sessions required)" if session.get("required") else ""
+    if not session.get("found"):
+        return f"session: none issued for this transaction id{required}"
+    amount = session.get("amount")
+    shown = f"{Decimal(str(amount)):.2f}" if amount is not None else "?"
+    return (f"session: {session.get('transaction_type') or '?'} of {shown}, opened {session.get('age_s')} s "
+            f"before the notification{required}")
+
+
 def render(rec: dict[str, Any], events: list[dict[str, Any]] | None = None,
            notifications: list[dict[str, Any]] | None = None) -> str:
     """A readable text view of a (masked) record; with the ledger's ``events`` and ``notifications``
@@ -194,6 +206,9 @@ def render(rec: dict[str, Any], events: list[dict[str, Any]] | None = None,
     refs = {k: v for k, v in (rec.get("references") or {}).items() if v is not None}
     if refs:
         lines.append("references " + ", ".join(f"{k}={v}" for k, v in refs.items()))
+    session = ((rec.get("facts") or {}).get("session") or {})
+    if session.get("found") is not None or session.get("required"):
+        lines.append(_session_line(session))
     lines.append("notifications received:")
     if notifications is None:
         for n in rec.get("notifications", ()):

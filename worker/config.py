@@ -97,6 +97,11 @@ class VipSettings(_Section):
     withdraw_approval_path: UrlPath = "/api/operator/WithdrawApproval"
     transaction_path: UrlPath = "/api/operator/Transaction"
     account_lookup_path: UrlPath = "/api/patronsession/accountlookup"
+    # Patron sessions (issue 14): opened by the operator's backend before any notification.
+    session_existing_path: UrlPath = "/api/patronsession/existing"
+    session_new_path: UrlPath = "/api/patronsession/new"
+    # VIP's web component the patron is sent to (``?mode=...#sessionId``); empty: vip.base_url.
+    web_component_url: str = ""
     secret_key1: SecretStr | None = None
     secret_key2: SecretStr | None = None
     secret_key1_file: Path | None = None
@@ -236,6 +241,44 @@ class ReviewSettings(_Section):
     max_age_s: int = Field(3600, ge=1)
 
 
+class SessionsSettings(_Section):
+    # True: every notification is expected to follow a session opened through vipflow (`vipflow web`);
+    # operators who open sessions elsewhere keep it false. The rules read it as session.required.
+    required: bool = False
+
+
+_REDIRECT_STATES = ("pending", "received", "decided", "frozen", "approving", "approved", "review",
+                    "rejected", "failed")
+
+
+class RedirectSettings(_Section):
+    """Where a returning patron goes: per transaction type and state, else ``default``."""
+
+    default: str = "/"
+    deposit: dict[str, str] = {}
+    withdraw: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _check(self) -> RedirectSettings:
+        for kind in ("deposit", "withdraw"):
+            for state, target in getattr(self, kind).items():
+                if state not in _REDIRECT_STATES:
+                    raise ValueError(f"{kind}.{state}: not a state; use one of {', '.join(_REDIRECT_STATES)}")
+                if not target.startswith(("/", "https://", "http://")):
+                    raise ValueError(f"{kind}.{state}: a path (/lobby) or an http(s) URL")
+        return self
+
+    def target(self, transaction_type: str | None, state: str) -> str:
+        """The configured redirect for ``state`` of a ``transaction_type``, else the default."""
+        table: dict[str, str] = getattr(self, transaction_type or "", None) or {}
+        return table.get(state, self.default)
+
+
+class WebSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8092, ge=0, le=65535)
+
+
 class LogSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -260,6 +303,9 @@ class Settings(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     ledger: LedgerSettings = LedgerSettings()
     review: ReviewSettings = ReviewSettings()
+    sessions: SessionsSettings = SessionsSettings()
+    redirects: RedirectSettings = RedirectSettings()
+    web: WebSettings = WebSettings()
     log: LogSettings = LogSettings()
 
     @classmethod

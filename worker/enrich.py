@@ -1,4 +1,4 @@
-"""Enrichment: what the worker asks before deciding (account inquiry, wallet, velocity).
+"""Enrichment: what the worker asks before deciding (account inquiry, wallet, velocity, the patron session).
 
 A failed inquiry leaves its facts unknown (None) and a note on the record rather
 than stopping the decision: the rules see unknown facts as never matching a
@@ -16,6 +16,7 @@ from redis.exceptions import NoScriptError
 
 from worker.errors import VipApiError, WalletError
 from worker.facts import Enrichment
+from worker.ledger.sessions import PatronSession, SessionStore
 from worker.notification import Notification
 from worker.store.accounts import AccountCache
 from worker.store.velocity import Velocity, VelocityStore
@@ -27,7 +28,21 @@ log = logging.getLogger("vipflow.enrich")
 
 
 # The sources a rule set may read beyond the notification; velocity is always kept (it is history).
-SOURCES = frozenset({"account", "wallet"})
+SOURCES = frozenset({"account", "wallet", "session"})
+
+
+def patron_of(note: Notification, session: PatronSession | None) -> str | None:
+    """Whose transaction it is: the notification's PatronId, else its session's patron (documented
+    withdrawals carry no PatronId; the session opened through vipflow names the patron)."""
+    return note.patron_id or (session.patron_id if session is not None else None)
+
+
+def session_of(note: Notification, sessions: SessionStore | None) -> PatronSession | None:
+    """The open session of the notification's transaction id (None without one or without a store);
+    LedgerUnavailable propagates (the task is redelivered)."""
+    if sessions is None or not note.transaction_id:
+        return None
+    return sessions.open_session(note.transaction_id)
 
 
 @dataclass(frozen=True)
@@ -41,13 +56,19 @@ class Enriched:
 
 
 def enrich(note: Notification, received_at_s: float, *, vip: VipApi, accounts: AccountCache,
-           wallet: Wallet, velocity: VelocityStore, asks: frozenset[str] = SOURCES) -> Enriched:
-    """Ask VIP Connect (through the cache), the wallet and the velocity store about ``note``.
+           wallet: Wallet, velocity: VelocityStore, asks: frozenset[str] = SOURCES,
+           sessions: SessionStore | None = None, sessions_required: bool | None = None) -> Enriched:
+    """Ask VIP Connect (through the cache), the wallet, the velocity store and the ledger's patron
+    sessions about ``note``.
 
-    Only the sources in ``asks`` are asked (the pipeline passes those its rules read).
+    Only the sources in ``asks`` are asked (the pipeline passes those its rules read); the session is
+    also read when the notification names no patron (the wallet then asks for the session's patron).
     The account-cache read and the velocity script share one Redis round trip.
     """
     problems: list[str] = []
+    ask_session = sessions is not None and ("session" in asks or not note.patron_id)
+    session = session_of(note, sessions) if ask_session else None
+    patron = patron_of(note, session)
     card, product = note.vip_card_number, note.product_type
     ask_account = "account" in asks and bool(card)
     observe = bool(card and note.amount is not None and note.transaction_type)
@@ -59,15 +80,19 @@ def enrich(note: Notification, received_at_s: float, *, vip: VipApi, accounts: A
         except VipApiError as exc:
             problems.append(f"account inquiry failed ({type(exc).__name__}); account facts unknown")
     balance: Decimal | None = None
-    if "wallet" in asks and note.patron_id:
+    if "wallet" in asks and patron:
         try:
-            balance = wallet.balance(note.patron_id)
+            balance = wallet.balance(patron)
         except WalletError as exc:
             problems.append(f"wallet balance failed ({type(exc).__name__}); wallet.balance unknown")
     for problem in problems:
         log.warning(problem, extra={"transaction_id": note.transaction_id})
-    return Enriched(Enrichment(account=account, wallet_balance=balance, velocity=seen), tuple(problems),
-                    tuple(sorted(SOURCES - asks)))
+    asked_session = ask_session and "session" in asks
+    age = session.age_s(received_at_s) if session is not None else None
+    found = Enrichment(account=account, wallet_balance=balance, velocity=seen, session_required=sessions_required,
+                       session_asked=asked_session, session=session if asked_session else None, session_age_s=age)
+    unasked = SOURCES - asks if sessions is not None else (SOURCES - asks) | {"session"}
+    return Enriched(found, tuple(problems), tuple(sorted(unasked)))
 
 
 def _redis_lookups(note: Notification, at: float, accounts: AccountCache, velocity: VelocityStore,

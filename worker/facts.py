@@ -15,6 +15,7 @@ from typing import Any
 
 from rules.catalogue import CATALOGUE, blank_facts
 from worker.config import LimitsSettings
+from worker.ledger.sessions import PatronSession
 from worker.notification import Notification
 from worker.store.velocity import WINDOWS_S, Velocity
 from worker.vip.models import AccountInquiry
@@ -36,6 +37,10 @@ class Enrichment:
     account: AccountInquiry | None = None
     wallet_balance: Decimal | None = None
     velocity: Velocity | None = None
+    session_required: bool | None = None  # sessions.required
+    session_asked: bool = False  # the ledger was asked for the session (else session.* is unknown)
+    session: PatronSession | None = None  # the open session of this transaction id
+    session_age_s: int | None = None
 
 
 def effective_limits(note: Notification, defaults: LimitsSettings) -> dict[str, Decimal | None]:
@@ -73,6 +78,13 @@ def build_facts(note: Notification, found: Enrichment, defaults: LimitsSettings)
                 facts["bank"]["instant_payment_eligible"] = bank.instant_payment_eligible
                 facts["bank"]["available_amount"] = bank.available_amount
     facts["wallet"]["balance"] = found.wallet_balance
+    facts["session"]["required"] = found.session_required
+    if found.session_asked:
+        session = found.session
+        facts["session"]["found"] = session is not None
+        if session is not None:
+            facts["session"].update(amount=session.amount, transaction_type=session.transaction_type,
+                                    age_s=found.session_age_s)
     if found.velocity is not None:
         for window in WINDOWS_S:  # the attempts under their first names, kept for existing rule files
             facts["velocity"][f"count_{window}"] = found.velocity.counts.get(window)

@@ -19,10 +19,11 @@ import redis
 from rules import RuleBook
 from worker import actions, deliveries
 from worker.config import Settings
-from worker.enrich import SOURCES, enrich
+from worker.enrich import SOURCES, enrich, patron_of, session_of
 from worker.errors import StoreError, WalletTransientError
 from worker.facts import build_facts, facts_for_record
 from worker.ledger import Ledger, NotificationSeen, RecordWriter, State, TransactionRecord
+from worker.ledger.sessions import SessionStore
 from worker.ledger.states import is_final, is_settled
 from worker.masking import mask_value
 from worker.metrics import ACTIONS, count_decision
@@ -174,7 +175,8 @@ def _handle(entry: ArchivedNotification, rec: TransactionRecord, book: RuleBook,
 def _decide(note: Notification, entry: ArchivedNotification, rec: TransactionRecord, book: RuleBook,
             deps: Deps, save: actions.Save) -> TransactionRecord:
     found = enrich(note, entry.received_at / 1000, vip=deps.vip, accounts=deps.accounts,
-                   wallet=deps.wallet, velocity=deps.velocity, asks=_asks(str(note.transaction_type), book, deps))
+                   wallet=deps.wallet, velocity=deps.velocity, asks=_asks(str(note.transaction_type), book, deps),
+                   sessions=SessionStore(deps.ledger.engine), sessions_required=deps.settings.sessions.required)
     facts = build_facts(note, found.found, deps.settings.limits)
     decision = book.decide(str(note.transaction_type), facts)
     deps.ledger.remember_rulesets(book.rulesets.values())  # the rule text, once per version
@@ -221,10 +223,12 @@ def _act(note: Notification, entry: ArchivedNotification, rec: TransactionRecord
     # Only withdrawals are frozen: a withdrawal takes money the wallet already holds, so it is held
     # until VIP Connect pays it out; a deposit's money is not in the wallet yet, there is nothing to hold.
     if decision.get("freeze") and kind == "withdraw":
-        if not note.patron_id or note.amount is None:
-            return actions.send_to_review(rec, save, "cannot freeze: no patron id or amount")
+        patron = patron_of(note, None) or patron_of(note, session_of(note, SessionStore(deps.ledger.engine)))
+        if not patron or note.amount is None:
+            return actions.send_to_review(rec, save, "cannot freeze: no patron id (nor a session naming one) "
+                                                     "or no amount")
         try:
-            rec = actions.freeze(rec, save, deps.wallet, note.patron_id, note.amount)
+            rec = actions.freeze(rec, save, deps.wallet, patron, note.amount)
         except actions.FreezeRefused as exc:
             rec = save.latest or rec  # with the refusal, stored by freeze
             return actions.send_to_review(rec, save, f"the wallet refused the freeze ({exc.reason})")

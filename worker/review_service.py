@@ -27,8 +27,10 @@ from typing import Any, NoReturn
 
 from rules.errors import VipflowError
 from worker import actions
+from worker.enrich import patron_of, session_of
 from worker.errors import WalletError
 from worker.ledger import Ledger, RecordWriter, State, Stored, TransactionRecord
+from worker.ledger.sessions import SessionStore
 from worker.ledger.states import IN_FLIGHT, is_final
 from worker.notification import decode_body, parse_notification
 from worker.pipeline import Deps
@@ -205,10 +207,11 @@ def _settle(deps: Deps, rec: TransactionRecord, save: RecordWriter, body: object
 def _freeze(deps: Deps, rec: TransactionRecord, save: RecordWriter, body: object) -> TransactionRecord:
     # A withdrawal is paid out of the wallet: hold the funds before VIP pays, as the worker does.
     note = parse_notification(body, "withdraw")
-    if not note.patron_id or note.amount is None:
-        _fail(rec, save, "cannot freeze: the notification has no patron id or amount")
+    patron = patron_of(note, None) or patron_of(note, session_of(note, SessionStore(deps.ledger.engine)))
+    if not patron or note.amount is None:
+        _fail(rec, save, "cannot freeze: no patron id (nor a session naming one) or no amount")
     try:
-        return actions.freeze(rec, save, deps.wallet, note.patron_id, note.amount)
+        return actions.freeze(rec, save, deps.wallet, patron, note.amount)
     except actions.FreezeRefused as exc:
         _fail(save.latest or rec, save, f"the wallet refused the freeze ({exc.reason})")
     except WalletError as exc:

@@ -37,6 +37,9 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--rate", type=float, default=50.0, help="notifications per second (--send)")
     parser.add_argument("--target", default=None, help="ingestor base URL (default from ingest.*)")
+    parser.add_argument("--for-sessions", action="store_true",
+                        help="with --send: one notification per patron session the simulator at vip.base_url "
+                             "opened (their transaction ids, patrons, cards and amounts)")
     parser.set_defaults(func=run)
 
 
@@ -89,6 +92,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sessions(vip_url: str) -> list[dict[str, Any]]:
+    """The patron sessions the running simulator opened; ConfigError when it does not answer."""
+    import requests
+
+    try:
+        answer = requests.get(vip_url.rstrip("/") + "/sim/sessions", timeout=5)
+        answer.raise_for_status()
+        found: list[dict[str, Any]] = answer.json()
+    except (requests.RequestException, ValueError) as exc:
+        raise ConfigError("vip.base_url", f"no simulator answers /sim/sessions there ({type(exc).__name__})") from None
+    return found
+
+
 def _send(args: argparse.Namespace, settings: Any) -> int:
     from producers.sim.sender import send_notifications
 
@@ -100,8 +116,10 @@ def _send(args: argparse.Namespace, settings: Any) -> int:
 
     target = args.target or f"http://{settings.ingest.host}:{settings.ingest.port}"
     paths = {"deposit": settings.ingest.paths.deposit, "withdraw": settings.ingest.paths.withdraw}
+    sessions = _sessions(settings.vip.base_url) if args.for_sessions else None
     report = send_notifications(
         target,
+        sessions=sessions,
         count=args.send,
         rate=args.rate,
         key=base64.b64decode(secret.get_secret_value()),

@@ -15,14 +15,14 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import requests
 
-from producers.sim.patrons import PATRONS, SimPatron
+from producers.sim.patrons import PATRONS, SimPatron, find
 from producers.sim.wire import dumps
 from worker.tokens import TokenCache
 
@@ -134,6 +134,23 @@ def random_notification(rng: random.Random, kinds: Sequence[str]) -> tuple[str, 
     )
 
 
+def notification_for_session(session: Mapping[str, Any], rng: random.Random) -> tuple[str, dict[str, Any]]:
+    """The notification VIP would send after a patron session (an entry of the simulator's
+    ``/sim/sessions``): its transaction id, type, amount, card and patron. Withdrawals carry no
+    PatronId, as VIP documents them; the worker finds the patron through the session."""
+    kind = str(session["transactionType"])
+    card = session.get("vipCardNumber")
+    patron = find(str(card or "")) or PATRONS[0]
+    patron = replace(patron, patron_id=str(session["patronId"]), vip_card_number=str(card or patron.vip_card_number))
+    body = build_notification(patron, kind, Decimal(str(session["amount"])),
+                              transaction_id=str(session["transactionId"]), pascal=rng.random() < 0.5,
+                              as_strings=rng.random() < 0.5, rng=rng)
+    if kind == "withdraw":
+        body.pop("PatronId", None)
+        body.pop("patronId", None)
+    return kind, body
+
+
 def send_notifications(
     target: str,
     *,
@@ -147,10 +164,16 @@ def send_notifications(
     paths: Mapping[str, str] = DEFAULT_PATHS,
     workers: int = 8,
     timeout_s: float = 10.0,
+    sessions: Sequence[Mapping[str, Any]] | None = None,
 ) -> SendReport:
-    """POST ``count`` notifications to ``target`` at about ``rate`` per second; count the answers."""
+    """POST ``count`` notifications to ``target`` at about ``rate`` per second; count the answers.
+    With ``sessions`` (the simulator's ``/sim/sessions``), one notification for each of the first
+    ``count`` sessions instead of random ones."""
     rng = random.Random(seed)
-    notes = [random_notification(rng, kinds) for _ in range(count)]
+    if sessions is not None:
+        notes = [notification_for_session(s, rng) for s in list(sessions)[:count]]
+    else:
+        notes = [random_notification(rng, kinds) for _ in range(count)]
     tokens = TokenCache(key, issuer, audience, 600)
     report = SendReport(
         transaction_ids=[n["TransactionId" if "TransactionId" in n else "transactionId"] for _, n in notes]

@@ -5,7 +5,7 @@ before anything is recorded), ``latency_ms`` (added to every answer),
 ``timeout_ms`` (sleep that long before answering), ``hang_ms`` (how long the
 scripted ``timeout``/``commit_then_timeout`` wait, default 3000), and
 ``scripted``: a list of ``{"transaction_id" (or "vip_card_number"), "endpoint":
-"approve"|"lookup"|"account", "responses": [...]}``, each response consumed by
+"approve"|"lookup"|"account"|"session", "responses": [...]}``, each response consumed by
 one call: a status (``500``; a 4xx answers VIP's error model), ``{"status": 400,
 "body": {...}}``, ``"timeout"`` (hang, nothing recorded) or
 ``"commit_then_timeout"`` (record the approval, then hang). A bare scripted
@@ -63,8 +63,9 @@ class Faults:
         for entry in entries:
             key = str(entry.get("transaction_id") or entry.get("vip_card_number") or "")
             endpoint = str(entry.get("endpoint", "approve"))
-            if not key or endpoint not in ("approve", "lookup", "account"):
-                raise ConfigError("faults.scripted", "needs transaction_id and endpoint approve|lookup|account")
+            if not key or endpoint not in ("approve", "lookup", "account", "session"):
+                raise ConfigError("faults.scripted",
+                                  "needs transaction_id and endpoint approve|lookup|account|session")
             self.scripted.setdefault((endpoint, key), []).extend(entry.get("responses") or [])
 
     def to_dict(self) -> dict[str, Any]:
@@ -93,6 +94,7 @@ class SimState:
             self.approvals: Counter[str] = Counter()
             self.calls: Counter[str] = Counter()
             self.transactions: dict[str, dict[str, Any]] = {}
+            self.sessions: dict[str, dict[str, Any]] = {}  # patron sessions opened, by transaction id
             self.faults = Faults()
             self.faults.update(self._start)
 

@@ -1,4 +1,4 @@
-"""The simulated VIP Connect API (Starlette): approvals, transaction lookup, account lookup.
+"""The simulated VIP Connect API (Starlette): approvals, transaction lookup, account lookup, patron sessions.
 
 Every API call must carry the operator's JWT (HS256, SecretKey1 or SecretKey2,
 iss = vip.operator_id, aud = vip.audience) or gets 401. Handlers are async and
@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
+import re
+import uuid
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -151,6 +153,64 @@ class VipSim:
         return _json(inquiry_response(patron))
 
 
+_TXID = re.compile(r"[A-Za-z0-9]{8,25}")
+_SESSION_TYPES = {"0": "deposit", "1": "withdraw", "deposit": "deposit", "withdraw": "withdraw"}
+
+
+def _session_problem(body: dict[str, Any], kind: str) -> str | None:
+    """What VIP would refuse in a patron session request, or None."""
+    if not _TXID.fullmatch(str(field(body, "transactionID") or "")):
+        return "transactionID must be 8 to 25 letters or digits"
+    if not str(field(body, "patronID") or "").strip():
+        return "patronID is required"
+    if str(field(body, "transactionType")).lower() not in _SESSION_TYPES:
+        return "transactionType must be 0 (deposit) or 1 (withdraw)"
+    try:
+        amount = Decimal(str(field(body, "transactionAmount")))
+        if not amount.is_finite() or amount <= 0:
+            raise InvalidOperation
+    except InvalidOperation:
+        return "transactionAmount must be a positive decimal"
+    if kind == "existing" and find(str(field(body, "vipCardNumber") or "")) is None:
+        return "no VIP account has this vipCardNumber"
+    return None
+
+
+async def open_session(sim: VipSim, request: Request) -> Response:
+    """patronsession/existing and /new: check the body as VIP would, answer a session id."""
+    kind = "new" if request.url.path.rstrip("/").lower().endswith("new") else "existing"
+    body, early = await sim._enter(request, f"session_{kind}")
+    if early is not None:
+        return early
+    if not isinstance(body, dict):
+        return _json(vip_error(99, "The request body must be a JSON object"), 400)
+    problem = _session_problem(body, kind)
+    txid = str(field(body, "transactionID") or "")
+    step = await sim._scripted("session", txid)
+    if isinstance(step, Response):
+        return step
+    if problem is None and txid in sim.state.sessions:
+        problem = "transactionID was already used for a session"
+    if problem is not None:
+        error = vip_error(99, problem)
+        error["transactionStage"] = "Session"
+        return _json(error, 400)
+    session_id = str(uuid.uuid4())
+    ttype = _SESSION_TYPES[str(field(body, "transactionType")).lower()]
+    card = field(body, "vipCardNumber")
+    with sim.state.lock:
+        sim.state.sessions[txid] = {
+            "transactionId": txid, "sessionId": session_id, "patronId": str(field(body, "patronID")),
+            "vipCardNumber": None if card is None else str(card), "transactionType": ttype,
+            "amount": str(Decimal(str(field(body, "transactionAmount")))), "patronKind": kind,
+        }
+    expires = (datetime.now(UTC) + timedelta(minutes=30)).isoformat()
+    return _json({"sessionId": session_id, "expires": expires, "transactionId": txid,
+                  "patronId": field(body, "patronID"), "vipCardNumber": card,
+                  "enrollmentStatus": "complete" if kind == "existing" else "pending",
+                  "transactionAmount": str(field(body, "transactionAmount"))})
+
+
 def build_vip_app(settings: Settings, state: SimState) -> Starlette:
     """The VIP app on the paths ``vip.*_path`` name (plus the Json approval variants)."""
     if not settings.vip.signing_keys():
@@ -183,7 +243,17 @@ def build_vip_app(settings: Settings, state: SimState) -> Starlette:
             v.withdraw_approval_path + "Json",
         )
     ]
+    async def sessions(request: Request) -> Response:
+        with state.lock:
+            return JSONResponse(list(state.sessions.values()))
+
+    async def session(request: Request) -> Response:
+        return await open_session(sim, request)
+
     routes += [
+        Route(v.session_existing_path, session, methods=["POST"]),
+        Route(v.session_new_path, session, methods=["POST"]),
+        Route("/sim/sessions", sessions, methods=["GET"]),
         Route(v.transaction_path, sim.transaction, methods=["POST"]),
         Route(v.account_lookup_path, sim.account, methods=["POST"]),
         Route("/sim/stats", stats, methods=["GET"]),

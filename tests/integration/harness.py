@@ -146,6 +146,8 @@ class Stack:
         self.ingest: Proc | None = None
         self.ingest_url = ""
         self.worker: Proc | None = None
+        self.web: Proc | None = None
+        self.web_url = ""
         self.redis = redis.Redis.from_url(redis_url)
         self.ledger = Ledger.open(database_url)
 
@@ -164,6 +166,17 @@ class Stack:
         wait_until(lambda: requests.get(self.ingest_url + "/readyz", timeout=1).ok, timeout_s,
                    "the ingestor's /readyz")
         return self.ingest_url
+
+    def start_web(self, timeout_s: float = 20) -> str:
+        """Start ``vipflow web`` (the operator site's API) on a free port and wait for /healthz."""
+        port = free_port()
+        self.web = Proc([sys.executable, "-m", "producers", "web", "--port", str(port)], self.env)
+        self.web_url = f"http://127.0.0.1:{port}"
+        web = self.web
+        wait_until(lambda: web.process.poll() is not None or requests.get(self.web_url + "/healthz", timeout=1).ok,
+                   timeout_s, "vipflow web's /healthz")
+        assert web.process.poll() is None, "\n".join(web.lines[-30:])
+        return self.web_url
 
     def start_worker(self, timeout_s: float = 30) -> Proc:
         """Start a real Celery worker (``celery -A worker worker``) and wait until it is ready."""
@@ -213,7 +226,7 @@ class Stack:
 
     def stop(self) -> None:
         """Stop every process started; leave Redis to the redis_url fixture."""
-        for proc in (self.worker, self.ingest):
+        for proc in (self.worker, self.ingest, self.web):
             if proc is not None:
                 proc.stop()
         if self.sim is not None:

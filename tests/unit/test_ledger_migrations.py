@@ -119,3 +119,19 @@ def test_an_empty_sqlite_file_is_migrated_when_opened(sqlite_url: str) -> None:
             assert conn.execute(select(t.prune_runs)).all() == []
     finally:
         ledger.engine.dispose()
+
+
+def test_the_0002_schema_upgrades_to_sessions_and_tokens(empty_engine: Engine) -> None:
+    """A database at 0002 with a notification upgrades to head: the row survives, the session and token
+    tables exist, and token uses are append-only."""
+    assert upgrade(empty_engine, "0002") == (None, "0002")
+    note = archived_note("1700000000000-1", "tx-2")
+    Ledger(empty_engine).add_notification(note)
+    assert "patron_sessions" not in inspect(empty_engine).get_table_names()
+    assert upgrade(empty_engine) == ("0002", head_revision())
+    assert Ledger(empty_engine).notification(note.entry_id) == note
+    assert {"patron_sessions", "api_tokens", "api_token_uses"} <= set(inspect(empty_engine).get_table_names())
+    if empty_engine.dialect.name == "postgresql":
+        assert "api_token_uses_append_only" in _pg_triggers(empty_engine)
+    else:
+        assert "api_token_uses_no_update" in _sqlite_triggers(empty_engine)

@@ -101,7 +101,7 @@ def test_deposit_within_limits_is_approved_once(world: World) -> None:
     assert rec is not None and rec.state == "approved"
     assert world.vip.approvals["dep000001"] == 1
     assert rec.decision is not None and rec.decision["ruleset"] == "deposit"
-    assert rec.decision["content_hash"] and rec.decision["version"] == 1
+    assert rec.decision["content_hash"] and rec.decision["version"] == 2
     assert rec.facts is not None and rec.facts["amount"] == "89.76"
     assert entry not in pending(world)
 

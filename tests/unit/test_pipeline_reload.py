@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -20,10 +21,12 @@ def test_a_new_valid_version_takes_over(tmp_path: Path) -> None:
     path = _copy(tmp_path)
     holder = RuleHolder(path)
     before = holder.current().content_hash
+    version = holder.current().rulesets["withdraw"].version
     f = path / "withdraw.yaml"
-    f.write_text(f.read_text().replace("version: 1", "version: 2", 1))
+    f.write_text(re.sub(r"^version: (\d+)", lambda m: f"version: {int(m[1]) + 1}", f.read_text(), count=1,
+                        flags=re.MULTILINE))
     assert holder.check() is True
-    assert holder.current().rulesets["withdraw"].version == 2
+    assert holder.current().rulesets["withdraw"].version == version + 1
     assert holder.current().content_hash != before
 
 

@@ -170,3 +170,16 @@ def test_a_database_that_does_not_answer_is_one_line_and_exit_1(
     code, out, err = _show(capsys, "txshow0006")
     assert (code, out) == (1, "")
     assert err.strip().count("\n") == 0 and "ledger" in err and "Traceback" not in err
+
+
+def test_the_patron_session_the_decision_knew_is_shown() -> None:
+    """tx show names the session a notification was decided against, or that none was issued."""
+    from worker.command import render
+
+    found = {"required": True, "found": True, "amount": "50", "transaction_type": "deposit", "age_s": 12}
+    text = render({"transaction_id": "TX1", "state": "approved", "facts": {"session": found}})
+    assert "session: deposit of 50.00, opened 12 s before the notification (sessions required)" in text
+    text = render({"transaction_id": "TX2", "state": "review", "facts": {"session": {"required": True,
+                                                                                     "found": False}}})
+    assert "session: none issued for this transaction id (sessions required)" in text
+    assert "session:" not in render({"transaction_id": "TX3", "state": "approved", "facts": {}})

@@ -13,6 +13,10 @@
 - ``rulesets``: the text of every ruleset version that decided anything, by hash.
 - ``dead_letters``: tasks that gave up, kept for replay.
 - ``prune_runs``: the audit of every ``vipflow db prune``.
+- ``patron_sessions``: every patron session vipflow asked VIP to open (opening, open, or refused with
+  VIP's answer), keyed by the transaction id vipflow issued for it.
+- ``api_tokens``: the operator site's bearer tokens (only a sha256 of each), their scopes and revocation;
+  ``api_token_uses``: every request made with one, by the token's name. Append-only.
 
 Times are epoch seconds (double precision) unless a name ends in ``_ms``;
 amounts are Numeric dollars, exact.
@@ -140,3 +144,46 @@ prune_runs = Table(
     Column("events", Integer, nullable=False, default=0),
     Column("notifications", Integer, nullable=False, default=0),
 )
+
+patron_sessions = Table(
+    "patron_sessions", metadata,
+    Column("transaction_id", String(64), primary_key=True),  # issued (or checked) by vipflow
+    Column("status", String(16), nullable=False),  # opening | open | refused
+    Column("patron_kind", String(16), nullable=False),  # existing | new
+    Column("patron_id", String(200), nullable=False),
+    Column("vip_card_number", String(64), nullable=True),  # none for a patron enrolling
+    Column("transaction_type", String(16), nullable=False),  # deposit | withdraw
+    Column("amount", Numeric(18, 2), nullable=False),
+    Column("wallet_balance", Numeric(18, 2), nullable=True),
+    Column("remaining_daily_deposit", Numeric(18, 2), nullable=True),
+    Column("product_type", String(16), nullable=True),
+    Column("return_url", Text, nullable=True),
+    Column("vip_session_id", String(200), nullable=True),
+    Column("vip_status", Integer, nullable=True),  # VIP's HTTP status when it refused
+    Column("vip_error", Json, nullable=True),  # VIP's error body when it refused
+    Column("token_name", String(100), nullable=True),  # the API token that asked
+    Column("created_at", Double, nullable=False),
+    Column("opened_at", Double, nullable=True),
+)
+
+api_tokens = Table(
+    "api_tokens", metadata,
+    Column("name", String(100), primary_key=True),
+    Column("token_sha256", String(64), nullable=False, unique=True),
+    Column("scopes", String(200), nullable=False),  # space-separated: sessions status labels
+    Column("created_at", Double, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("revoked_at", Double, nullable=True),
+    Column("revoked_by", String(200), nullable=True),
+)
+
+api_token_uses = Table(
+    "api_token_uses", metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("token_name", String(100), nullable=False),
+    Column("at", Double, nullable=False),
+    Column("method", String(8), nullable=False),
+    Column("route", String(200), nullable=False),  # the route's template, never ids or query strings
+    Column("status", Integer, nullable=False),
+)
+Index("ix_api_token_uses_token_name", api_token_uses.c.token_name, api_token_uses.c.at)

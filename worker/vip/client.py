@@ -28,7 +28,7 @@ from worker.vip.models import (
     fold,
     jsonable,
 )
-from worker.vip.protocol import ApprovalKind
+from worker.vip.protocol import ApprovalKind, PatronKind
 
 _ERROR_FIELDS = (
     "errorCode",
@@ -165,6 +165,16 @@ class VipClient:
             transaction_result=str(field(payload, "transactionResult")),
             raw=jsonable(payload),  # ids, amount, type, time, result: no personal data
         )
+
+    def open_patron_session(self, patron_kind: PatronKind, body: Mapping[str, Any]) -> dict[str, Any]:
+        """POST patronsession/existing or /new once; VIP's answer, which carries ``sessionId``."""
+        s = self._settings
+        path = s.session_existing_path if patron_kind == "existing" else s.session_new_path
+        what = f"patron session for {field(dict(body), 'transactionID')}"
+        status, payload = self._post(path, body, what)
+        if status not in (200, 201) or not isinstance(payload, dict) or not field(payload, "sessionId"):
+            raise self._refused(status, payload, what)
+        return dict(payload)
 
     def lookup_transaction(self, transaction_id: str) -> TransactionStatus | None:
         """POST Transaction {transactionId, fullDetails}; the matching entry, None on 204."""

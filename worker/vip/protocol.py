@@ -32,3 +32,18 @@ class VipApi(Protocol):
     def lookup_transaction(self, transaction_id: str) -> TransactionStatus | None:
         """What VIP Connect knows of a transaction; None when it knows nothing (204)."""
         ...
+
+
+PatronKind = Literal["existing", "new"]
+
+
+class PatronSessionApi(Protocol):
+    """Opening a patron session (the operator site's side, before any notification)."""
+
+    def open_patron_session(self, patron_kind: PatronKind, body: Mapping[str, Any]) -> dict[str, Any]:
+        """POST patronsession/existing or /new once; VIP's answer (it carries ``sessionId``).
+
+        Raises VipRejectedError on 4xx or an answer without a session id, VipTransientError on 5xx,
+        timeouts and refused connections (never retried here: the caller decides).
+        """
+        ...

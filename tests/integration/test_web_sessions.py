@@ -1,0 +1,256 @@
+"""The operator site's API over real HTTP: `vipflow web`, the simulator's VIP Connect, the ledger, tokens.
+
+One stack per module (simulator, ingestor, worker, web service) with ``sessions.required`` true and
+configured redirects; each test opens its own sessions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+
+from producers.sim.patrons import PREFERRED_GOOD, UNKNOWN_CARD
+from tests.integration.harness import Stack
+from worker.ledger.api_tokens import TokenStore
+from worker.ledger.sessions import SessionStore
+
+pytestmark = pytest.mark.integration
+
+RETURN_URL = "https://casino.example/cashier/return"
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    """Simulator, ingestor, worker and web service; sessions required; redirects per type and state."""
+    from tests.conftest import TEST_REDIS_URL
+
+    s = Stack(TEST_REDIS_URL, VIPFLOW_SESSIONS__REQUIRED="true",
+              VIPFLOW_REDIRECTS__DEFAULT="/cashier",
+              VIPFLOW_REDIRECTS__DEPOSIT='{"approved": "/lobby", "review": "/cashier/pending", '
+                                        '"pending": "/cashier/wait"}',
+              VIPFLOW_REDIRECTS__WITHDRAW='{"approved": "/lobby", "review": "/cashier/pending", '
+                                         '"rejected": "/cashier/declined"}')
+    try:
+        s.redis.ping()
+        s.start_sim()
+        s.start_ingest()
+        s.start_worker()
+        s.start_web()
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture(scope="module")
+def token(stack: Stack) -> str:
+    """A token with the sessions and status scopes."""
+    return TokenStore(stack.ledger.engine).create("site", ["sessions", "status"], "test")
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def session_body(**overrides: Any) -> dict[str, Any]:
+    """A session request for the simulator's patron in good standing."""
+    body: dict[str, Any] = {
+        "patron_id": PREFERRED_GOOD.patron_id, "vip_card_number": PREFERRED_GOOD.vip_card_number,
+        "date_of_birth": "04/15/1980", "transaction_type": "deposit", "amount": "50.00",
+        "wallet_balance": "1000.00", "remaining_daily_deposit": "999.99", "product_type": "preferred",
+        "return_url": RETURN_URL,
+    }
+    body.update(overrides)
+    return body
+
+
+def open_session(stack: Stack, token: str, **overrides: Any) -> requests.Response:
+    return requests.post(f"{stack.web_url}/api/v1/sessions", json=session_body(**overrides), headers=auth(token),
+                         timeout=10)
+
+
+def test_a_session_is_opened_at_vip_and_recorded(stack: Stack, token: str) -> None:
+    """POST /api/v1/sessions issues a transaction id, opens the session at VIP and answers the web component URL."""
+    answer = open_session(stack, token)
+    assert answer.status_code == 201, answer.text
+    opened = answer.json()
+    txid = opened["transaction_id"]
+    assert len(txid) == 24 and txid.isalnum() and opened["amount"] == "50.00"
+    url = urlsplit(opened["web_component_url"])
+    assert url.fragment == opened["session_id"]
+    assert parse_qs(url.query) == {"mode": ["deposit"], "redirectUrl": [RETURN_URL]}
+    assert stack.sim is not None and opened["web_component_url"].startswith(stack.sim.vip_url)
+    vip_side = {s["transactionId"]: s for s in requests.get(f"{stack.sim.vip_url}/sim/sessions", timeout=5).json()}
+    assert vip_side[txid]["sessionId"] == opened["session_id"]
+    assert vip_side[txid]["patronId"] == PREFERRED_GOOD.patron_id and vip_side[txid]["amount"] == "50.00"
+    stored = SessionStore(stack.ledger.engine).get(txid)
+    assert stored is not None and stored.status == "open" and stored.vip_session_id == opened["session_id"]
+    assert (stored.patron_id, stored.vip_card_number, stored.amount) == (
+        PREFERRED_GOOD.patron_id, PREFERRED_GOOD.vip_card_number, Decimal("50.00"))
+    assert stored.return_url == RETURN_URL and stored.token_name == "site" and stored.opened_at is not None
+
+
+def test_the_operators_own_transaction_id_is_checked_and_kept(stack: Stack, token: str) -> None:
+    """A transaction id of the operator's is used when valid, refused with 422 when not, and 409 when used."""
+    assert open_session(stack, token, transaction_id="opOwnId000001").json()["transaction_id"] == "opOwnId000001"
+    again = open_session(stack, token, transaction_id="opOwnId000001")
+    assert again.status_code == 409 and "opOwnId000001" in again.json()["error"]
+    for bad in ("short", "has-dash-0001", "x" * 26):
+        refused = open_session(stack, token, transaction_id=bad)
+        assert refused.status_code == 422 and refused.json()["error"].startswith("transaction_id:")
+
+
+def test_vip_refusing_gives_its_error_and_no_open_session(stack: Stack, token: str) -> None:
+    """VIP's 400 (unknown card) comes back as 400 with VIP's error body; the session is recorded refused."""
+    answer = open_session(stack, token, vip_card_number=UNKNOWN_CARD, transaction_id="refusedTx00001")
+    assert answer.status_code == 400, answer.text
+    body = answer.json()
+    assert body["vip_status"] == 400 and body["vip_error"]["errorCode"] == 99
+    assert "VIP Connect refused the session" in body["error"] and "\n" not in body["error"]
+    stored = SessionStore(stack.ledger.engine).get("refusedTx00001")
+    assert stored is not None and stored.status == "refused" and stored.vip_session_id is None
+    assert SessionStore(stack.ledger.engine).open_session("refusedTx00001") is None
+    status = requests.get(f"{stack.web_url}/api/v1/transactions/refusedTx00001", headers=auth(token), timeout=5)
+    assert status.status_code == 404
+
+
+def test_vip_failing_gives_502_and_no_open_session(stack: Stack, token: str) -> None:
+    """VIP answering 500 gives 502 naming the failure; nothing is open."""
+    assert stack.sim is not None
+    stack.sim.faults({"transaction_id": "vipDownTx0001", "endpoint": "session", "responses": [500]})
+    answer = open_session(stack, token, transaction_id="vipDownTx0001")
+    assert answer.status_code == 502 and "nothing was opened" in answer.json()["error"]
+    stored = SessionStore(stack.ledger.engine).get("vipDownTx0001")
+    assert stored is not None and stored.status == "refused"
+
+
+def test_tokens_missing_wrong_revoked_get_401_and_unscoped_403(stack: Stack, token: str) -> None:
+    """No token, a wrong one and a revoked one get 401; a token without the scope gets 403; uses are recorded."""
+    tokens = TokenStore(stack.ledger.engine)
+    url = f"{stack.web_url}/api/v1/sessions"
+    assert requests.post(url, json=session_body(), timeout=5).status_code == 401
+    assert requests.post(url, json=session_body(), headers=auth("vf_nottherightone"), timeout=5).status_code == 401
+    revoked = tokens.create("old-site", ["sessions"], "test")
+    assert open_session(stack, revoked).status_code == 201
+    tokens.revoke("old-site", "test")
+    answer = open_session(stack, revoked)
+    assert answer.status_code == 401 and answer.headers["WWW-Authenticate"] == "Bearer"
+    status_only = tokens.create("status-only", ["status"], "test")
+    forbidden = open_session(stack, status_only)
+    assert forbidden.status_code == 403 and "sessions" in forbidden.json()["error"]
+    listed = {t.name: t for t in tokens.listing()}
+    assert listed["old-site"].uses == 1 and listed["old-site"].revoked_at is not None
+    assert listed["status-only"].uses == 1  # the 403 is recorded with the token's name too
+
+
+# --- notifications checked against their session (sessions.required is true in this stack) ------------
+
+
+def approvals(stack: Stack, txid: str) -> int:
+    assert stack.sim is not None
+    return int(stack.sim.stats().get("approvals", {}).get(txid, 0))
+
+
+def vip_session(stack: Stack, txid: str) -> dict[str, Any]:
+    """The session as the simulator (VIP) holds it: what its notification is built from."""
+    assert stack.sim is not None
+    found = {s["transactionId"]: s for s in requests.get(f"{stack.sim.vip_url}/sim/sessions", timeout=5).json()}
+    return dict(found[txid])
+
+
+def notify_for_session(stack: Stack, txid: str, **changes: Any) -> dict[str, Any]:
+    """Send the notification VIP would send after the session (``changes`` alter the session first)."""
+    import random
+
+    from producers.sim.sender import notification_for_session
+
+    kind, body = notification_for_session({**vip_session(stack, txid), **changes}, random.Random(7))
+    answer = stack.notify(kind, body)
+    assert answer.status_code == 200, answer.text
+    return body
+
+
+def status_of(stack: Stack, token: str, txid: str) -> dict[str, Any]:
+    answer = requests.get(f"{stack.web_url}/api/v1/transactions/{txid}", headers=auth(token), timeout=5)
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+def test_a_sessions_deposit_is_approved_once_and_redirected_to_the_lobby(stack: Stack, token: str) -> None:
+    """Session, then its deposit notification: approved once; the status API answers the deposit's redirects."""
+    txid = open_session(stack, token, amount="75.00").json()["transaction_id"]
+    assert status_of(stack, token, txid) == {"transaction_id": txid, "state": "pending", "transaction_type": "deposit",
+                                             "amount": "75.00", "redirect": "/cashier/wait"}
+    notify_for_session(stack, txid)
+    rec = stack.wait_state(txid, ("approved", "review", "rejected"))
+    assert rec["state"] == "approved", rec.get("review_reason")
+    assert rec["facts"]["session"] == {"required": True, "found": True, "amount": "75.00",
+                                       "transaction_type": "deposit", "age_s": rec["facts"]["session"]["age_s"]}
+    assert approvals(stack, txid) == 1
+    assert status_of(stack, token, txid) == {"transaction_id": txid, "state": "approved",
+                                             "transaction_type": "deposit", "amount": "75.00", "redirect": "/lobby"}
+
+
+def test_a_withdrawal_without_patron_id_is_frozen_for_the_sessions_patron(stack: Stack, token: str) -> None:
+    """A withdrawal notification without PatronId is frozen for the session's patron and approved once."""
+    txid = open_session(stack, token, transaction_type="withdraw", amount="120.00").json()["transaction_id"]
+    body = notify_for_session(stack, txid)
+    assert "PatronId" not in body and "patronId" not in body
+    rec = stack.wait_state(txid, ("approved", "review", "rejected"))
+    assert rec["state"] == "approved", rec.get("review_reason")
+    assert [a["name"] for a in rec["actions"] if a["status"] == "done"][:1] == ["freeze"]
+    assert stack.sim is not None
+    wallet = requests.get(f"{stack.sim.wallet_url}/sim/stats", timeout=5).json()
+    assert wallet["holds"][txid] == 1
+    assert wallet["held"][txid]["patron_id"] == PREFERRED_GOOD.patron_id
+    assert wallet["held"][txid]["amount"] == "120.00"
+    assert approvals(stack, txid) == 1
+    assert status_of(stack, token, txid)["redirect"] == "/lobby"
+
+
+def test_a_notification_never_issued_is_reviewed(stack: Stack, token: str) -> None:
+    """With sessions required, a transaction id vipflow never issued goes to review, naming the rule."""
+    from producers.sim.sender import build_notification
+
+    assert stack.notify("deposit", build_notification(PREFERRED_GOOD, "deposit", Decimal("30.00"),
+                                                      transaction_id="neverIssued001")).status_code == 200
+    rec = stack.wait_state("neverIssued001", ("approved", "review", "rejected"))
+    assert rec["state"] == "review"
+    assert "session-never-issued" in [m["id"] for m in rec["decision"]["matched"]]
+    assert approvals(stack, "neverIssued001") == 0
+    assert status_of(stack, token, "neverIssued001")["redirect"] == "/cashier/pending"
+
+
+def test_an_amount_above_the_sessions_is_reviewed(stack: Stack, token: str) -> None:
+    """A notification whose amount exceeds its session's goes to review, not approved."""
+    txid = open_session(stack, token, amount="40.00").json()["transaction_id"]
+    notify_for_session(stack, txid, amount="40.01")
+    rec = stack.wait_state(txid, ("approved", "review", "rejected"))
+    assert rec["state"] == "review"
+    assert "above-session-amount" in [m["id"] for m in rec["decision"]["matched"]]
+    assert approvals(stack, txid) == 0
+
+
+def test_a_type_mismatch_is_rejected(stack: Stack, token: str) -> None:
+    """A withdrawal notification for a deposit session is rejected (and redirected as configured)."""
+    txid = open_session(stack, token, amount="60.00").json()["transaction_id"]
+    notify_for_session(stack, txid, transactionType="withdraw")
+    rec = stack.wait_state(txid, ("approved", "review", "rejected"))
+    assert rec["state"] == "rejected"
+    assert "session-type-mismatch" in [m["id"] for m in rec["decision"]["matched"]]
+    assert approvals(stack, txid) == 0
+    assert status_of(stack, token, txid) == {"transaction_id": txid, "state": "rejected",
+                                             "transaction_type": "withdraw", "amount": "60.00",
+                                             "redirect": "/cashier/declined"}
+
+
+def test_the_status_api_says_nothing_personal(stack: Stack, token: str) -> None:
+    """The status answer holds no patron id, card, name or bank, whatever the state."""
+    txid = open_session(stack, token).json()["transaction_id"]
+    text = requests.get(f"{stack.web_url}/api/v1/transactions/{txid}", headers=auth(token), timeout=5).text
+    for personal in (PREFERRED_GOOD.patron_id, PREFERRED_GOOD.vip_card_number, RETURN_URL):
+        assert personal not in text
