@@ -1,9 +1,11 @@
 """The ``vipflow`` command: one dispatcher, one module per subcommand.
 
-Each subcommand parses its input, calls one function in the package that owns
-the work, and maps errors to a message and an exit code: 2 for bad
-configuration or bad input, 1 for a failure of the work itself. Heavy imports
-happen inside the subcommands, so ``vipflow rules check`` starts fast.
+Each subcommand parses its input and calls one function in the package that owns
+the work. What goes wrong is mapped to one line and an exit code here, once for
+every command (``producers.exits``: 2 for bad configuration or input, 1 when the
+work failed or Redis or the ledger did not answer, 130 on Ctrl-C, 141 when the
+reader of the output left). Heavy imports happen inside the subcommands, so
+``vipflow rules check`` starts fast.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ COMMAND_MODULES = (
     "producers.commands.rules_cmd",
     "producers.ingest.command",
     "worker.command",
+    "producers.commands.tx_cmd",
     "producers.sim.command",
     "producers.commands.replay_cmd",
     "producers.commands.review_cmd",
@@ -48,23 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``vipflow``; return the process exit code."""
-    from rules.errors import VipflowError
-    from worker.errors import ConfigError
+    """Run ``vipflow``; return the process exit code (see ``producers.exits``)."""
+    from producers.exits import run_command
 
     args = build_parser().parse_args(argv)
-    try:
-        code: int = args.func(args)
-    except ConfigError as exc:
-        print(f"vipflow: {exc}", file=sys.stderr)
-        return 2
-    except VipflowError as exc:
-        print(f"vipflow: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("vipflow: interrupted", file=sys.stderr)
-        return 130
-    return code
+    return run_command(args.func, args)
 
 
 if __name__ == "__main__":

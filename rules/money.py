@@ -34,3 +34,27 @@ def to_cents(value: Decimal | int | str) -> int:
     if abs(whole) > MAX_CENTS:
         raise MoneyError(f"{amount} is too large to compare exactly")
     return whole
+
+
+def format_amount(value: Decimal | int | float | str | None) -> str:
+    """Money as people read and paste it: two decimals (``61.9`` -> ``61.90``, ``351`` -> ``351.00``),
+    more only when the value really has them (never rounded away); ``?`` when unknown; a value that is
+    not a number as it is."""
+    if value is None:
+        return "?"
+    if isinstance(value, bool):
+        return str(value)
+    try:
+        amount = value if isinstance(value, Decimal) else Decimal(str(value).strip())
+    except InvalidOperation:
+        return str(value)
+    if not amount.is_finite():
+        return str(value)
+    try:
+        cents = amount.quantize(_CENT)
+    except InvalidOperation:  # more digits than the context holds: shown as they are
+        return f"{amount:f}"
+    return f"{cents if cents == amount else amount:f}"
+
+
+_CENT = Decimal("0.01")

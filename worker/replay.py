@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from rules.errors import VipflowError
+from worker.errors import InputError
 from worker.ledger import Ledger, RecordWriter, State, TransactionRecord
 from worker.ledger.states import allowed, is_settled
 from worker.store import keys
@@ -39,7 +39,7 @@ PAGE = 500  # transactions read per ledger query while re-queueing
 _DECIDED_REVIEW = ("the rules said review", "conflicting body")
 
 
-class SelectionError(VipflowError):
+class SelectionError(InputError):
     """A replay selection that cannot be used; ``option`` names the command-line option."""
 
     def __init__(self, option: str, problem: str):

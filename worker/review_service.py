@@ -27,7 +27,7 @@ from typing import Any, NoReturn
 
 from rules.errors import VipflowError
 from worker import actions
-from worker.errors import WalletError
+from worker.errors import InputError, WalletError
 from worker.ledger import Ledger, RecordWriter, State, Stored, TransactionRecord
 from worker.ledger.states import IN_FLIGHT, is_final
 from worker.notification import decode_body, parse_notification
@@ -43,11 +43,11 @@ INTERRUPTED = ("a reviewer's approval started and did not finish (still running,
 _PASSING = sorted(IN_FLIGHT)
 
 
-class NotInReview(VipflowError):
+class NotInReview(InputError):
     """The transaction is not waiting for review (never was, or someone already settled it)."""
 
 
-class ReviewInputError(VipflowError):
+class ReviewInputError(InputError):
     """A reviewer's command is missing something it needs (an actor, a reason)."""
 
 

@@ -41,8 +41,9 @@ def _engine(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def _where(engine: Any) -> str:
-    # The URL without its password: the operator's own host and database, never a secret.
-    return str(engine.url.render_as_string(hide_password=True))
+    from worker.ledger.schema import shown
+
+    return shown(engine)
 
 
 def upgrade_cmd(args: argparse.Namespace) -> int:

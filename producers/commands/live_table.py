@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from rules.money import format_amount
 from worker.ledger.states import State, is_settled
 
 _STYLE = {State.APPROVED: "green", State.REVIEW: "yellow", State.REJECTED: "red", State.FAILED: "red"}
@@ -54,7 +55,7 @@ def follow_decisions(settings: Any, *, since: float, expected: int, children_che
                 decision = record.decision or {}
                 rules = ", ".join(m["id"] for m in decision.get("matched", [])) or "(default)"
                 tx_id = record.transaction_id
-                shown[tx_id] = (tx_id, record.transaction_type or "?", record.amount or "?",
+                shown[tx_id] = (tx_id, record.transaction_type or "?", format_amount(record.amount),
                                 str(decision.get("outcome", "-")), str(record.state), rules)
                 order.setdefault(tx_id, record.updated_at)
             if len(records) >= _BATCH:  # a full batch: page on past all of it, the rest next time

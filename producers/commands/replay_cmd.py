@@ -1,8 +1,8 @@
 """``vipflow replay``: re-queue notifications from the ledger, or backtest rules on them (``--dry-run``).
 
 Thin: parse, call ``worker.replay`` / ``worker.backtest``, print. Exit 2 for a
-bad selection or bad rule files, 1 when the work failed, 130 when Ctrl-C
-stopped it (after saying how far it got).
+bad selection or bad rule files, 1 when the work failed (both through
+``producers.exits``), 130 when Ctrl-C stopped it (after saying how far it got).
 """
 
 from __future__ import annotations
@@ -37,11 +37,6 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--max-rows", type=int, default=200, metavar="N",
                    help="table rows to print (default 200; --json prints every difference)")
     p.set_defaults(func=run)
-
-
-def _fail(message: str) -> int:
-    print(f"vipflow replay: {message}", file=sys.stderr)
-    return 2
 
 
 @contextmanager
@@ -91,19 +86,17 @@ def _progress(label: str) -> Iterator[Callable[[int, int], None] | None]:
 def run(args: argparse.Namespace) -> int:
     """Select, then re-queue or backtest; print what happened."""
     from worker.config import load_settings
+    from worker.errors import InputError
     from worker.ledger import Ledger
-    from worker.replay import SelectionError, make_selection, stores
+    from worker.replay import make_selection, stores
     from worker.store.connection import connect
 
     if args.rules and not args.dry_run:
-        return _fail("--rules only goes with --dry-run")
+        raise InputError("--rules only goes with --dry-run")
     if args.force and args.dry_run:
-        return _fail("--force changes records; a --dry-run changes nothing: choose one")
-    try:
-        selection = make_selection(since=args.since, until=args.until, ids=args.ids, dlq=args.dlq,
-                                   unprocessed=args.unprocessed)
-    except SelectionError as exc:
-        return _fail(str(exc))
+        raise InputError("--force changes records; a --dry-run changes nothing: choose one")
+    selection = make_selection(since=args.since, until=args.until, ids=args.ids, dlq=args.dlq,
+                               unprocessed=args.unprocessed)
     settings = load_settings(getattr(args, "config", None))
     book = None
     if args.dry_run:
@@ -116,8 +109,6 @@ def run(args: argparse.Namespace) -> int:
         if args.dry_run:
             return _backtest(args, settings, st, selection, book)
         return _requeue(args, settings, st, selection)
-    except SelectionError as exc:
-        return _fail(str(exc))
     finally:
         st.ledger.engine.dispose()
 
@@ -196,10 +187,11 @@ def _print_backtest(report: Any, *, as_json: bool, max_rows: int) -> None:
     if as_json:
         print(json.dumps({"totals": report.totals()}))
         return
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(highlight=False)
+    from producers.commands.output import console as make_console
+
+    console = make_console()
     table = Table(title=f"{report.different} of {report.transactions} transactions decided differently")
     for name in ("transaction", "type", "recorded", "new", "rules that changed"):
         table.add_column(name)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -66,26 +65,20 @@ def _faults(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Serve the simulators (or send notifications with --send); the exit code."""
+    """Serve the simulators (or send notifications with --send); the exit code. A taken port is a
+    ListenError naming it, reported by the caller (``producers.exits``)."""
     from worker.config import load_settings
 
-    try:
-        settings = load_settings(getattr(args, "config", None))
-        if args.send is not None:
-            return _send(args, settings)
-        from producers.sim.server import run_simulator
+    settings = load_settings(getattr(args, "config", None))
+    if args.send is not None:
+        return _send(args, settings)
+    from producers.sim.server import run_simulator
 
-        vip_port = args.vip_port if args.vip_port is not None else _port(settings.vip.base_url, 8090)
-        wallet_port = args.wallet_port if args.wallet_port is not None else _port(settings.wallet.url, 8091)
-        run_simulator(
-            settings, host=args.host, vip_port=vip_port, wallet_port=wallet_port, faults=_faults(args), seed=args.seed
-        )
-    except ConfigError as exc:
-        print(f"vipflow sim: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"vipflow sim: cannot listen ({exc.strerror})", file=sys.stderr)
-        return 1
+    vip_port = args.vip_port if args.vip_port is not None else _port(settings.vip.base_url, 8090)
+    wallet_port = args.wallet_port if args.wallet_port is not None else _port(settings.wallet.url, 8091)
+    run_simulator(
+        settings, host=args.host, vip_port=vip_port, wallet_port=wallet_port, faults=_faults(args), seed=args.seed
+    )
     return 0
 
 

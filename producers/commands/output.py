@@ -1,0 +1,31 @@
+"""What commands print with: one rich console, and counted nouns.
+
+The console ends a command quietly when the reader of its output leaves
+(``| head``): rich's own handling would exit 1 from inside the print, so the
+broken pipe is raised on to ``producers.exits``, which ends every command the
+same way.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import Any
+
+
+def console(**options: Any) -> Any:
+    """A ``rich.console.Console`` on stdout (``highlight=False`` unless given) whose broken pipe is raised
+    as ``BrokenPipeError``."""
+    from rich.console import Console
+
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            raise BrokenPipeError(errno.EPIPE, "the reader of the output left")
+
+    options.setdefault("highlight", False)
+    return _Console(**options)
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """``1 notification``, ``2 notifications``, ``0 notifications`` (``nouns`` for irregular plurals)."""
+    return f"{count} {noun if count == 1 else nouns or noun + 's'}"
