@@ -112,8 +112,10 @@ def parse_time(text: str, option: str) -> int:
 
 
 def make_selection(*, since: str | None = None, until: str | None = None, ids: Iterable[str] = (),
-                   dlq: bool = False, unprocessed: bool = False) -> Selection:
-    """Check and build a selection; SelectionError naming the option at fault."""
+                   dlq: bool = False, unprocessed: bool = False, everything: bool = False) -> Selection:
+    """Check and build a selection; SelectionError naming the option at fault. Nothing selected means
+    every notification in the ledger when ``everything`` (a backtest, which changes nothing), else it is
+    refused (a re-queue of the whole ledger is never what a missing option meant)."""
     since_ms = parse_time(since, "--since") if since else None
     until_ms = parse_time(until, "--until") if until else None
     if since_ms is not None and until_ms is not None and until_ms < since_ms:
@@ -123,7 +125,7 @@ def make_selection(*, since: str | None = None, until: str | None = None, ids: I
         raise SelectionError("--id", "an empty transaction id")
     if sum((bool(wanted), dlq, unprocessed)) > 1:
         raise SelectionError("--id/--dlq/--unprocessed", "choose one of them (--since/--until may narrow it)")
-    if not (wanted or dlq or unprocessed or since_ms is not None or until_ms is not None):
+    if not (everything or wanted or dlq or unprocessed or since_ms is not None or until_ms is not None):
         raise SelectionError("selection", "say what to replay: --since/--until, --id, --dlq or --unprocessed")
     return Selection(since_ms, until_ms, wanted, dlq, unprocessed)
 

@@ -29,3 +29,12 @@ def console(**options: Any) -> Any:
 def plural(count: int, noun: str, nouns: str | None = None) -> str:
     """``1 notification``, ``2 notifications``, ``0 notifications`` (``nouns`` for irregular plurals)."""
     return f"{count} {noun if count == 1 else nouns or noun + 's'}"
+
+
+def print_table(table: Any) -> None:
+    """Print a rich ``table`` whole: into a file or a pipe each row on one line; on a terminal too narrow
+    for its columns that must not wrap (ids, amounts), wider than the terminal, which then wraps the
+    lines (the text stays whole when copied) rather than rich cutting them with an ellipsis."""
+    out, needs = console(), console(width=100_000).measure(table)
+    out = console(width=max(80, needs.maximum) if not out.is_terminal else max(out.width, needs.minimum))
+    out.print(table)

@@ -31,7 +31,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--force", action="store_true",
                    help="re-decide the undecided or failed ones (never re-approves a completed approval; the "
                         "earlier decision stays in the ledger)")
-    p.add_argument("--dry-run", action="store_true", help="backtest: decide in process, change nothing")
+    p.add_argument("--dry-run", action="store_true",
+                   help="backtest: decide in process, change nothing (no selection: the whole ledger)")
     p.add_argument("--rules", metavar="PATH", help="with --dry-run: these rules (default: rules.path)")
     p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     p.add_argument("--max-rows", type=int, default=200, metavar="N",
@@ -96,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     if args.force and args.dry_run:
         raise InputError("--force changes records; a --dry-run changes nothing: choose one")
     selection = make_selection(since=args.since, until=args.until, ids=args.ids, dlq=args.dlq,
-                               unprocessed=args.unprocessed)
+                               unprocessed=args.unprocessed, everything=args.dry_run)
     settings = load_settings(getattr(args, "config", None))
     book = None
     if args.dry_run:
@@ -182,33 +183,51 @@ def _requeue(args: argparse.Namespace, settings: Any, st: Any, selection: Any) -
 
 
 def _print_backtest(report: Any, *, as_json: bool, max_rows: int) -> None:
-    """The totals (JSON: the differences went out as they were found), or a rich table of the first
-    ``max_rows`` differences and the totals per outcome before and after."""
+    """The totals (JSON: the differences went out as they were found), or the headline (outcome changes of
+    transactions decided before), a table of the first ``max_rows`` differences with the kind of each,
+    the other kinds counted apart, and the totals per outcome before and after."""
     if as_json:
         print(json.dumps({"totals": report.totals()}))
         return
     from rich.table import Table
 
     from producers.commands.output import console as make_console
+    from producers.commands.output import plural, print_table
 
     console = make_console()
-    table = Table(title=f"{report.different} of {report.transactions} transactions decided differently")
-    for name in ("transaction", "type", "recorded", "new", "rules that changed"):
-        table.add_column(name)
-    for diff in report.differences[:max_rows]:
+    table = Table(title=f"{report.outcome_changes} of {plural(report.decided, 'transaction')} decided before "
+                        "would get another outcome")
+    shown = report.differences[:max_rows]
+    table.add_column("transaction", no_wrap=True,
+                     min_width=max((len(d.transaction_id) for d in shown), default=len("transaction")))
+    for name in ("type", "change", "recorded", "new"):
+        table.add_column(name, no_wrap=True)
+    longest_rule = max((len(i) + 1 for d in shown for i in (*d.added, *d.removed)), default=1)
+    table.add_column("rules that changed", min_width=longest_rule, overflow="fold")  # wraps between rule ids
+    for diff in shown:
         changed = [f"+{i}" for i in diff.added] + [f"-{i}" for i in diff.removed]
-        table.add_row(diff.transaction_id, diff.transaction_type or "?", diff.recorded, diff.new,
+        table.add_row(diff.transaction_id, diff.transaction_type or "?", diff.change, diff.recorded, diff.new,
                       diff.error or " ".join(changed))
-    console.print(table)
+    if shown:
+        print_table(table)
+    else:
+        console.print(table.title)
     if report.different > max_rows:
-        console.print(f"... and {report.different - max_rows} more (--max-rows N, or --json for all)")
+        console.print(f"... and {report.different - max_rows} more rows (--max-rows N, or --json for all)")
+    notes = [(report.rule_changes, "keep their outcome with other matched rules"),
+             (report.never_decided, "were never decided before: shown with (none) recorded"),
+             (report.errors, "cannot be decided by these rules: shown with (error)")]
+    for n, what in notes:
+        if n:
+            console.print(f"{plural(n, 'more transaction')} {what}")
     totals = Table(title="outcomes before and after")
     for name in ("outcome", "recorded", "new"):
         totals.add_column(name, justify="right" if name != "outcome" else "left")
     for outcome in sorted(set(report.before) | set(report.after)):
         totals.add_row(outcome, str(report.before.get(outcome, 0)), str(report.after.get(outcome, 0)))
-    console.print(totals)
+    print_table(totals)
     for source, n in sorted(report.unasked.items()):
-        console.print(f"note: {n} transactions were decided here on {source}.* facts the live rules never "
-                      f"read, so the worker never asked for them: they are unknown in these records, and "
-                      f"differences in rules that read them say what an unknown {source} does, not the real one")
+        console.print(f"note: {plural(n, 'transaction')} {'was' if n == 1 else 'were'} decided here on {source}.* "
+                      f"facts the live rules never read, so the worker never asked for them: they are unknown in "
+                      f"these records, and differences in rules that read them say what an unknown {source} does, "
+                      "not the real one")

@@ -68,7 +68,7 @@ def _age(seconds: float) -> str:
 def list_cmd(args: argparse.Namespace) -> int:
     """Print the queue, oldest first; overdue items (older than review.max_age_s) flagged. Transaction ids
     are never shortened or wrapped (they are pasted into ``review approve``); amounts have two decimals."""
-    from producers.commands.output import console
+    from producers.commands.output import print_table
     from rules.money import format_amount
     from worker.review_service import queued
 
@@ -97,11 +97,7 @@ def list_cmd(args: argparse.Namespace) -> int:
     table.add_column("why", overflow="fold")
     for txid, ttype, amount, age, matched, why, overdue in rows:
         table.add_row(txid, ttype, amount, f"[bold red]{age}[/]" if overdue else age, matched, why)
-    out, needs = console(), console(width=10_000).measure(table)
-    # A file or a pipe gets each row on one line; a terminal too narrow for the ids and amounts gets a
-    # table wider than itself (the terminal wraps the lines; the text stays whole when copied).
-    out = console(width=max(80, needs.maximum) if not out.is_terminal else max(out.width, needs.minimum))
-    out.print(table)
+    print_table(table)
     return 0
 
 

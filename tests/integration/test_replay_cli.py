@@ -140,15 +140,17 @@ def test_dry_run_after_a_rule_change_matches_the_hand_computed_differences(stack
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert lines == [
-        {"transaction_id": "rpwd000011", "transaction_type": "withdraw", "recorded": "approve", "new": "review",
-         "added": ["large-withdrawal"], "removed": [], "error": None},
-        {"totals": {"transactions": 3, "differences": 1, "before": {"approve": 2, "review": 1},
+        {"transaction_id": "rpwd000011", "transaction_type": "withdraw", "change": "outcome", "recorded": "approve",
+         "new": "review", "added": ["large-withdrawal"], "removed": [], "error": None},
+        {"totals": {"transactions": 3, "decided_before": 3, "outcome_changes": 1, "rule_changes": 0,
+                    "never_decided": 0, "errors": 0, "differences": 1, "before": {"approve": 2, "review": 1},
                     "after": {"approve": 1, "review": 2}, "unasked": {}, "interrupted": False}},
     ]
     table = vipflow(stack, "replay", "--dry-run", "--rules", str(rules), *ids)
     assert table.returncode == 0, table.stderr
     row = next(line for line in table.stdout.splitlines() if "rpwd000011" in line)
-    assert "approve" in row and "review" in row and "+large-withdrawal" in row
+    assert "approve" in row and "review" in row and "+large-withdrawal" in row and "outcome" in row
+    assert "1 of 3 transactions decided before would get another outcome" in table.stdout
     assert "rpwd000010" not in table.stdout
     assert approvals(stack) == before  # a dry run calls nothing
     assert stack.record("rpwd000011")["decision"]["outcome"] == "approve"  # type: ignore[index]

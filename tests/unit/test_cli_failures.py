@@ -109,7 +109,7 @@ LEDGER_COMMANDS = [
     ["review", "list"], ["review", "list", "--json"], ["review", "show", "tx00000001"],
     ["review", "approve", "tx00000001"], ["review", "reject", "tx00000001", "--reason", "test"],
     ["tx", "show", "tx00000001"], ["replay", "--id", "tx00000001"], ["replay", "--dlq"],
-    ["replay", "--unprocessed"], ["replay", "--since", "2024-01-01"], ["replay", "--dry-run", "--id", "tx1"],
+    ["replay", "--unprocessed"], ["replay", "--since", "2024-01-01"], ["replay", "--dry-run"],
     ["db", "upgrade"], ["db", "status"], ["db", "prune", "--dry-run"],
 ]
 
@@ -159,7 +159,7 @@ PRINTING_COMMANDS = [
     ["rules", "check"], ["rules", "test"], ["db", "status"], ["db", "status", "--json"],
     ["db", "prune", "--dry-run"], ["review", "list"], ["review", "list", "--json"],
     ["review", "show", "tx00000002"], ["tx", "show", "tx00000002"], ["tx", "show", "tx00000002", "--json"],
-    ["replay", "--dry-run", "--since", "2020-01-01"], ["replay", "--dry-run", "--since", "2020-01-01", "--json"],
+    ["replay", "--dry-run"], ["replay", "--dry-run", "--json"],
 ]
 
 

@@ -3,12 +3,14 @@ notification may still be) and time windows select the right entries."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
 import redis
 
 from producers.cli import main
+from tests.conftest import ROOT, archived_note
 from worker.ledger import Ledger
 from worker.replay import Selected, SelectionError, Stores, make_selection, parse_time, select, stores
 from worker.store.archive import ArchivedNotification
@@ -42,6 +44,12 @@ def test_an_empty_selection_is_refused() -> None:
     """Replaying with no selection at all is refused rather than replaying the whole archive."""
     with pytest.raises(SelectionError, match="say what to replay"):
         make_selection()
+
+
+def test_an_empty_selection_of_a_backtest_is_the_whole_ledger() -> None:
+    """A backtest changes nothing: with no selection it reads every notification, unbounded in time."""
+    sel = make_selection(everything=True)
+    assert sel.by_time and (sel.since_ms, sel.until_ms) == (None, None)
 
 
 def test_a_time_without_offset_is_utc() -> None:
@@ -145,3 +153,18 @@ def _iso(ms: int) -> str:
     from datetime import UTC, datetime
 
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
+
+
+def test_dry_run_without_a_selection_backtests_every_transaction(st: Stores, redis_url: str, sqlite_url: str,
+                                                                  monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """`vipflow replay --dry-run` with nothing selected decides every transaction in the ledger."""
+    for i, at in enumerate((1_000, 2_000_000_000_000, 3_000_000_000_000)):
+        st.ledger.add_notifications([archived_note(f"{at}-0", f"tx{i:08d}", received_at_ms=at)])
+    monkeypatch.delenv("VIPFLOW_CONFIG", raising=False)
+    monkeypatch.setenv("VIPFLOW_DATABASE__URL", sqlite_url)
+    monkeypatch.setenv("VIPFLOW_REDIS__URL", redis_url)
+    monkeypatch.setenv("VIPFLOW_RULES__PATH", str(ROOT / "rules" / "default"))
+    assert main(["replay", "--dry-run", "--json"]) == 0
+    totals = json.loads(capsys.readouterr().out.splitlines()[-1])["totals"]
+    assert totals["transactions"] == 3 and totals["never_decided"] + totals["errors"] == 3
