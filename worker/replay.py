@@ -11,9 +11,8 @@ is already decided and acted on as it is, so a replay can never approve twice.
 failed, and never touches one whose approval started. It erases nothing: under
 the transaction's lock it records a ``redecide`` step (a ``replay`` event with
 the operator's identity) and moves the transaction back to ``received``; the
-earlier decision stays in the ledger's events. ``--dlq`` marks the dead letters
-it queued again as requeued; they stay in the ledger. The dry-run backtest
-lives in ``worker.backtest``.
+earlier decision stays in the ledger's events. Re-queueing dead letters, letter
+by letter, lives in ``worker.replay_dlq``; the dry-run backtest in ``worker.backtest``.
 """
 
 from __future__ import annotations
@@ -246,7 +245,7 @@ def _pages(refs: Iterable[Ref], size: int) -> Iterator[list[Ref]]:
 
 
 def requeue(selected: Selected, st: Stores, publisher: Publisher, *, force: bool = False,
-            actor: str | None = None, from_dlq: bool = False, on_progress: Progress | None = None,
+            actor: str | None = None, on_progress: Progress | None = None,
             should_stop: StopFlag | None = None) -> RequeueReport:
     """Queue the task for each selected notification (invalid ones are skipped), a page at a time;
     ``force`` needs ``actor`` (who asked, as ``worker.ledger.actor.cli_actor`` says). See the module
@@ -281,8 +280,6 @@ def requeue(selected: Selected, st: Stores, publisher: Publisher, *, force: bool
             rec = recs.get(str(ref.transaction_id))
             if rec is not None and is_settled(rec.state) and str(ref.transaction_id) not in redecided:
                 report.already_final += 1
-            if from_dlq:
-                st.ledger.mark_requeued(ref.entry_id)
             if on_progress is not None:
                 on_progress(done, max(done, report.selected))
     report.selected = max(done, report.selected)  # a stream may have grown while it was read

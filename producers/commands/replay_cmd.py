@@ -26,7 +26,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--id", dest="ids", action="append", default=[], metavar="TRANSACTION_ID",
                    help="a transaction's notifications (repeatable)")
     p.add_argument("--dlq", action="store_true",
-                   help="the dead letters not queued again yet (marked requeued once queued; they stay)")
+                   help="the open dead letters (their transaction not final): says per letter what was done; a "
+                        "letter stays until its transaction is final")
     p.add_argument("--unprocessed", action="store_true", help="received but never finished")
     p.add_argument("--force", action="store_true",
                    help="re-decide the undecided or failed ones (never re-approves a completed approval; the "
@@ -109,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.dry_run:
             return _backtest(args, settings, st, selection, book)
+        if args.dlq:
+            return _dead_letters(args, settings, st, selection)
         return _requeue(args, settings, st, selection)
     finally:
         st.ledger.engine.dispose()
@@ -150,6 +153,7 @@ def _rulebook(path: Any) -> Any:
 
 
 def _requeue(args: argparse.Namespace, settings: Any, st: Any, selection: Any) -> int:
+    from producers.commands.output import plural
     from worker.ledger.actor import cli_actor
     from worker.replay import requeue, select
     from worker.store.publisher import CeleryPublisher
@@ -159,8 +163,7 @@ def _requeue(args: argparse.Namespace, settings: Any, st: Any, selection: Any) -
     publisher = CeleryPublisher.from_settings(settings)
     with _stop_on_ctrl_c() as stop, _progress("replay") as progress:
         report = requeue(selected, st, publisher, force=args.force,
-                         actor=cli_actor(settings) if args.force else None, from_dlq=args.dlq,
-                         on_progress=progress, should_stop=stop)
+                         actor=cli_actor(settings) if args.force else None, on_progress=progress, should_stop=stop)
     summary = {"selected": report.selected, "queued": report.queued,
                "already_final": report.already_final, "skipped_invalid": report.skipped_invalid,
                "redecided": len(report.redecided), "missing": len(report.missing),
@@ -168,15 +171,48 @@ def _requeue(args: argparse.Namespace, settings: Any, st: Any, selection: Any) -
     if args.json:
         print(json.dumps(summary))
     else:
-        print(f"selected {report.selected} notifications; queued {report.queued} "
+        print(f"selected {plural(report.selected, 'notification')}; queued {report.queued} "
               f"({report.already_final} of them already settled: the worker leaves those as they are)")
         if report.skipped_invalid:
             print(f"skipped {report.skipped_invalid} archived as invalid (nothing to decide)")
         if args.force:
-            print(f"--force: {len(report.redecided)} transactions will be decided again")
+            print(f"--force: {plural(len(report.redecided), 'transaction')} will be decided again")
     if report.interrupted:
         print(f"vipflow replay: interrupted after queueing {report.queued} of {report.selected}; "
               "run the same replay again to finish (already queued ones are not acted on twice)",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+def _dead_letters(args: argparse.Namespace, settings: Any, st: Any, selection: Any) -> int:
+    """Each open dead letter and what was done with it (JSON: one line per letter, the totals last)."""
+    from producers.commands.output import plural
+    from worker.ledger.actor import cli_actor
+    from worker.replay_dlq import LetterOutcome, replay_dead_letters
+    from worker.store.publisher import CeleryPublisher
+
+    def say(outcome: LetterOutcome) -> None:
+        if args.json:
+            print(json.dumps(outcome.to_dict()))
+        else:
+            print(f"letter {outcome.letter_id}  transaction {outcome.transaction_id or '?'}  entry "
+                  f"{outcome.entry_id}: {outcome.message}")
+
+    with _stop_on_ctrl_c() as stop:
+        report = replay_dead_letters(selection, st, CeleryPublisher.from_settings(settings), force=args.force,
+                                     actor=cli_actor(settings) if args.force else None, should_stop=stop,
+                                     on_outcome=say)
+    counts = report.counts
+    if args.json:
+        print(json.dumps({"totals": {"letters": len(report.outcomes), **dict(sorted(counts.items())),
+                                     "closed_before": report.closed_before, "interrupted": report.interrupted}}))
+    else:
+        parts = [f"{n} {what.replace('_', ' ')}" for what, n in sorted(counts.items())]
+        print(f"{plural(len(report.outcomes), 'open dead letter')}{': ' + ', '.join(parts) if parts else ''}; "
+              f"{plural(report.closed_before, 'letter')} closed before (their transactions are final)")
+    if report.interrupted:
+        print(f"vipflow replay: interrupted after {plural(len(report.outcomes), 'letter')}; run it again to go on",
               file=sys.stderr)
         return 130
     return 0

@@ -11,7 +11,7 @@ import redis
 
 from producers.cli import main
 from tests.conftest import ROOT, archived_note
-from worker.ledger import Ledger
+from worker.ledger import Ledger, State, TransactionRecord
 from worker.replay import Selected, SelectionError, Stores, make_selection, parse_time, select, stores
 from worker.store.archive import ArchivedNotification
 
@@ -122,17 +122,17 @@ def test_unprocessed_selects_unfinished_entries_of_the_ledger_and_the_buffer(st:
     assert _ids(select(make_selection(unprocessed=True), st)) == [left, buffered]
 
 
-def test_dlq_selects_letters_not_requeued_and_names_those_stored_nowhere(st: Stores) -> None:
-    """--dlq selects the dead letters' notifications (ledger or buffer), skips letters already requeued,
-    and names the entries neither holds."""
+def test_dlq_selects_open_letters_and_names_those_stored_nowhere(st: Stores) -> None:
+    """--dlq (as the backtest reads it) selects the open dead letters' notifications (ledger or buffer),
+    skips letters whose transaction is final, and names the entries neither holds."""
     kept = _noted(st, "1000-0", "tx00000001", done=True)
     buffered = st.archive.append("deposit", b"{}", status="valid", transaction_id="tx00000002", error=None)
-    requeued = _noted(st, "1500-0", "tx00000004", done=True)
+    final = _noted(st, "1500-0", "tx00000004", done=True)
     st.ledger.add_dead_letter(kept, "tx00000001", "unexpected KeyError", "unexpected_error", 1)
     st.ledger.add_dead_letter(buffered, "tx00000002", "unexpected KeyError", "unexpected_error", 1)
     st.ledger.add_dead_letter("1-0", "tx00000003", "unexpected KeyError", "unexpected_error", 1)
-    st.ledger.add_dead_letter(requeued, "tx00000004", "unexpected KeyError", "unexpected_error", 1)
-    st.ledger.mark_requeued(requeued)
+    st.ledger.add_dead_letter(final, "tx00000004", "unexpected KeyError", "unexpected_error", 1)
+    st.ledger.write(None, TransactionRecord("tx00000004", transaction_type="deposit").moved(State.REJECTED))
     selected = select(make_selection(dlq=True), st)
     assert _ids(selected) == [kept, buffered] and selected.missing == ["1-0"]
 
