@@ -106,8 +106,9 @@ def reason(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None)  # SQLAlchemy wraps the driver's error
     if isinstance(orig, BaseException):
         exc = orig
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
+    system = _system_error(exc)
+    if system is not None:
+        return system
     lines = str(exc).strip().splitlines()
     text = lines[0].strip() if lines else ""
     if " connecting to " in text and ". " in text:  # redis-py: "Error 111 connecting to h:p. Connection refused."
@@ -116,3 +117,20 @@ def reason(exc: BaseException) -> str:
         text = text.rsplit(": ", 1)[1]
     text = text.strip().rstrip(".").replace("FATAL:  ", "")
     return text[:200] or type(exc).__name__
+
+
+def _system_error(exc: BaseException) -> str | None:
+    """The operating system's words (``Connection refused``) when ``exc`` wraps an OSError that has them:
+    requests -> urllib3 -> socket errors nest several levels deep (``reason``, ``args``, causes)."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo and len(seen) < 12:
+        current = todo.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.strerror:
+            return current.strerror
+        related = [getattr(current, "reason", None), *current.args, current.__cause__, current.__context__]
+        todo.extend(r for r in related if isinstance(r, BaseException))
+    return None
