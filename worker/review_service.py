@@ -191,7 +191,7 @@ def _freeze(deps: Deps, rec: TransactionRecord, save: RecordWriter, body: object
     except actions.FreezeRefused as exc:
         _fail(save.latest or rec, save, f"the wallet refused the freeze ({exc.reason})")
     except WalletError as exc:
-        _fail(save.latest or rec, save, f"the wallet failed ({type(exc).__name__})")
+        _fail(save.latest or rec, save, f"the wallet failed ({exc})")
 
 
 def _fail(rec: TransactionRecord, save: RecordWriter, error: str) -> NoReturn:
@@ -247,7 +247,7 @@ def reject(deps: Deps, transaction_id: str, actor: str, reason: str, *,
         try:
             rec = actions.reject(rec, save, deps.wallet)
         except WalletError as exc:
-            _fail(save.latest or rec, save, f"the wallet could not release the freeze ({type(exc).__name__})")
+            _fail(save.latest or rec, save, f"the wallet could not release the freeze ({exc})")
         return _settled(save(rec.with_action("review_reject", "done", who)))
     finally:
         lock.release()

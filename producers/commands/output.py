@@ -1,4 +1,4 @@
-"""What commands print with: one rich console, and counted nouns.
+"""What commands print with: one rich console, and counted nouns (``worker.wording.plural``).
 
 The console ends a command quietly when the reader of its output leaves
 (``| head``): rich's own handling would exit 1 from inside the print, so the
@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import errno
 from typing import Any
+
+from worker.wording import plural
+
+__all__ = ["console", "plural", "print_table"]
 
 
 def console(**options: Any) -> Any:
@@ -24,11 +28,6 @@ def console(**options: Any) -> Any:
 
     options.setdefault("highlight", False)
     return _Console(**options)
-
-
-def plural(count: int, noun: str, nouns: str | None = None) -> str:
-    """``1 notification``, ``2 notifications``, ``0 notifications`` (``nouns`` for irregular plurals)."""
-    return f"{count} {noun if count == 1 else nouns or noun + 's'}"
 
 
 def print_table(table: Any) -> None:

@@ -124,6 +124,7 @@ def _missing(entry_ids: list[str]) -> None:
 
 
 def _backtest(args: argparse.Namespace, settings: Any, st: Any, selection: Any, book: Any) -> int:
+    from producers.commands.output import plural
     from worker.backtest import backtest
 
     def emit(diff: Any) -> None:
@@ -135,7 +136,7 @@ def _backtest(args: argparse.Namespace, settings: Any, st: Any, selection: Any, 
     _missing(report.missing)
     _print_backtest(report, as_json=args.json, max_rows=args.max_rows)
     if report.interrupted:
-        print(f"vipflow replay: interrupted after {report.transactions} transactions; "
+        print(f"vipflow replay: interrupted after {plural(report.transactions, 'transaction')}; "
               "the totals cover those only", file=sys.stderr)
         return 130
     return 0
