@@ -1,9 +1,11 @@
 """The ``vipflow`` command: one dispatcher, one module per subcommand.
 
-Each subcommand parses its input, calls one function in the package that owns
-the work, and maps errors to a message and an exit code: 2 for bad
-configuration or bad input, 1 for a failure of the work itself. Heavy imports
-happen inside the subcommands, so ``vipflow rules check`` starts fast.
+Each subcommand parses its input and calls one function in the package that owns
+the work. What goes wrong is mapped to one line and an exit code here, once for
+every command (``producers.exits``: 2 for bad configuration or input, 1 when the
+work failed or Redis or the ledger did not answer, 130 on Ctrl-C, 141 when the
+reader of the output left). Heavy imports happen inside the subcommands, so
+``vipflow rules check`` starts fast.
 
 ``-v/--verbose`` is one flag, accepted before the subcommand or anywhere after
 it: every command then first says on stderr which configuration, Redis and
@@ -22,6 +24,7 @@ COMMAND_MODULES = (
     "producers.commands.rules_cmd",
     "producers.ingest.command",
     "worker.command",
+    "producers.commands.tx_cmd",
     "producers.sim.command",
     "producers.commands.replay_cmd",
     "producers.commands.review_cmd",
@@ -71,27 +74,20 @@ def _add_verbose_everywhere(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``vipflow``; return the process exit code."""
-    from rules.errors import VipflowError
-    from worker.errors import ConfigError
+    """Run ``vipflow``; return the process exit code (see ``producers.exits``)."""
+    from producers.exits import run_command
 
     args = build_parser().parse_args(argv)
-    try:
-        if args.verbose:
-            from worker.config_report import describe
+    return run_command(_verbose_then_run, args)
 
-            for line in describe(args.config):
-                print(f"vipflow: {line}", file=sys.stderr)
-        code: int = args.func(args)
-    except ConfigError as exc:
-        print(f"vipflow: {exc}", file=sys.stderr)
-        return 2
-    except VipflowError as exc:
-        print(f"vipflow: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("vipflow: interrupted", file=sys.stderr)
-        return 130
+
+def _verbose_then_run(args: argparse.Namespace) -> int:
+    if getattr(args, "verbose", False):
+        from worker.config_report import describe
+
+        for line in describe(args.config):
+            print(f"vipflow: {line}", file=sys.stderr)
+    code: int = args.func(args)
     return code
 
 

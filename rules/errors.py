@@ -11,6 +11,11 @@ here and the worker's sub-bases (in ``worker.errors``) derive from it::
     │   ├── RuleFilesInvalid           a set of RuleFileErrors, reported together
     │   └── FactError                  facts that do not fit the fact catalogue
     ├── ConfigError                    worker.errors: a bad configuration key
+    ├── InputError                     worker.errors: a command's input (option, id, file) that cannot be used
+    │   ├── SelectionError             worker.replay: a replay selection
+    │   ├── NotInReview                worker.review_service: the transaction is not waiting for review
+    │   └── ReviewInputError           worker.review_service: a reviewer's command lacks an actor or reason
+    ├── ListenError                    worker.errors: a server cannot listen on its address (port taken)
     ├── NotificationError              worker.errors: a body that is not a notification
     ├── VipApiError                    worker.errors: the VIP Connect API
     │   ├── VipTransientError          5xx, timeout, refused connection: retry
@@ -25,7 +30,8 @@ here and the worker's sub-bases (in ``worker.errors``) derive from it::
         └── SchemaOutdated             the database schema is not the code's: run vipflow db upgrade
 
 A message names what was wrong and what to do about it. It never carries a
-secret or a patron's personal data.
+secret or a patron's personal data. ``producers.exits`` maps each kind to the
+``vipflow`` command's exit code and one line.
 """
 
 from __future__ import annotations

@@ -66,7 +66,9 @@ def _shown(path: str, flat: dict[str, Any]) -> str:
     if CATALOGUE[path].type == "money":
         value = Decimal(value) / 100
         return f"{path} = {value:.2f}"
-    return f"{path} = {value!r}".replace("True", "true").replace("False", "false")
+    if isinstance(value, bool):
+        return f"{path} = {'true' if value else 'false'}"
+    return f"{path} = {value!r}"
 
 
 def _text(c: Condition) -> str:

@@ -60,5 +60,9 @@ def _typed(path: str, type_: str, value: Any) -> Any:
         return value
     try:
         return to_cents(value if isinstance(value, Decimal) else Decimal(str(value)))
-    except (MoneyError, ArithmeticError) as exc:
-        raise FactError(f"fact '{path}': not an exact amount ({type(exc).__name__})") from None
+    except MoneyError as exc:  # the message names the fact, never its value
+        raise FactError(f"fact '{path}' {exc.problem}; amounts are dollars with at most two decimals, "
+                        "e.g. 61.90") from None
+    except ArithmeticError:
+        raise FactError(f"fact '{path}' is not a number; amounts are dollars with at most two decimals, "
+                        "e.g. 61.90") from None

@@ -168,7 +168,8 @@ def _pick(r: _Reader, fields: dict[str, tuple[Node, Node]], key: str, allowed: t
     node = fields[key][1]
     value = r.scalar(node) if isinstance(node, ScalarNode) else None
     if value not in allowed:
-        r.p.add(node, f"{key} must be {what}: one of {', '.join(allowed)}")
+        given = f"'{value}' is not {what}" if isinstance(value, str) else f"needs {what}"
+        r.p.add(node, f"{key}: {given}; use one of {', '.join(allowed)}")
         return None
     return str(value)
 
@@ -340,6 +341,13 @@ def _field_ref(r: _Reader, path: str, op: str, node: MappingNode) -> FieldRef | 
     return FieldRef(other)
 
 
+def _yaml(value: object) -> str:
+    """A scalar as the rule file wrote it: true/false, numbers bare, strings quoted (not Python's repr)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value) if isinstance(value, int | float) else f"'{value}'"
+
+
 def _literal(r: _Reader, path: str, op: str, node: Node) -> Scalar | None:
     fact = CATALOGUE[path]
     value = r.scalar(node) if isinstance(node, ScalarNode) else None
@@ -351,13 +359,13 @@ def _literal(r: _Reader, path: str, op: str, node: Node) -> Scalar | None:
         return None
     kind = "bool" if isinstance(value, bool) else "number" if isinstance(value, int | float) else "string"
     if fact.type in ("money", "count") and kind != "number":
-        r.p.add(node, f"'{path}' is a number ({fact.type}); {value!r} is a {kind}")
+        r.p.add(node, f"'{path}' is a number ({fact.type}); {_yaml(value)} is a {kind}")
         return None
     if fact.type == "string" and kind != "string":
-        r.p.add(node, f"'{path}' is a string; {value!r} is a {kind}")
+        r.p.add(node, f"'{path}' is a string; {_yaml(value)} is a {kind}")
         return None
     if fact.type == "bool" and kind != "bool":
-        r.p.add(node, f"'{path}' is true or false; {value!r} is a {kind}")
+        r.p.add(node, f"'{path}' is true or false; {_yaml(value)} is a {kind}")
         return None
     if op in _ORDERED and fact.type in ("string", "bool"):
         r.p.add(node, f"'{path}' is a {fact.type}: {op} needs a number")
@@ -370,9 +378,9 @@ def _literal(r: _Reader, path: str, op: str, node: Node) -> Scalar | None:
             return None
         return Decimal(str(value))
     if fact.type == "count" and not isinstance(value, int):
-        r.p.add(node, f"'{path}' is a whole number; {value!r} is not")
+        r.p.add(node, f"'{path}' is a whole number; {_yaml(value)} is not")
         return None
     if fact.values and value not in fact.values:
-        r.p.add(node, f"'{path}' is one of {', '.join(fact.values)}; {value!r} is not")
+        r.p.add(node, f"'{path}' is one of {', '.join(fact.values)}; {_yaml(value)} is not")
         return None
     return value  # type: ignore[no-any-return]

@@ -16,7 +16,12 @@ MAX_CENTS = 2**53 - 1
 
 
 class MoneyError(RuleError):
-    """An amount that cannot be compared exactly."""
+    """An amount that cannot be compared exactly; ``problem`` says why without the value (for messages
+    that must not show it)."""
+
+    def __init__(self, message: str, problem: str):
+        self.problem = problem
+        super().__init__(message)
 
 
 def to_cents(value: Decimal | int | str) -> int:
@@ -24,13 +29,39 @@ def to_cents(value: Decimal | int | str) -> int:
     try:
         amount = value if isinstance(value, Decimal) else Decimal(str(value))
     except InvalidOperation:
-        raise MoneyError(f"{value!r} is not an amount") from None
+        raise MoneyError(f"'{value}' is not an amount; give dollars with at most two decimals, e.g. 61.90",
+                         "is not a number") from None
     if not amount.is_finite():
-        raise MoneyError("an amount must be a finite number")
+        raise MoneyError("an amount must be a finite number", "is not a finite number")
     cents = amount * 100
     if cents != cents.to_integral_value():
-        raise MoneyError(f"{amount} has a fraction of a cent")
+        raise MoneyError(f"{amount} has a fraction of a cent; amounts have at most two decimals",
+                         "has a fraction of a cent")
     whole = int(cents)
     if abs(whole) > MAX_CENTS:
-        raise MoneyError(f"{amount} is too large to compare exactly")
+        raise MoneyError(f"{amount} is too large to compare exactly", "is too large to compare exactly")
     return whole
+
+
+def format_amount(value: Decimal | int | float | str | None) -> str:
+    """Money as people read and paste it: two decimals (``61.9`` -> ``61.90``, ``351`` -> ``351.00``),
+    more only when the value really has them (never rounded away); ``?`` when unknown; a value that is
+    not a number as it is."""
+    if value is None:
+        return "?"
+    if isinstance(value, bool):
+        return str(value)
+    try:
+        amount = value if isinstance(value, Decimal) else Decimal(str(value).strip())
+    except InvalidOperation:
+        return str(value)
+    if not amount.is_finite():
+        return str(value)
+    try:
+        cents = amount.quantize(_CENT)
+    except InvalidOperation:  # more digits than the context holds: shown as they are
+        return f"{amount:f}"
+    return f"{cents if cents == amount else amount:f}"
+
+
+_CENT = Decimal("0.01")

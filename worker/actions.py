@@ -23,6 +23,7 @@ from worker.vip.approve import approve_with_reconciliation
 from worker.vip.models import fold, jsonable
 from worker.vip.protocol import ApprovalKind, VipApi
 from worker.wallet.protocol import Wallet
+from worker.wording import plural
 
 log = logging.getLogger("vipflow.actions")
 
@@ -246,5 +247,5 @@ def approve(rec: TransactionRecord, save: Save, vip: VipApi, kind: ApprovalKind,
         err = outcome.error or {}
         reason = f"VIP Connect refused the approval (HTTP {err.get('status')}); see its error body"
     else:
-        reason = f"VIP Connect could not be reached after {outcome.attempts} attempts"
+        reason = f"VIP Connect could not be reached after {plural(outcome.attempts, 'attempt')}"
     return send_to_review(rec, save, reason)

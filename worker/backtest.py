@@ -7,6 +7,11 @@ A transaction never decided has no stored facts: it is decided on what its
 notification alone says (account, wallet and velocity unknown) and shown with
 ``(none)`` recorded.
 
+What changed is counted by kind, so that a candidate's effect is not overstated:
+outcome changes of transactions decided before (the headline), rule-only changes
+(same outcome, other matched rules), transactions never decided before (what
+they would get now), and those the rules cannot decide now.
+
 A time range is streamed from the ledger with constant memory: one query per
 page of notifications brings each one's recorded decision, facts and unasked
 sources (``Ledger.iter_recorded``; a body only where nothing was decided; on
@@ -40,10 +45,17 @@ NONE = "(none)"
 ERROR = "(error)"
 PAGE = 5000  # notifications per ledger query
 
+# How a transaction's new decision differs from what was recorded (a Difference's ``change``).
+OUTCOME = "outcome"  # decided before, and the outcome changes: what the headline counts
+RULE_ONLY = "rules"  # decided before, same outcome, different matched rules
+UNDECIDED = "never decided"  # never decided before: what it would get now (no change of anything)
+FAILED = "error"  # cannot be decided now (``error`` says why)
+
 
 @dataclass(frozen=True)
 class Difference:
-    """A transaction whose new decision differs from the recorded one (outcome or matched rules)."""
+    """A transaction whose new decision is not what was recorded: its outcome or its matched rules
+    changed, it was never decided, or it cannot be decided now (``change`` says which)."""
 
     transaction_id: str
     transaction_type: str | None
@@ -52,22 +64,28 @@ class Difference:
     added: tuple[str, ...] = ()  # rules matching now that did not
     removed: tuple[str, ...] = ()  # rules that matched and no longer do
     error: str | None = None
+    change: str = OUTCOME  # OUTCOME | RULE_ONLY | UNDECIDED | FAILED
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {"transaction_id": self.transaction_id, "transaction_type": self.transaction_type,
-                "recorded": self.recorded, "new": self.new, "added": list(self.added),
+                "change": self.change, "recorded": self.recorded, "new": self.new, "added": list(self.added),
                 "removed": list(self.removed), "error": self.error}
 
 
 @dataclass
 class BacktestReport:
-    """Outcome totals before and after over the transactions decided, the number of differences, and
-    the first ``keep`` of them (None: all)."""
+    """Outcome totals before and after (NONE before: never decided), the differences by kind of change,
+    and the first ``keep`` of them (None: all). The headline is ``outcome_changes`` of ``decided``:
+    transactions decided before whose outcome the new rules change."""
 
     keep: int | None = 1000
     transactions: int = 0
-    different: int = 0
+    decided: int = 0  # decided before (a recorded outcome to compare with)
+    outcome_changes: int = 0
+    rule_changes: int = 0  # same outcome, other matched rules
+    never_decided: int = 0
+    errors: int = 0
     differences: list[Difference] = field(default_factory=list)
     before: Counter[str] = field(default_factory=Counter)
     after: Counter[str] = field(default_factory=Counter)
@@ -76,9 +94,21 @@ class BacktestReport:
     interrupted: bool = False
     on_difference: Callable[[Difference], None] | None = None
 
+    @property
+    def different(self) -> int:
+        """How many differences of any kind were found (each handed to ``on_difference``)."""
+        return self.outcome_changes + self.rule_changes + self.never_decided + self.errors
+
     def add(self, diff: Difference) -> None:
-        """Count one difference, hand it to ``on_difference``, keep it while under ``keep``."""
-        self.different += 1
+        """Count one difference by its kind, hand it to ``on_difference``, keep it while under ``keep``."""
+        if diff.change == OUTCOME:
+            self.outcome_changes += 1
+        elif diff.change == RULE_ONLY:
+            self.rule_changes += 1
+        elif diff.change == UNDECIDED:
+            self.never_decided += 1
+        else:
+            self.errors += 1
         if self.on_difference is not None:
             self.on_difference(diff)
         if self.keep is None or len(self.differences) < self.keep:
@@ -86,7 +116,9 @@ class BacktestReport:
 
     def totals(self) -> dict[str, Any]:
         """The closing totals (as printed after the differences)."""
-        return {"transactions": self.transactions, "differences": self.different,
+        return {"transactions": self.transactions, "decided_before": self.decided,
+                "outcome_changes": self.outcome_changes, "rule_changes": self.rule_changes,
+                "never_decided": self.never_decided, "errors": self.errors, "differences": self.different,
                 "before": dict(sorted(self.before.items())), "after": dict(sorted(self.after.items())),
                 "unasked": dict(sorted(self.unasked.items())), "interrupted": self.interrupted}
 
@@ -111,6 +143,7 @@ def _compare(report: BacktestReport, row: Recorded, st: Stores, book: RuleBook, 
     if recorded_decision:
         recorded = str(recorded_decision.get("outcome"))
         was = tuple([str(m.get("id")) for m in recorded_decision.get("matched", ())])
+        report.decided += 1
     else:
         recorded, was = NONE, ()
     report.before[recorded] += 1
@@ -120,8 +153,9 @@ def _compare(report: BacktestReport, row: Recorded, st: Stores, book: RuleBook, 
         decision = book.decide(str(ttype), facts)
     except (RuleError, NotificationError, ValueError, ArithmeticError) as exc:
         report.after[ERROR] += 1
-        message = str(exc) if isinstance(exc, RuleError | NotificationError) else type(exc).__name__
-        report.add(Difference(str(row.transaction_id), ttype, recorded, ERROR, error=message))
+        message = (str(exc) if isinstance(exc, RuleError | NotificationError)
+                   else "a recorded fact has a value of the wrong kind for the rules")
+        report.add(Difference(str(row.transaction_id), ttype, recorded, ERROR, error=message, change=FAILED))
         return
     report.after[decision.outcome] += 1
     if recorded_decision and row.unasked:
@@ -129,10 +163,17 @@ def _compare(report: BacktestReport, row: Recorded, st: Stores, book: RuleBook, 
             if book.reads(str(ttype), source):
                 report.unasked[source] += 1
     now = decision.matched_ids
-    if decision.outcome != recorded or (now != was and set(now) != set(was)):
-        report.add(Difference(str(row.transaction_id), ttype, recorded, decision.outcome,
-                              added=tuple(i for i in now if i not in was),
-                              removed=tuple(i for i in was if i not in now)))
+    if not recorded_decision:
+        change = UNDECIDED
+    elif decision.outcome != recorded:
+        change = OUTCOME
+    elif set(now) != set(was):
+        change = RULE_ONLY
+    else:
+        return
+    report.add(Difference(str(row.transaction_id), ttype, recorded, decision.outcome,
+                          added=tuple(i for i in now if i not in was),
+                          removed=tuple(i for i in was if i not in now), change=change))
 
 
 def _listed(selected: Selected, st: Stores, page: int) -> Iterator[Recorded]:

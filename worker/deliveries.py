@@ -23,6 +23,7 @@ from worker.ledger.states import is_settled
 from worker.metrics import DEAD_LETTERS
 from worker.store.archive import Archive
 from worker.store.locks import LockBusy, Locks
+from worker.wording import plural
 
 log = logging.getLogger("vipflow.deliveries")
 
@@ -52,7 +53,7 @@ def dead_letter(ledger: Ledger, entry_id: str, transaction_id: str | None, error
 def stop_redelivery(entry_id: str, rec: TransactionRecord, save: actions.Save, ledger: Ledger,
                     max_deliveries: int) -> TransactionRecord:
     """A delivery past the limit: dead letter and review, nothing else (the task is then acknowledged)."""
-    error = f"delivered {rec.deliveries} times without finishing (limit {max_deliveries})"
+    error = f"delivered {plural(rec.deliveries, 'time')} without finishing (limit {max_deliveries})"
     dead_letter(ledger, entry_id, rec.transaction_id, error, rec.deliveries, MAX_DELIVERIES, save=save)
     return actions.send_to_review(save.latest or rec, save, error)
 

@@ -78,13 +78,13 @@ def enrich(note: Notification, received_at_s: float, *, vip: VipApi, accounts: A
         try:
             account = accounts.resolve(cached, vip, card, product)
         except VipApiError as exc:
-            problems.append(f"account inquiry failed ({type(exc).__name__}); account facts unknown")
+            problems.append(f"account inquiry failed ({exc}); account facts unknown")
     balance: Decimal | None = None
     if "wallet" in asks and patron:
         try:
             balance = wallet.balance(patron)
         except WalletError as exc:
-            problems.append(f"wallet balance failed ({type(exc).__name__}); wallet.balance unknown")
+            problems.append(f"wallet balance failed ({exc}); wallet.balance unknown")
     for problem in problems:
         log.warning(problem, extra={"transaction_id": note.transaction_id})
     asked_session = ask_session and "session" in asks

@@ -16,6 +16,11 @@ class ConfigError(VipflowError):
         super().__init__(f"configuration: {key}: {problem}")
 
 
+class InputError(VipflowError):
+    """What a person asked a command for cannot be done as asked (an option, an id, a file); the message
+    names the input and what to give instead. The command exits 2, as for a bad configuration."""
+
+
 class NotificationError(VipflowError):
     """A body that is not a valid VIP Connect notification; names the field."""
 
@@ -81,3 +86,51 @@ class LedgerError(VipflowError):
 
 class SchemaOutdated(LedgerError):
     """The ledger's schema is older (or newer) than this code; the message names the command to run."""
+
+
+class ListenError(VipflowError):
+    """A server could not listen on its address (the port is taken, or the address is not this host's);
+    the message names the address, why, and what to change."""
+
+    def __init__(self, host: str, port: int, problem: str, advice: str):
+        self.host, self.port, self.problem = host, port, problem
+        super().__init__(f"cannot listen on {host}:{port}: {problem}; {advice}")
+
+
+def reason(exc: BaseException) -> str:
+    """What went wrong, in the words of the system that failed and without Python's class names:
+    ``Connection refused``, ``DB index is out of range``, ``unable to open database file``. The first
+    line of the driver's message (SQLAlchemy's wrapper unwrapped), its last clause when it says where
+    first; the class name only when the error says nothing else. Never carries a password: drivers
+    do not put one in their messages."""
+    orig = getattr(exc, "orig", None)  # SQLAlchemy wraps the driver's error
+    if isinstance(orig, BaseException):
+        exc = orig
+    system = _system_error(exc)
+    if system is not None:
+        return system
+    lines = str(exc).strip().splitlines()
+    text = lines[0].strip() if lines else ""
+    if " connecting to " in text and ". " in text:  # redis-py: "Error 111 connecting to h:p. Connection refused."
+        text = text.rsplit(". ", 1)[1]
+    elif text.startswith("connection failed: ") and ": " in text[19:]:  # psycopg: "... at "h", port p failed: X"
+        text = text.rsplit(": ", 1)[1]
+    text = text.strip().rstrip(".").replace("FATAL:  ", "")
+    return text[:200] or type(exc).__name__
+
+
+def _system_error(exc: BaseException) -> str | None:
+    """The operating system's words (``Connection refused``) when ``exc`` wraps an OSError that has them:
+    requests -> urllib3 -> socket errors nest several levels deep (``reason``, ``args``, causes)."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo and len(seen) < 12:
+        current = todo.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.strerror:
+            return current.strerror
+        related = [getattr(current, "reason", None), *current.args, current.__cause__, current.__context__]
+        todo.extend(r for r in related if isinstance(r, BaseException))
+    return None

@@ -29,7 +29,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from worker import actions
-from worker.errors import VipApiError, WalletError, WalletTransientError
+from worker.errors import VipApiError, WalletError, WalletTransientError, reason
 from worker.ledger import RecordWriter, State, TransactionRecord
 from worker.ledger.states import EXPIRABLE
 from worker.metrics import EXPIRED
@@ -92,7 +92,7 @@ def _one(deps: Deps, transaction_id: str, now: float, max_age: int, out: ExpiryR
             try:
                 found = deps.vip.lookup_transaction(transaction_id)
             except VipApiError as exc:
-                out.skipped[transaction_id] = f"VIP Connect's lookup failed ({type(exc).__name__})"
+                out.skipped[transaction_id] = f"VIP Connect's lookup failed ({reason(exc)})"
                 return
             if found is not None and found.approved:
                 _settle_found(deps, rec, save, found.raw, out)
@@ -100,7 +100,7 @@ def _one(deps: Deps, transaction_id: str, now: float, max_age: int, out: ExpiryR
         try:
             rec = actions.release(rec, save, deps.wallet)
         except WalletError as exc:
-            out.skipped[transaction_id] = f"the wallet failed to release ({type(exc).__name__})"
+            out.skipped[transaction_id] = f"the wallet failed to release ({reason(exc)})"
             return
         age = max(0.0, now - (rec.created_at or now))
         save(rec.with_action("expire", "done", {"age_s": round(age), "max_age_s": max_age,
@@ -129,7 +129,7 @@ def _settle_found(deps: Deps, rec: TransactionRecord, save: RecordWriter, found:
         out.approved.append(rec.transaction_id)
         mark_from_ledger(deps.velocity, deps.ledger, save.latest or rec)
     except WalletTransientError as exc:
-        out.skipped[rec.transaction_id] = f"approved at VIP; the wallet failed ({type(exc).__name__})"
+        out.skipped[rec.transaction_id] = f"approved at VIP; the wallet failed ({reason(exc)})"
     except actions.SettlementRefused as exc:
         actions.send_to_review(save.latest or rec, save, f"VIP Connect approved it but {exc}")
         out.skipped[rec.transaction_id] = str(exc)

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from worker.errors import NotificationError
+from worker.wording import validation_problem
 
 Kind = Literal["deposit", "withdraw", "error"]
 KINDS: tuple[Kind, ...] = ("deposit", "withdraw", "error")
@@ -128,7 +129,7 @@ def parse_notification(body: Any, kind: Kind) -> Notification:
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(_camel(str(p)) for p in first["loc"]) or "body"
-        raise NotificationError(field, str(first["msg"]).removeprefix("Value error, ")) from None
+        raise NotificationError(field, validation_problem(first)) from None
     for name in REQUIRED[kind]:
         if getattr(note, name) is None:
             raise NotificationError(_camel(name), "is required")

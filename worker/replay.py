@@ -11,9 +11,8 @@ is already decided and acted on as it is, so a replay can never approve twice.
 failed, and never touches one whose approval started. It erases nothing: under
 the transaction's lock it records a ``redecide`` step (a ``replay`` event with
 the operator's identity) and moves the transaction back to ``received``; the
-earlier decision stays in the ledger's events. ``--dlq`` marks the dead letters
-it queued again as requeued; they stay in the ledger. The dry-run backtest
-lives in ``worker.backtest``.
+earlier decision stays in the ledger's events. Re-queueing dead letters, letter
+by letter, lives in ``worker.replay_dlq``; the dry-run backtest in ``worker.backtest``.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from rules.errors import VipflowError
+from worker.errors import InputError
 from worker.ledger import Ledger, RecordWriter, State, TransactionRecord
 from worker.ledger.states import allowed, is_settled
 from worker.store import keys
@@ -39,7 +38,7 @@ PAGE = 500  # transactions read per ledger query while re-queueing
 _DECIDED_REVIEW = ("the rules said review", "conflicting body")
 
 
-class SelectionError(VipflowError):
+class SelectionError(InputError):
     """A replay selection that cannot be used; ``option`` names the command-line option."""
 
     def __init__(self, option: str, problem: str):
@@ -112,8 +111,10 @@ def parse_time(text: str, option: str) -> int:
 
 
 def make_selection(*, since: str | None = None, until: str | None = None, ids: Iterable[str] = (),
-                   dlq: bool = False, unprocessed: bool = False) -> Selection:
-    """Check and build a selection; SelectionError naming the option at fault."""
+                   dlq: bool = False, unprocessed: bool = False, everything: bool = False) -> Selection:
+    """Check and build a selection; SelectionError naming the option at fault. Nothing selected means
+    every notification in the ledger when ``everything`` (a backtest, which changes nothing), else it is
+    refused (a re-queue of the whole ledger is never what a missing option meant)."""
     since_ms = parse_time(since, "--since") if since else None
     until_ms = parse_time(until, "--until") if until else None
     if since_ms is not None and until_ms is not None and until_ms < since_ms:
@@ -123,7 +124,7 @@ def make_selection(*, since: str | None = None, until: str | None = None, ids: I
         raise SelectionError("--id", "an empty transaction id")
     if sum((bool(wanted), dlq, unprocessed)) > 1:
         raise SelectionError("--id/--dlq/--unprocessed", "choose one of them (--since/--until may narrow it)")
-    if not (wanted or dlq or unprocessed or since_ms is not None or until_ms is not None):
+    if not (everything or wanted or dlq or unprocessed or since_ms is not None or until_ms is not None):
         raise SelectionError("selection", "say what to replay: --since/--until, --id, --dlq or --unprocessed")
     return Selection(since_ms, until_ms, wanted, dlq, unprocessed)
 
@@ -244,7 +245,7 @@ def _pages(refs: Iterable[Ref], size: int) -> Iterator[list[Ref]]:
 
 
 def requeue(selected: Selected, st: Stores, publisher: Publisher, *, force: bool = False,
-            actor: str | None = None, from_dlq: bool = False, on_progress: Progress | None = None,
+            actor: str | None = None, on_progress: Progress | None = None,
             should_stop: StopFlag | None = None) -> RequeueReport:
     """Queue the task for each selected notification (invalid ones are skipped), a page at a time;
     ``force`` needs ``actor`` (who asked, as ``worker.ledger.actor.cli_actor`` says). See the module
@@ -279,8 +280,6 @@ def requeue(selected: Selected, st: Stores, publisher: Publisher, *, force: bool
             rec = recs.get(str(ref.transaction_id))
             if rec is not None and is_settled(rec.state) and str(ref.transaction_id) not in redecided:
                 report.already_final += 1
-            if from_dlq:
-                st.ledger.mark_requeued(ref.entry_id)
             if on_progress is not None:
                 on_progress(done, max(done, report.selected))
     report.selected = max(done, report.selected)  # a stream may have grown while it was read

@@ -28,7 +28,7 @@ from typing import Any, NoReturn
 from rules.errors import VipflowError
 from worker import actions
 from worker.enrich import patron_of, session_of
-from worker.errors import WalletError
+from worker.errors import InputError, WalletError, reason
 from worker.ledger import Ledger, RecordWriter, State, Stored, TransactionRecord
 from worker.ledger.sessions import SessionStore
 from worker.ledger.states import IN_FLIGHT, is_final
@@ -46,11 +46,11 @@ INTERRUPTED = ("a reviewer's approval started and did not finish (still running,
 _PASSING = sorted(IN_FLIGHT)
 
 
-class NotInReview(VipflowError):
+class NotInReview(InputError):
     """The transaction is not waiting for review (never was, or someone already settled it)."""
 
 
-class ReviewInputError(VipflowError):
+class ReviewInputError(InputError):
     """A reviewer's command is missing something it needs (an actor, a reason)."""
 
 
@@ -200,7 +200,7 @@ def _settle(deps: Deps, rec: TransactionRecord, save: RecordWriter, body: object
     except actions.SettlementRefused as exc:
         _fail(save.latest or rec, save, f"VIP Connect approved it but {exc}")
     except WalletError as exc:
-        _fail(save.latest or rec, save, f"VIP Connect approved it but the wallet failed ({type(exc).__name__}); "
+        _fail(save.latest or rec, save, f"VIP Connect approved it but the wallet failed ({reason(exc)}); "
               "approve again to retry the wallet's side")
 
 
@@ -215,7 +215,7 @@ def _freeze(deps: Deps, rec: TransactionRecord, save: RecordWriter, body: object
     except actions.FreezeRefused as exc:
         _fail(save.latest or rec, save, f"the wallet refused the freeze ({exc.reason})")
     except WalletError as exc:
-        _fail(save.latest or rec, save, f"the wallet failed ({type(exc).__name__})")
+        _fail(save.latest or rec, save, f"the wallet failed ({exc})")
 
 
 def _fail(rec: TransactionRecord, save: RecordWriter, error: str) -> NoReturn:
@@ -272,7 +272,7 @@ def reject(deps: Deps, transaction_id: str, actor: str, reason: str, *,
         try:
             rec = actions.reject(rec, save, deps.wallet)
         except WalletError as exc:
-            _fail(save.latest or rec, save, f"the wallet could not release the freeze ({type(exc).__name__})")
+            _fail(save.latest or rec, save, f"the wallet could not release the freeze ({exc})")
         return _settled(deps, save(rec.with_action("review_reject", "done", who)))
     finally:
         lock.release()

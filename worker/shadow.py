@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from rules import Decision, RuleBook
+from rules.errors import VipflowError
 from worker.config import Settings
 from worker.metrics import SHADOW_DECISIONS
 from worker.reload import RuleHolder
@@ -70,7 +71,8 @@ def decide_shadow(source: BookSource, transaction_type: str, facts: Mapping[str,
     except Exception as exc:  # noqa: BLE001 - the candidate must never break the live decision
         log.warning("shadow rules could not decide", extra={
             "transaction_id": transaction_id, "error": type(exc).__name__})
-        return {"error": f"{type(exc).__name__} while deciding with the shadow rules"}
+        problem = str(exc) if isinstance(exc, VipflowError) else f"unexpected {type(exc).__name__}"
+        return {"error": f"{problem} while deciding with the shadow rules"}
     if shadow.outcome != live.outcome:
         log.info("shadow differs", extra={
             "transaction_id": transaction_id, "outcome": live.outcome, "shadow_outcome": shadow.outcome,

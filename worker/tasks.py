@@ -8,7 +8,8 @@ from typing import Any
 from celery import Task, signals
 
 from worker.celery_app import TASK_NAME, get_app
-from worker.errors import StoreError, WalletTransientError
+from worker.errors import StoreError, WalletTransientError, reason
+from worker.wording import plural
 
 log = logging.getLogger("vipflow.tasks")
 app = get_app()
@@ -76,7 +77,7 @@ def process_notification(self: Task, archive_entry_id: str) -> None:
         # Nothing is lost: the entry stays pending in the archive and every step is recorded.
         retries = self.request.retries
         if retries >= settings.worker.max_deliveries:
-            _give_up(deps, entry_id, f"{type(exc).__name__} after {retries + 1} attempts",
+            _give_up(deps, entry_id, f"{reason(exc)} after {plural(retries + 1, 'attempt')}",
                      retries + 1, RETRIES_EXHAUSTED)
             return
         delay: Any = min(2 ** retries, 30)

@@ -41,8 +41,9 @@ def _engine(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def _where(engine: Any) -> str:
-    # The URL without its password: the operator's own host and database, never a secret.
-    return str(engine.url.render_as_string(hide_password=True))
+    from worker.ledger.schema import shown
+
+    return shown(engine)
 
 
 def upgrade_cmd(args: argparse.Namespace) -> int:
@@ -96,6 +97,7 @@ def _iso(ts: float) -> str:
 
 def prune_cmd(args: argparse.Namespace) -> int:
     """Prune what is older than ``ledger.retention_days`` (or count it with --dry-run); print the counts."""
+    from producers.commands.output import plural
     from worker.ledger.actor import cli_actor
     from worker.ledger.prune import prune
     from worker.ledger.schema import ensure_schema
@@ -111,8 +113,9 @@ def prune_cmd(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_dict()))
         return 0
     verb = "would delete" if report.dry_run else "deleted"
-    print(f"{verb} {report.transactions} transactions ({report.events} events), {report.notifications} "
-          f"notifications and {report.dead_letters} dead letters older than {_iso(report.cutoff_at)} "
+    print(f"{verb} {plural(report.transactions, 'transaction')} ({plural(report.events, 'event')}), "
+          f"{plural(report.notifications, 'notification')} and {plural(report.dead_letters, 'dead letter')} "
+          f"older than {_iso(report.cutoff_at)} "
           f"(ledger.retention_days {report.retention_days})")
     if report.run_id is not None:
         print(f"recorded as prune run {report.run_id} by {report.actor}")

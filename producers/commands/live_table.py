@@ -6,10 +6,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from producers.commands.output import console as make_console
+from rules.money import format_amount
 from worker.ledger.states import State, is_settled
 
 _STYLE = {State.APPROVED: "green", State.REVIEW: "yellow", State.REJECTED: "red", State.FAILED: "red"}
@@ -38,7 +39,7 @@ def follow_decisions(settings: Any, *, since: float, expected: int, children_che
     order: dict[str, float] = {}
     cursor = since - 1  # the oldest creation time that may still change; everything before is shown
     done_at: float | None = None
-    console = Console()
+    console = make_console(highlight=True)  # a reader that leaves ends it as every command ends
     with Live(_table([], "waiting for notifications ..."), console=console, refresh_per_second=4) as live:
         while True:
             children_check()
@@ -54,7 +55,7 @@ def follow_decisions(settings: Any, *, since: float, expected: int, children_che
                 decision = record.decision or {}
                 rules = ", ".join(m["id"] for m in decision.get("matched", [])) or "(default)"
                 tx_id = record.transaction_id
-                shown[tx_id] = (tx_id, record.transaction_type or "?", record.amount or "?",
+                shown[tx_id] = (tx_id, record.transaction_type or "?", format_amount(record.amount),
                                 str(decision.get("outcome", "-")), str(record.state), rules)
                 order.setdefault(tx_id, record.updated_at)
             if len(records) >= _BATCH:  # a full batch: page on past all of it, the rest next time

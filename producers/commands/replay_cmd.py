@@ -1,8 +1,8 @@
 """``vipflow replay``: re-queue notifications from the ledger, or backtest rules on them (``--dry-run``).
 
 Thin: parse, call ``worker.replay`` / ``worker.backtest``, print. Exit 2 for a
-bad selection or bad rule files, 1 when the work failed, 130 when Ctrl-C
-stopped it (after saying how far it got).
+bad selection or bad rule files, 1 when the work failed (both through
+``producers.exits``), 130 when Ctrl-C stopped it (after saying how far it got).
 """
 
 from __future__ import annotations
@@ -26,22 +26,19 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--id", dest="ids", action="append", default=[], metavar="TRANSACTION_ID",
                    help="a transaction's notifications (repeatable)")
     p.add_argument("--dlq", action="store_true",
-                   help="the dead letters not queued again yet (marked requeued once queued; they stay)")
+                   help="the open dead letters (their transaction not final): says per letter what was done; a "
+                        "letter stays until its transaction is final")
     p.add_argument("--unprocessed", action="store_true", help="received but never finished")
     p.add_argument("--force", action="store_true",
                    help="re-decide the undecided or failed ones (never re-approves a completed approval; the "
                         "earlier decision stays in the ledger)")
-    p.add_argument("--dry-run", action="store_true", help="backtest: decide in process, change nothing")
+    p.add_argument("--dry-run", action="store_true",
+                   help="backtest: decide in process, change nothing (no selection: the whole ledger)")
     p.add_argument("--rules", metavar="PATH", help="with --dry-run: these rules (default: rules.path)")
     p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     p.add_argument("--max-rows", type=int, default=200, metavar="N",
                    help="table rows to print (default 200; --json prints every difference)")
     p.set_defaults(func=run)
-
-
-def _fail(message: str) -> int:
-    print(f"vipflow replay: {message}", file=sys.stderr)
-    return 2
 
 
 @contextmanager
@@ -91,19 +88,17 @@ def _progress(label: str) -> Iterator[Callable[[int, int], None] | None]:
 def run(args: argparse.Namespace) -> int:
     """Select, then re-queue or backtest; print what happened."""
     from worker.config import load_settings
+    from worker.errors import InputError
     from worker.ledger import Ledger
-    from worker.replay import SelectionError, make_selection, stores
+    from worker.replay import make_selection, stores
     from worker.store.connection import connect
 
     if args.rules and not args.dry_run:
-        return _fail("--rules only goes with --dry-run")
+        raise InputError("--rules only goes with --dry-run")
     if args.force and args.dry_run:
-        return _fail("--force changes records; a --dry-run changes nothing: choose one")
-    try:
-        selection = make_selection(since=args.since, until=args.until, ids=args.ids, dlq=args.dlq,
-                                   unprocessed=args.unprocessed)
-    except SelectionError as exc:
-        return _fail(str(exc))
+        raise InputError("--force changes records; a --dry-run changes nothing: choose one")
+    selection = make_selection(since=args.since, until=args.until, ids=args.ids, dlq=args.dlq,
+                               unprocessed=args.unprocessed, everything=args.dry_run)
     settings = load_settings(getattr(args, "config", None))
     book = None
     if args.dry_run:
@@ -115,9 +110,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.dry_run:
             return _backtest(args, settings, st, selection, book)
+        if args.dlq:
+            return _dead_letters(args, settings, st, selection)
         return _requeue(args, settings, st, selection)
-    except SelectionError as exc:
-        return _fail(str(exc))
     finally:
         st.ledger.engine.dispose()
 
@@ -129,6 +124,7 @@ def _missing(entry_ids: list[str]) -> None:
 
 
 def _backtest(args: argparse.Namespace, settings: Any, st: Any, selection: Any, book: Any) -> int:
+    from producers.commands.output import plural
     from worker.backtest import backtest
 
     def emit(diff: Any) -> None:
@@ -140,7 +136,7 @@ def _backtest(args: argparse.Namespace, settings: Any, st: Any, selection: Any, 
     _missing(report.missing)
     _print_backtest(report, as_json=args.json, max_rows=args.max_rows)
     if report.interrupted:
-        print(f"vipflow replay: interrupted after {report.transactions} transactions; "
+        print(f"vipflow replay: interrupted after {plural(report.transactions, 'transaction')}; "
               "the totals cover those only", file=sys.stderr)
         return 130
     return 0
@@ -158,6 +154,7 @@ def _rulebook(path: Any) -> Any:
 
 
 def _requeue(args: argparse.Namespace, settings: Any, st: Any, selection: Any) -> int:
+    from producers.commands.output import plural
     from worker.ledger.actor import cli_actor
     from worker.replay import requeue, select
     from worker.store.publisher import CeleryPublisher
@@ -167,8 +164,7 @@ def _requeue(args: argparse.Namespace, settings: Any, st: Any, selection: Any) -
     publisher = CeleryPublisher.from_settings(settings)
     with _stop_on_ctrl_c() as stop, _progress("replay") as progress:
         report = requeue(selected, st, publisher, force=args.force,
-                         actor=cli_actor(settings) if args.force else None, from_dlq=args.dlq,
-                         on_progress=progress, should_stop=stop)
+                         actor=cli_actor(settings) if args.force else None, on_progress=progress, should_stop=stop)
     summary = {"selected": report.selected, "queued": report.queued,
                "already_final": report.already_final, "skipped_invalid": report.skipped_invalid,
                "redecided": len(report.redecided), "missing": len(report.missing),
@@ -176,12 +172,12 @@ def _requeue(args: argparse.Namespace, settings: Any, st: Any, selection: Any) -
     if args.json:
         print(json.dumps(summary))
     else:
-        print(f"selected {report.selected} notifications; queued {report.queued} "
+        print(f"selected {plural(report.selected, 'notification')}; queued {report.queued} "
               f"({report.already_final} of them already settled: the worker leaves those as they are)")
         if report.skipped_invalid:
             print(f"skipped {report.skipped_invalid} archived as invalid (nothing to decide)")
         if args.force:
-            print(f"--force: {len(report.redecided)} transactions will be decided again")
+            print(f"--force: {plural(len(report.redecided), 'transaction')} will be decided again")
     if report.interrupted:
         print(f"vipflow replay: interrupted after queueing {report.queued} of {report.selected}; "
               "run the same replay again to finish (already queued ones are not acted on twice)",
@@ -190,33 +186,85 @@ def _requeue(args: argparse.Namespace, settings: Any, st: Any, selection: Any) -
     return 0
 
 
+def _dead_letters(args: argparse.Namespace, settings: Any, st: Any, selection: Any) -> int:
+    """Each open dead letter and what was done with it (JSON: one line per letter, the totals last)."""
+    from producers.commands.output import plural
+    from worker.ledger.actor import cli_actor
+    from worker.replay_dlq import LetterOutcome, replay_dead_letters
+    from worker.store.publisher import CeleryPublisher
+
+    def say(outcome: LetterOutcome) -> None:
+        if args.json:
+            print(json.dumps(outcome.to_dict()))
+        else:
+            print(f"letter {outcome.letter_id}  transaction {outcome.transaction_id or '?'}  entry "
+                  f"{outcome.entry_id}: {outcome.message}")
+
+    with _stop_on_ctrl_c() as stop:
+        report = replay_dead_letters(selection, st, CeleryPublisher.from_settings(settings), force=args.force,
+                                     actor=cli_actor(settings) if args.force else None, should_stop=stop,
+                                     on_outcome=say)
+    counts = report.counts
+    if args.json:
+        print(json.dumps({"totals": {"letters": len(report.outcomes), **dict(sorted(counts.items())),
+                                     "closed_before": report.closed_before, "interrupted": report.interrupted}}))
+    else:
+        parts = [f"{n} {what.replace('_', ' ')}" for what, n in sorted(counts.items())]
+        print(f"{plural(len(report.outcomes), 'open dead letter')}{': ' + ', '.join(parts) if parts else ''}; "
+              f"{plural(report.closed_before, 'letter')} closed before (their transactions are final)")
+    if report.interrupted:
+        print(f"vipflow replay: interrupted after {plural(len(report.outcomes), 'letter')}; run it again to go on",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
 def _print_backtest(report: Any, *, as_json: bool, max_rows: int) -> None:
-    """The totals (JSON: the differences went out as they were found), or a rich table of the first
-    ``max_rows`` differences and the totals per outcome before and after."""
+    """The totals (JSON: the differences went out as they were found), or the headline (outcome changes of
+    transactions decided before), a table of the first ``max_rows`` differences with the kind of each,
+    the other kinds counted apart, and the totals per outcome before and after."""
     if as_json:
         print(json.dumps({"totals": report.totals()}))
         return
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(highlight=False)
-    table = Table(title=f"{report.different} of {report.transactions} transactions decided differently")
-    for name in ("transaction", "type", "recorded", "new", "rules that changed"):
-        table.add_column(name)
-    for diff in report.differences[:max_rows]:
+    from producers.commands.output import console as make_console
+    from producers.commands.output import plural, print_table
+
+    console = make_console()
+    table = Table(title=f"{report.outcome_changes} of {plural(report.decided, 'transaction')} decided before "
+                        "would get another outcome")
+    shown = report.differences[:max_rows]
+    table.add_column("transaction", no_wrap=True,
+                     min_width=max((len(d.transaction_id) for d in shown), default=len("transaction")))
+    for name in ("type", "change", "recorded", "new"):
+        table.add_column(name, no_wrap=True)
+    longest_rule = max((len(i) + 1 for d in shown for i in (*d.added, *d.removed)), default=1)
+    table.add_column("rules that changed", min_width=longest_rule, overflow="fold")  # wraps between rule ids
+    for diff in shown:
         changed = [f"+{i}" for i in diff.added] + [f"-{i}" for i in diff.removed]
-        table.add_row(diff.transaction_id, diff.transaction_type or "?", diff.recorded, diff.new,
+        table.add_row(diff.transaction_id, diff.transaction_type or "?", diff.change, diff.recorded, diff.new,
                       diff.error or " ".join(changed))
-    console.print(table)
+    if shown:
+        print_table(table)
+    else:
+        console.print(table.title)
     if report.different > max_rows:
-        console.print(f"... and {report.different - max_rows} more (--max-rows N, or --json for all)")
+        console.print(f"... and {report.different - max_rows} more rows (--max-rows N, or --json for all)")
+    notes = [(report.rule_changes, "keep their outcome with other matched rules"),
+             (report.never_decided, "were never decided before: shown with (none) recorded"),
+             (report.errors, "cannot be decided by these rules: shown with (error)")]
+    for n, what in notes:
+        if n:
+            console.print(f"{plural(n, 'more transaction')} {what}")
     totals = Table(title="outcomes before and after")
     for name in ("outcome", "recorded", "new"):
         totals.add_column(name, justify="right" if name != "outcome" else "left")
     for outcome in sorted(set(report.before) | set(report.after)):
         totals.add_row(outcome, str(report.before.get(outcome, 0)), str(report.after.get(outcome, 0)))
-    console.print(totals)
+    print_table(totals)
     for source, n in sorted(report.unasked.items()):
-        console.print(f"note: {n} transactions were decided here on {source}.* facts the live rules never "
-                      f"read, so the worker never asked for them: they are unknown in these records, and "
-                      f"differences in rules that read them say what an unknown {source} does, not the real one")
+        console.print(f"note: {plural(n, 'transaction')} {'was' if n == 1 else 'were'} decided here on {source}.* "
+                      f"facts the live rules never read, so the worker never asked for them: they are unknown in "
+                      f"these records, and differences in rules that read them say what an unknown {source} does, "
+                      "not the real one")

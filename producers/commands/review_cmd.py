@@ -3,15 +3,15 @@
 Reads and writes the ledger (``database.url``). Approvals and rejections are
 recorded as the authenticated actor (``ledger.actor``, else the operating-system
 user); ``--reviewer NAME`` is kept beside it as a stated name.
-Exit 2 when the transaction is not in the queue or the input is incomplete,
-1 when VIP Connect, the wallet or the ledger failed (the transaction stays in review).
+Errors go to ``producers.exits``: exit 2 when the transaction is not in the queue or the
+input is incomplete, 1 when VIP Connect, the wallet, Redis or the ledger failed (the
+transaction stays in review).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -66,7 +66,10 @@ def _age(seconds: float) -> str:
 
 
 def list_cmd(args: argparse.Namespace) -> int:
-    """Print the queue, oldest first; overdue items (older than review.max_age_s) flagged."""
+    """Print the queue, oldest first; overdue items (older than review.max_age_s) flagged. Transaction ids
+    are never shortened or wrapped (they are pasted into ``review approve``); amounts have two decimals."""
+    from producers.commands.output import print_table
+    from rules.money import format_amount
     from worker.review_service import queued
 
     settings, ledger = _ledger(args)
@@ -74,36 +77,37 @@ def list_cmd(args: argparse.Namespace) -> int:
     if args.json:
         for item in items:
             print(json.dumps({"transaction_id": item.transaction_id, "type": item.transaction_type,
-                              "amount": item.amount, "age_s": round(item.age_s, 1), "overdue": item.overdue,
+                              "amount": format_amount(item.amount) if item.amount is not None else None,
+                              "age_s": round(item.age_s, 1), "overdue": item.overdue,
                               "matched": list(item.matched), "reason": item.reason, "state": item.state}))
         return 0
-    from rich.console import Console
     from rich.table import Table
 
     total, _, overdue = ledger.review_stats(settings.review.max_age_s)
     table = Table(title=f"{total} waiting for review, {overdue} overdue (over {_age(settings.review.max_age_s)})")
-    for name in ("transaction", "type", "amount", "age", "matched rules", "why"):
-        table.add_column(name, justify="right" if name in ("amount", "age") else "left")
-    for item in items:
-        age = _age(item.age_s) + (" OVERDUE" if item.overdue else "")
-        table.add_row(item.transaction_id, item.transaction_type or "?", item.amount or "?",
-                      f"[bold red]{age}[/]" if item.overdue else age, ", ".join(item.matched) or "-",
-                      item.reason or "")
-    Console(highlight=False).print(table)
+    rows = [(item.transaction_id, item.transaction_type or "?", format_amount(item.amount),
+             _age(item.age_s) + (" OVERDUE" if item.overdue else ""), ", ".join(item.matched) or "-",
+             item.reason or "", item.overdue) for item in items]
+    # Ids and amounts are copied: never shortened or wrapped; rule ids and reasons wrap whole.
+    for i, name in enumerate(("transaction", "type", "amount", "age")):
+        table.add_column(name, justify="right" if name in ("amount", "age") else "left", no_wrap=True,
+                         min_width=max((len(str(row[i])) for row in rows), default=len(name)))
+    longest_rule = max((len(rule) + 1 for item in items for rule in item.matched), default=1)
+    table.add_column("matched rules", min_width=longest_rule, overflow="fold")  # wraps between rule ids
+    table.add_column("why", overflow="fold")
+    for txid, ttype, amount, age, matched, why, overdue in rows:
+        table.add_row(txid, ttype, amount, f"[bold red]{age}[/]" if overdue else age, matched, why)
+    print_table(table)
     return 0
 
 
 def show_cmd(args: argparse.Namespace) -> int:
     """Print one queued transaction with its notifications and events, personal data masked."""
-    from worker.command import render, tx_view
-    from worker.review_service import NotInReview, queued_record, waiting_since
+    from producers.commands.txview import render, tx_view
+    from worker.review_service import queued_record, waiting_since
 
     settings, ledger = _ledger(args)
-    try:
-        rec = queued_record(ledger, args.transaction_id)
-    except NotInReview as exc:
-        print(f"vipflow review: {exc}", file=sys.stderr)
-        return 2
+    rec = queued_record(ledger, args.transaction_id)
     view = tx_view(ledger, args.transaction_id) or {"record": {}, "events": [], "notifications": []}
     since = waiting_since(rec, view["events"])
     age = time.time() - since if since is not None else 0.0
@@ -122,22 +126,15 @@ def _decide(args: argparse.Namespace, verdict: str) -> int:
     from worker.bootstrap import bootstrap
     from worker.config import load_settings
     from worker.ledger.actor import cli_actor
-    from worker.review_service import NotInReview, ReviewActionFailed, ReviewInputError, approve, reject
+    from worker.review_service import approve, reject
 
     settings = load_settings(getattr(args, "config", None))
     actor = cli_actor(settings)
     deps = bootstrap(settings)
-    try:
-        if verdict == "approve":
-            rec = approve(deps, args.transaction_id, actor, args.reason, stated_name=args.reviewer)
-        else:
-            rec = reject(deps, args.transaction_id, actor, args.reason, stated_name=args.reviewer)
-    except (NotInReview, ReviewInputError) as exc:
-        print(f"vipflow review: {exc}", file=sys.stderr)
-        return 2
-    except ReviewActionFailed as exc:
-        print(f"vipflow review: {exc}", file=sys.stderr)
-        return 1
+    if verdict == "approve":
+        rec = approve(deps, args.transaction_id, actor, args.reason, stated_name=args.reviewer)
+    else:
+        rec = reject(deps, args.transaction_id, actor, args.reason, stated_name=args.reviewer)
     stated = f" ({args.reviewer.strip()})" if (args.reviewer or "").strip() else ""
     print(f"{rec.transaction_id}: {rec.state} by {actor}{stated}")
     return 0

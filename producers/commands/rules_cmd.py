@@ -44,6 +44,7 @@ def _paths(args: argparse.Namespace) -> list[str | Path]:
 
 def check_cmd(args: argparse.Namespace) -> int:
     """Exit 0 when every rule file is valid; else print each problem and exit 1."""
+    from producers.commands.output import plural
     from rules.book import RuleBook, load_rulesets
     from rules.errors import RuleFilesInvalid
 
@@ -55,7 +56,7 @@ def check_cmd(args: argparse.Namespace) -> int:
             print(problem.render())
         return 1
     for rs in rulesets:
-        print(f"ok: {rs.file}: ruleset {rs.name} v{rs.version}, {len(rs.rules)} rules, "
+        print(f"ok: {rs.file}: ruleset {rs.name} v{rs.version}, {plural(len(rs.rules), 'rule')}, "
               f"sha256 {rs.content_hash[:12]}")
     return 0
 

@@ -13,13 +13,15 @@ def serve(settings: Settings) -> None:
 
     One process, no access log (the app logs what matters, masked). To use more
     cores, run several of these behind a load balancer, or one per port; the
-    store's guarantees hold across processes because they live in Redis.
+    store's guarantees hold across processes because they live in Redis. ListenError naming the
+    address when it cannot be listened on (bound here, before uvicorn starts, so that the error says so).
     """
     import logging
 
     import uvicorn
 
     from producers.ingest.app import create_app
+    from producers.listen import bind
     from worker.config_report import redis_summary
     from worker.logs import configure_logging
 
@@ -30,7 +32,9 @@ def serve(settings: Settings) -> None:
     # Everything built so far lives as long as the process: keep it out of the
     # collector's scans, which otherwise show up as latency spikes.
     gc.freeze()
-    uvicorn.run(
+    sock = bind(settings.ingest.host, settings.ingest.port, port_option="--port (or ingest.port)",
+                host_option="--host (or ingest.host)")
+    config = uvicorn.Config(
         app,
         host=settings.ingest.host,
         port=settings.ingest.port,
@@ -39,3 +43,7 @@ def serve(settings: Settings) -> None:
         server_header=False,
         proxy_headers=False,
     )
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from producers.exits import run_command
 from producers.sim.command import add_options, run
 
 
@@ -13,7 +14,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m producers.sim", description=__doc__)
     parser.add_argument("--config", default=None, help="configuration file (or $VIPFLOW_CONFIG)")
     add_options(parser)
-    return run(parser.parse_args(argv))
+    return run_command(run, parser.parse_args(argv))
 
 
 if __name__ == "__main__":

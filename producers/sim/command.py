@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from worker.errors import ConfigError
+from worker.errors import ConfigError, InputError
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
@@ -33,7 +33,25 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--faults", type=Path, default=None, help="JSON faults document to start with")
     parser.add_argument("--seed", type=int, default=None, help="random seed (faults, sending)")
     parser.add_argument(
-        "--send", type=int, default=None, metavar="N", help="send N notifications to --target instead of serving"
+        "--send",
+        type=int,
+        nargs="?",
+        const=1,
+        default=None,
+        metavar="N",
+        help="send N signed notifications to --target instead of serving (N defaults to 1)",
+    )
+    parser.add_argument(
+        "--file",
+        type=Path,
+        default=None,
+        help="with --send: send the notification in this JSON file, as it is, and print the answer",
+    )
+    parser.add_argument(
+        "--kind",
+        choices=("deposit", "withdraw", "error"),
+        default=None,
+        help="with --file: the route to post to (default: the body's TransactionType)",
     )
     parser.add_argument("--rate", type=float, default=50.0, help="notifications per second (--send)")
     parser.add_argument("--target", default=None, help="ingestor base URL (default from ingest.*)")
@@ -69,26 +87,22 @@ def _faults(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Serve the simulators (or send notifications with --send); the exit code."""
+    """Serve the simulators (or send notifications with --send); the exit code. A taken port is a
+    ListenError naming it, reported by the caller (``producers.exits``)."""
     from worker.config import load_settings
 
-    try:
-        settings = load_settings(getattr(args, "config", None))
-        if args.send is not None:
-            return _send(args, settings)
-        from producers.sim.server import run_simulator
+    settings = load_settings(getattr(args, "config", None))
+    if args.file is not None and args.send is None:
+        raise InputError("--file goes with --send: vipflow sim --send --file FILE")
+    if args.send is not None:
+        return _send(args, settings)
+    from producers.sim.server import run_simulator
 
-        vip_port = args.vip_port if args.vip_port is not None else _port(settings.vip.base_url, 8090)
-        wallet_port = args.wallet_port if args.wallet_port is not None else _port(settings.wallet.url, 8091)
-        run_simulator(
-            settings, host=args.host, vip_port=vip_port, wallet_port=wallet_port, faults=_faults(args), seed=args.seed
-        )
-    except ConfigError as exc:
-        print(f"vipflow sim: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"vipflow sim: cannot listen ({exc.strerror})", file=sys.stderr)
-        return 1
+    vip_port = args.vip_port if args.vip_port is not None else _port(settings.vip.base_url, 8090)
+    wallet_port = args.wallet_port if args.wallet_port is not None else _port(settings.wallet.url, 8091)
+    run_simulator(
+        settings, host=args.host, vip_port=vip_port, wallet_port=wallet_port, faults=_faults(args), seed=args.seed
+    )
     return 0
 
 
@@ -105,28 +119,63 @@ def _sessions(vip_url: str) -> list[dict[str, Any]]:
     return found
 
 
-def _send(args: argparse.Namespace, settings: Any) -> int:
-    from producers.sim.sender import send_notifications
+def _signing(settings: Any) -> dict[str, Any]:
+    """How the sender signs, as VIP Connect would: the callback key (else SecretKey1), issuer, audience."""
+    import base64
 
     auth = settings.ingest.auth
     secret = auth.callback_key or settings.vip.secret_key1
     if secret is None:
         raise ConfigError("vip.secret_key1", "needed to sign notifications (or ingest.auth.callback_key)")
-    import base64
+    return {"key": base64.b64decode(secret.get_secret_value()), "issuer": auth.issuer or settings.vip.operator_id,
+            "audience": auth.audience}
+
+
+def _send(args: argparse.Namespace, settings: Any) -> int:
+    from producers.sim.sender import send_notifications
 
     target = args.target or f"http://{settings.ingest.host}:{settings.ingest.port}"
-    paths = {"deposit": settings.ingest.paths.deposit, "withdraw": settings.ingest.paths.withdraw}
+    paths = {"deposit": settings.ingest.paths.deposit, "withdraw": settings.ingest.paths.withdraw,
+             "error": settings.ingest.paths.error}
+    if args.file is not None:
+        return _send_file(args, target, paths, settings)
+    if args.kind is not None:
+        raise InputError("--kind goes with --file (random notifications are deposits and withdrawals)")
     sessions = _sessions(settings.vip.base_url) if args.for_sessions else None
     report = send_notifications(
-        target,
-        sessions=sessions,
-        count=args.send,
-        rate=args.rate,
-        key=base64.b64decode(secret.get_secret_value()),
-        issuer=auth.issuer or settings.vip.operator_id,
-        audience=auth.audience,
-        seed=args.seed,
-        paths=paths,
+        target, sessions=sessions, count=args.send, rate=args.rate, seed=args.seed, paths=paths,
+        **_signing(settings)
     )
     print(json.dumps(report.to_dict()))
     return 0 if report.ok == report.sent else 1
+
+
+def _send_file(args: argparse.Namespace, target: str, paths: dict[str, str], settings: Any) -> int:
+    """Send the one notification in ``--file``, signed, and print the answer; 0 when it was accepted (200)."""
+    from producers.sim.sender import kind_of, send_one
+
+    if args.send != 1:
+        raise InputError(f"--send {args.send} with --file: the file holds one notification; use --send --file FILE")
+    try:
+        raw = args.file.read_bytes()
+    except OSError as exc:
+        raise InputError(f"--file: cannot read {args.file} ({exc.strerror})") from None
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise InputError(f"--file: {args.file} is not JSON ({exc}); it must hold one notification") from None
+    if not isinstance(body, dict):
+        raise InputError(f"--file: {args.file} must hold one JSON object, a notification")
+    kind = args.kind or kind_of(body)
+    if kind not in paths:
+        raise InputError(f"--file: {args.file} has no TransactionType deposit or withdraw to choose the route "
+                         "by; add it, or give --kind deposit|withdraw|error")
+    answer = send_one(target, paths[kind], raw, **_signing(settings))
+    if answer.status == 0:
+        print(f"vipflow: no answer from {answer.url} ({answer.body}); is `vipflow ingest` running there? "
+              "(--target URL)", file=sys.stderr)
+        return 1
+    print(f"{answer.status} from {answer.url}")
+    if answer.body:
+        print(answer.body)
+    return 0 if answer.status == 200 else 1

@@ -3,7 +3,8 @@
 The bodies vary the way VIP's own examples do: PascalCase or camelCase keys,
 numbers and booleans as JSON values or as strings. Amounts are mostly small
 with a few large ones; withdrawals use ACH, SDA or INP. Each request carries a
-JWT bearer token signed with the callback key.
+JWT bearer token signed with the callback key. :func:`send_one` sends one body
+given as it is (``vipflow sim --send --file``), signed the same way.
 """
 
 from __future__ import annotations
@@ -149,6 +150,37 @@ def notification_for_session(session: Mapping[str, Any], rng: random.Random) -> 
         body.pop("PatronId", None)
         body.pop("patronId", None)
     return kind, body
+@dataclass(frozen=True)
+class Answer:
+    """The ingestor's answer to one notification: HTTP status (0: none) and body (or why there was none)."""
+
+    url: str
+    status: int
+    body: str
+
+
+def kind_of(body: Mapping[str, Any]) -> str | None:
+    """The body's TransactionType (any key casing) folded to ``deposit``/``withdraw``; None when absent."""
+    for key, value in body.items():
+        if key.lower() == "transactiontype" and isinstance(value, str):
+            return value.strip().lower() or None
+    return None
+
+
+def send_one(target: str, path: str, body: bytes, *, key: bytes, issuer: str, audience: str,
+             timeout_s: float = 10.0) -> Answer:
+    """POST ``body`` (bytes, sent exactly as given) to ``target + path`` with a bearer token signed as
+    :func:`send_notifications` signs; the answer, status 0 with the reason when none came."""
+    url = target.rstrip("/") + path
+    token = TokenCache(key, issuer, audience, 600).token()
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    try:
+        answer = requests.post(url, data=body, headers=headers, timeout=timeout_s)
+    except requests.RequestException as exc:
+        from worker.errors import reason
+
+        return Answer(url, 0, reason(exc))
+    return Answer(url, answer.status_code, answer.text)
 
 
 def send_notifications(

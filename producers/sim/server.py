@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,21 +23,10 @@ from typing import Any
 
 import requests
 
+from producers.listen import bind
 from worker.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    # Accepted sockets inherit this: without it every answer on a kept-alive connection waits ~40 ms
-    # for the client's delayed ACK (Nagle), which dwarfs the latency the simulator is asked to add.
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind((host, port))
-    sock.listen(1024)
-    sock.setblocking(False)
-    return sock
 
 
 def run_simulator(
@@ -50,7 +38,8 @@ def run_simulator(
     faults: dict[str, Any] | None = None,
     seed: int | None = None,
 ) -> None:
-    """Serve the VIP app and the wallet app until SIGINT/SIGTERM."""
+    """Serve the VIP app and the wallet app until SIGINT/SIGTERM; ListenError naming the port and its
+    option when either port cannot be listened on."""
     import uvicorn
 
     from producers.sim.state import SimState
@@ -64,7 +53,15 @@ def run_simulator(
 
     vip_app = build_vip_app(settings, SimState(faults, seed))
     wallet_app = build_wallet_app(settings)
-    socks = [_bind(host, vip_port), _bind(host, wallet_port)]
+    # Accepted sockets inherit TCP_NODELAY: without it every answer on a kept-alive connection waits ~40 ms
+    # for the client's delayed ACK (Nagle), which dwarfs the latency the simulator is asked to add.
+    socks = [bind(host, vip_port, port_option="--vip-port", host_option="--host", nodelay=True)]
+    try:
+        socks.append(bind(host, wallet_port, port_option="--wallet-port", host_option="--host",
+                          nodelay=True))
+    except BaseException:
+        socks[0].close()
+        raise
     servers = [
         _Server(
             uvicorn.Config(

@@ -140,15 +140,17 @@ def test_dry_run_after_a_rule_change_matches_the_hand_computed_differences(stack
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert lines == [
-        {"transaction_id": "rpwd000011", "transaction_type": "withdraw", "recorded": "approve", "new": "review",
-         "added": ["large-withdrawal"], "removed": [], "error": None},
-        {"totals": {"transactions": 3, "differences": 1, "before": {"approve": 2, "review": 1},
+        {"transaction_id": "rpwd000011", "transaction_type": "withdraw", "change": "outcome", "recorded": "approve",
+         "new": "review", "added": ["large-withdrawal"], "removed": [], "error": None},
+        {"totals": {"transactions": 3, "decided_before": 3, "outcome_changes": 1, "rule_changes": 0,
+                    "never_decided": 0, "errors": 0, "differences": 1, "before": {"approve": 2, "review": 1},
                     "after": {"approve": 1, "review": 2}, "unasked": {}, "interrupted": False}},
     ]
     table = vipflow(stack, "replay", "--dry-run", "--rules", str(rules), *ids)
     assert table.returncode == 0, table.stderr
     row = next(line for line in table.stdout.splitlines() if "rpwd000011" in line)
-    assert "approve" in row and "review" in row and "+large-withdrawal" in row
+    assert "approve" in row and "review" in row and "+large-withdrawal" in row and "outcome" in row
+    assert "1 of 3 transactions decided before would get another outcome" in table.stdout
     assert "rpwd000010" not in table.stdout
     assert approvals(stack) == before  # a dry run calls nothing
     assert stack.record("rpwd000011")["decision"]["outcome"] == "approve"  # type: ignore[index]
@@ -182,7 +184,7 @@ def test_force_redecides_a_failed_transaction_keeping_its_events_with_the_config
     before = stack.events("rpdep00020")
     result = vipflow(stack, "replay", "--force", "--id", "rpdep00020", VIPFLOW_LEDGER__ACTOR="ops-team")
     assert result.returncode == 0, result.stderr
-    assert "--force: 1 transactions will be decided again" in result.stdout
+    assert "--force: 1 transaction will be decided again" in result.stdout
     assert stack.wait_state("rpdep00020", ("approved",))["state"] == "approved"
     assert approvals(stack)["rpdep00020"] == 1
     after = stack.events("rpdep00020")
@@ -192,22 +194,31 @@ def test_force_redecides_a_failed_transaction_keeping_its_events_with_the_config
     assert [e.kind for e in after].count("decided") == 2
 
 
-def test_dlq_requeues_dead_letters_and_marks_them_requeued(stack: Stack) -> None:
-    """`replay --dlq` queues each dead letter's notification from the ledger and marks the letter requeued;
-    a settled transaction is left as it is, and a second `--dlq` finds nothing."""
+def test_dlq_says_per_letter_what_it_did_and_keeps_letters_until_final(stack: Stack) -> None:
+    """`replay --dlq` with the real worker: a letter of a final transaction is closed and left alone; a
+    letter whose transaction never finished is re-queued, said so per letter, and closed once the worker
+    has made it final; a second `--dlq` finds no open letter and queues nothing."""
     settle(stack, "deposit", build_notification(PREFERRED_GOOD, "deposit", Decimal("35.00"),
                                                 transaction_id="rpdep00021"), "rpdep00021")
-    [entry] = stack.ledger.notifications_of("rpdep00021")
-    stack.ledger.add_dead_letter(entry.entry_id, "rpdep00021", "unexpected KeyError while processing",
+    [settled] = stack.ledger.notifications_of("rpdep00021")
+    stack.ledger.add_dead_letter(settled.entry_id, "rpdep00021", "unexpected KeyError while processing",
                                  "unexpected_error", 1)
-    result = vipflow(stack, "replay", "--dlq", "--json")
+    body = build_notification(PREFERRED_GOOD, "deposit", Decimal("36.00"), transaction_id="rpdep00022")
+    archive = Archive(stack.redis, stack.prefix)
+    entry = archive.append("deposit", json.dumps(body).encode(), status="valid", transaction_id="rpdep00022",
+                           error=None)  # buffered, never queued: its task gave up before it began
+    stack.ledger.add_dead_letter(entry, "rpdep00022", "delivered 6 times without finishing", "max_deliveries", 6)
+    result = vipflow(stack, "replay", "--dlq")
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["queued"] == 1
-    wait_deliveries(stack, "rpdep00021", 2)
-    assert stack.ledger.dead_letters() == []
-    [kept] = stack.ledger.dead_letters(include_requeued=True)
-    assert kept.entry_id == entry.entry_id and kept.requeued_at is not None
-    assert approvals(stack)["rpdep00021"] == 1
+    assert f"transaction rpdep00022  entry {entry}: re-queued (it was not recorded yet)" in result.stdout
+    assert "1 open dead letter: 1 requeued; 1 letter closed before (their transactions are final)" in result.stdout
+    assert "rpdep00021" not in result.stdout  # approved already: its letter is closed, nothing to do
+    assert stack.wait_state("rpdep00022", ("approved", "review", "rejected"))["state"] == "approved"
+    wait_until(lambda: stack.ledger.dead_letters() == [], 10, "the re-queued letter to be closed")
+    kept = {d.entry_id: d for d in stack.ledger.dead_letters(include_closed=True)}
+    assert kept[entry].requeued_at is not None and kept[settled.entry_id].requeued_at is None
+    assert approvals(stack)["rpdep00021"] == approvals(stack)["rpdep00022"] == 1
     again = vipflow(stack, "replay", "--dlq", "--json")
     assert again.returncode == 0, again.stderr
-    assert json.loads(again.stdout)["selected"] == 0
+    assert json.loads(again.stdout.splitlines()[-1])["totals"] == {
+        "letters": 0, "closed_before": 2, "interrupted": False}

@@ -201,9 +201,9 @@ def test_prune_deletes_old_notifications_of_no_transaction(ledger_at: Ledger, mo
     monkeypatch.setenv("VIPFLOW_LEDGER__RETENTION_DAYS", "1")
     _later(monkeypatch, 2)
     code, out, _ = _run(capsys, "db", "prune")
-    assert code == 0 and "1 notifications" in out
+    assert code == 0 and "1 notification and" in out
     assert ledger_at.notification(old.entry_id) is None and ledger_at.notification(recent.entry_id) == recent
-    assert ledger_at.dead_letters(include_requeued=True) == []
+    assert ledger_at.dead_letters(include_closed=True) == []
 
 
 def test_prune_records_its_run_with_the_configured_actor(ledger_at: Ledger, monkeypatch: pytest.MonkeyPatch,

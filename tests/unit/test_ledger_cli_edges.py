@@ -40,9 +40,9 @@ def test_tx_show_lists_a_refused_notification(sqlite_url: str, monkeypatch: pyte
 
 def test_tx_show_names_the_ledger_it_looked_in(sqlite_url: str, monkeypatch: pytest.MonkeyPatch,
                                                capsys: pytest.CaptureFixture[str]) -> None:
-    """Nothing known: one line naming the transaction and the ledger searched, exit 1."""
+    """Nothing known: one line naming the transaction and the ledger searched, exit 2 (bad input)."""
     monkeypatch.setenv("VIPFLOW_DATABASE__URL", sqlite_url)
     monkeypatch.delenv("VIPFLOW_CONFIG", raising=False)
-    assert main(["tx", "show", "txnone0001"]) == 1
+    assert main(["tx", "show", "txnone0001"]) == 2
     err = capsys.readouterr().err
     assert "txnone0001" in err and "ledger.db" in err and "Traceback" not in err

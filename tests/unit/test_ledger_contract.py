@@ -164,19 +164,26 @@ def test_unprocessed_lists_valid_and_conflicting_notifications_not_done(led: Led
 
 # --- dead letters, rule texts, readers -------------------------------------------------------------
 
-def test_dead_letters_are_listed_oldest_first_until_requeued(led: Ledger) -> None:
-    """add_dead_letter keeps them; mark_requeued hides an entry's letters from the default list but keeps them."""
+def test_dead_letters_are_open_until_their_transaction_is_final(led: Ledger) -> None:
+    """add_dead_letter keeps them, oldest first, with their transaction's state; a letter leaves the open
+    list when its transaction is final (never by being re-queued, which only records when), one without a
+    transaction once re-queued; every letter stays in the ledger."""
     led.add_dead_letter("1-0", "tx-1", "VIP Connect timed out", "retries", 5)
     led.add_dead_letter("2-0", "tx-2", "wallet refused", "error", 1)
     led.add_dead_letter("1-0", "tx-1", "VIP Connect timed out again", "retries", 5)
+    led.add_dead_letter("3-0", None, "not a notification", "unexpected_error", 1)
     assert [d.error for d in led.dead_letters()] == [
-        "VIP Connect timed out", "wallet refused", "VIP Connect timed out again"]
-    assert led.dead_letter_count() == 3
-    assert led.mark_requeued("1-0") == 2
-    assert [d.entry_id for d in led.dead_letters()] == ["2-0"]
-    assert led.dead_letter_count() == 1
-    every = led.dead_letters(include_requeued=True)
-    assert len(every) == 3 and [d.requeued_at is not None for d in every] == [True, False, True]
+        "VIP Connect timed out", "wallet refused", "VIP Connect timed out again", "not a notification"]
+    assert led.dead_letter_count() == 4 and {d.state for d in led.dead_letters()} == {None}
+    assert led.mark_requeued("1-0") == 2 and led.mark_requeued("3-0") == 1
+    assert [d.entry_id for d in led.dead_letters()] == ["1-0", "2-0", "1-0"]
+    stored = led.write(None, TransactionRecord("tx-1", transaction_type="deposit", amount="5.00")
+                       .moved(State.REJECTED))
+    assert stored.record.state == State.REJECTED
+    assert [d.entry_id for d in led.dead_letters()] == ["2-0"] and led.dead_letter_count() == 1
+    every = led.dead_letters(include_closed=True)
+    assert len(every) == 4 and [d.requeued_at is not None for d in every] == [True, False, True, True]
+    assert [d.state for d in every] == ["rejected", None, "rejected", None]
 
 
 def test_a_ruleset_text_is_stored_once_and_read_back(led: Ledger) -> None:

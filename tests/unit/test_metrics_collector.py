@@ -68,10 +68,13 @@ def test_gauges_read_redis_and_the_ledger_at_scrape_time(client: redis.Redis, le
     assert reg.get_sample_value("vipflow_dead_letter_list_size") == 1
 
 
-def test_a_replayed_dead_letter_is_not_counted(client: redis.Redis, ledger: Ledger) -> None:
-    """A dead letter queued again by replay leaves the gauge (it stays in the ledger)."""
+def test_a_dead_letter_counts_until_its_transaction_is_final(client: redis.Redis, ledger: Ledger) -> None:
+    """A dead letter queued again still counts; once its transaction is final it leaves the gauge (it stays
+    in the ledger)."""
     ledger.add_dead_letter("1-0", "tx1", "unexpected KeyError", "unexpected_error", 3)
     ledger.mark_requeued("1-0")
+    assert _registry(client, ledger).get_sample_value("vipflow_dead_letter_list_size") == 1
+    ledger.write(None, TransactionRecord("tx1", transaction_type="deposit").moved(State.REJECTED))
     assert _registry(client, ledger).get_sample_value("vipflow_dead_letter_list_size") == 0
 
 

@@ -16,7 +16,7 @@ import redis
 from rules import load_rulebook
 from tests.conftest import FIXTURES, ROOT
 from tests.fakes import BreakableWallet
-from worker.backtest import NONE, backtest
+from worker.backtest import NONE, OUTCOME, RULE_ONLY, UNDECIDED, backtest
 from worker.config import Settings
 from worker.ledger import Ledger, RecordWriter, State, TransactionRecord
 from worker.pipeline import Deps, process
@@ -156,10 +156,42 @@ def test_the_backtest_reads_the_ledger_in_pages_with_the_same_totals(any_world: 
                      on_progress=lambda done, total: progress.append((done, total)))
     assert paged.totals() == whole.totals()
     assert whole.transactions == len(amounts) + 1 and whole.totals()["differences"] == 4
+    assert (whole.decided, whole.outcome_changes, whole.never_decided) == (len(amounts), 3, 1)
     assert seen == [d.transaction_id for d in whole.differences] and len(paged.differences) == 1
     assert progress == [(2, 9), (4, 9), (6, 9), (8, 9), (9, 9)]
     assert whole.before == {"approve": 5, "review": 2, NONE: 1}
     assert whole.after == {"approve": 2, "review": 6}  # 1000, 700, 900 now over 500; the undecided one
+
+
+def _with_rule(tmp_path: Path, rule: str) -> Path:
+    """The shipped rules with one more withdraw rule (YAML text of one list item)."""
+    rules = tmp_path / "rules"
+    shutil.copytree(RULES, rules, dirs_exist_ok=True)
+    path = rules / "withdraw.yaml"
+    path.write_text(path.read_text().replace("rules:\n", "rules:\n" + rule, 1))
+    return rules
+
+
+def test_a_rule_only_change_is_counted_apart_from_outcome_changes(world: World, tmp_path: Path) -> None:
+    """A new review rule that a reviewed withdrawal also matches changes its rules, not its outcome: it is a
+    rule-only change, out of the headline; the approved one it sends to review is an outcome change."""
+    _decided(world, "wdbt00021", "3000.00")  # review: large-withdrawal
+    _decided(world, "wdbt00022", "2100.00")  # approve
+    rules = _with_rule(tmp_path, "  - id: above-2000\n    when: {amount: {gt: 2000}}\n    outcome: review\n")
+    report = backtest(EVERYTHING, world.st, load_rulebook(rules), Settings().limits)
+    assert {(d.transaction_id, d.change, d.recorded, d.new, d.added) for d in report.differences} == {
+        ("wdbt00021", RULE_ONLY, "review", "review", ("above-2000",)),
+        ("wdbt00022", OUTCOME, "approve", "review", ("above-2000",))}
+    assert (report.decided, report.outcome_changes, report.rule_changes, report.never_decided) == (2, 1, 1, 0)
+    totals = report.totals()
+    assert (totals["outcome_changes"], totals["rule_changes"], totals["decided_before"]) == (1, 1, 2)
+
+
+def test_unchanged_decisions_are_not_differences(world: World) -> None:
+    """The same rules on decided transactions: nothing counted as decided differently."""
+    _decided(world, "wdbt00023", "3000.00")
+    report = backtest(EVERYTHING, world.st, load_rulebook(RULES), Settings().limits)
+    assert (report.decided, report.different, report.outcome_changes) == (1, 0, 0)
 
 
 def test_a_notification_never_decided_shows_none_recorded(world: World) -> None:
@@ -168,8 +200,9 @@ def test_a_notification_never_decided_shows_none_recorded(world: World) -> None:
     _drained(world, _archive(world, "wdbt00006", "100.00"))
     report = backtest(EVERYTHING, world.st, load_rulebook(RULES), Settings().limits)
     [diff] = report.differences
-    assert (diff.transaction_id, diff.recorded, diff.new) == ("wdbt00006", NONE, "review")
+    assert (diff.transaction_id, diff.recorded, diff.new, diff.change) == ("wdbt00006", NONE, "review", UNDECIDED)
     assert "account-lookup-unavailable" in diff.added
+    assert (report.outcome_changes, report.never_decided, report.decided) == (0, 1, 0)
     assert world.ledger.load("wdbt00006") is None  # nothing written
 
 

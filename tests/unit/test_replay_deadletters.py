@@ -1,4 +1,5 @@
-"""``vipflow replay --dlq``: the ledger's dead letters are queued again and marked requeued, never deleted."""
+"""``vipflow replay --dlq``: per dead letter what was done; a letter stays open until its transaction is final,
+and in the ledger after that."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ from worker.errors import StoreError
 from worker.ledger import Ledger, State
 from worker.pipeline import Deps, process
 from worker.reload import RuleHolder
-from worker.replay import Stores, make_selection, requeue, select, stores
+from worker.replay import Stores, make_selection, stores
+from worker.replay_dlq import LEFT_IN_REVIEW, MISSING, REDECIDED, REQUEUED, DlqReport, replay_dead_letters
+from worker.review_service import reject
 from worker.store.accounts import AccountCache
 from worker.store.publisher import MemoryPublisher
 from worker.store.velocity import VelocityStore
@@ -58,13 +61,17 @@ def world(redis_url: str, sqlite_url: str) -> Iterator[World]:
     ledger.engine.dispose()
 
 
-def _dead_lettered(w: World, txid: str) -> str:
-    """A withdrawal whose freeze crashed: a dead letter, and the transaction in review."""
+def _archive(w: World, txid: str) -> str:
     body: dict[str, Any] = json.loads((FIXTURES / "vip-connect" / "withdraw-approval-request.json").read_text())
     body.update(transactionId=txid, amount="100.00", vipCardNumber=CARD, patronId=PATRON,
                 maskedBankAccountNumber="**1111", bankRoutingNumber="22222222")
-    entry = w.st.archive.append("withdraw", json.dumps(body).encode(), status="valid", transaction_id=txid,
-                                error=None)
+    return w.st.archive.append("withdraw", json.dumps(body).encode(), status="valid", transaction_id=txid,
+                               error=None)
+
+
+def _dead_lettered(w: World, txid: str) -> str:
+    """A withdrawal whose freeze crashed: a dead letter, and the transaction in review."""
+    entry = _archive(w, txid)
     process(entry, w.deps)
     assert [d.entry_id for d in w.ledger.dead_letters()] == [entry]
     return entry
@@ -76,43 +83,82 @@ def _state(w: World, txid: str) -> State:
     return stored.record.state
 
 
-def test_dlq_requeues_dead_letters_and_marks_them_requeued(world: World) -> None:
-    """--dlq queues each dead letter's notification (read from the ledger: the buffer let it go) and marks
-    the letter requeued: a second --dlq selects nothing, and the letter is still in the ledger."""
+def _results(report: DlqReport) -> list[tuple[str | None, str]]:
+    return [(o.transaction_id, o.result) for o in report.outcomes]
+
+
+def test_a_dead_letter_in_review_is_left_there_and_kept(world: World) -> None:
+    """A plain --dlq queues nothing for a transaction the dead letter sent to review (the worker would leave
+    it there), says so, and the letter stays open; a second --dlq says the same."""
     entry = _dead_lettered(world, "wddl00001")
     assert world.st.archive.get(entry) is None and world.ledger.notification(entry) is not None
     publisher = MemoryPublisher()
-    report = requeue(select(DLQ, world.st), world.st, publisher, from_dlq=True)
-    assert publisher.published == [entry] and report.queued == 1 and report.already_final == 1
-    assert world.ledger.dead_letters() == [] and world.ledger.dead_letter_count() == 0
-    [kept] = world.ledger.dead_letters(include_requeued=True)
-    assert kept.entry_id == entry and kept.requeued_at is not None
-    assert list(select(DLQ, world.st).refs) == []
-    process(entry, world.deps)  # the transaction waits for a person: the plain replay leaves it there
-    assert _state(world, "wddl00001") == State.REVIEW
-    assert world.vip.approvals.get("wddl00001", 0) == 0
+    report = replay_dead_letters(DLQ, world.st, publisher)
+    assert _results(report) == [("wddl00001", LEFT_IN_REVIEW)] and publisher.published == []
+    [outcome] = report.outcomes
+    assert outcome.state == "review" and "vipflow review approve|reject wddl00001" in outcome.message
+    assert [d.entry_id for d in world.ledger.dead_letters()] == [entry] and world.ledger.dead_letter_count() == 1
+    assert _results(replay_dead_letters(DLQ, world.st, publisher)) == [("wddl00001", LEFT_IN_REVIEW)]
 
 
 def test_dlq_with_force_decides_the_failed_transaction_again_once(world: World) -> None:
     """--dlq --force re-decides a transaction that failed unexpectedly; once the wallet works it is approved
-    once, and the dead letter stays in the ledger marked requeued."""
+    once, and its dead letter is closed (the transaction is final) but stays in the ledger, re-queued."""
     entry = _dead_lettered(world, "wddl00002")
     world.wallet.broken = False
     publisher = MemoryPublisher()
-    report = requeue(select(DLQ, world.st), world.st, publisher, force=True, actor="os:tester", from_dlq=True)
-    assert report.redecided == ["wddl00002"] and report.already_final == 0
+    report = replay_dead_letters(DLQ, world.st, publisher, force=True, actor="os:tester")
+    assert _results(report) == [("wddl00002", REDECIDED)] and publisher.published == [entry]
+    assert world.ledger.dead_letters() != []  # open until the worker has finished it
     for entry_id in publisher.published:
         process(entry_id, world.deps)
     assert _state(world, "wddl00002") == State.APPROVED
     assert world.vip.approvals["wddl00002"] == 1 and world.wallet.holds_created["wddl00002"] == 1
-    assert [d.entry_id for d in world.ledger.dead_letters(include_requeued=True)] == [entry]
+    assert world.ledger.dead_letters() == [] and world.ledger.dead_letter_count() == 0
+    [kept] = world.ledger.dead_letters(include_closed=True)
+    assert (kept.entry_id, kept.state) == (entry, "approved") and kept.requeued_at is not None
+    again = replay_dead_letters(DLQ, world.st, publisher)
+    assert (again.outcomes, again.closed_before) == ([], 1)
+
+
+def test_an_unfinished_transaction_is_requeued_and_its_letter_kept_until_final(world: World) -> None:
+    """A letter whose transaction never finished (here: no record at all) is re-queued, and stays open
+    until the worker has made the transaction final."""
+    world.wallet.broken = False
+    entry = _archive(world, "wddl00004")
+    world.ledger.add_notification(world.st.archive.get(entry))  # type: ignore[arg-type]
+    world.ledger.add_dead_letter(entry, "wddl00004", "delivered 6 times without finishing", "max_deliveries", 6)
+    publisher = MemoryPublisher()
+    report = replay_dead_letters(DLQ, world.st, publisher)
+    assert _results(report) == [("wddl00004", REQUEUED)] and publisher.published == [entry]
+    assert "stays open until the transaction is final" in report.outcomes[0].message
+    assert world.ledger.dead_letter_count() == 1
+    process(entry, world.deps)
+    assert _state(world, "wddl00004") == State.APPROVED and world.ledger.dead_letter_count() == 0
+
+
+def test_a_letter_settled_by_a_reviewer_is_closed(world: World) -> None:
+    """Once a reviewer settles the transaction, its letter is closed: --dlq does nothing with it and counts
+    it among those closed before."""
+    _dead_lettered(world, "wddl00005")
+    reject(world.deps, "wddl00005", "os:tester", "patron called")
+    report = replay_dead_letters(DLQ, world.st, MemoryPublisher())
+    assert (report.outcomes, report.closed_before) == ([], 1)
+
+
+def test_a_letter_without_its_notification_is_named_and_kept(world: World) -> None:
+    """A letter whose notification is stored nowhere cannot be re-queued: said so, and kept."""
+    world.ledger.add_dead_letter("1-0", "wddl00006", "unexpected KeyError", "unexpected_error", 1)
+    report = replay_dead_letters(DLQ, world.st, MemoryPublisher())
+    assert _results(report) == [("wddl00006", MISSING)] and world.ledger.dead_letter_count() == 1
 
 
 def test_a_failed_queueing_leaves_the_letter_for_the_next_replay(world: World) -> None:
-    """When the broker refuses, the dead letter is not marked requeued: the next --dlq finds it again."""
+    """When the broker refuses, the dead letter is not marked re-queued and stays open."""
     entry = _dead_lettered(world, "wddl00003")
     publisher = MemoryPublisher()
     publisher.fail = True
     with pytest.raises(StoreError, match="publisher is set to fail"):
-        requeue(select(DLQ, world.st), world.st, publisher, from_dlq=True)
-    assert [d.entry_id for d in world.ledger.dead_letters()] == [entry]
+        replay_dead_letters(DLQ, world.st, publisher, force=True, actor="os:tester")
+    [letter] = world.ledger.dead_letters()
+    assert letter.entry_id == entry and letter.requeued_at is None

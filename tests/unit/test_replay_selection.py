@@ -3,13 +3,15 @@ notification may still be) and time windows select the right entries."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
 import redis
 
 from producers.cli import main
-from worker.ledger import Ledger
+from tests.conftest import ROOT, archived_note
+from worker.ledger import Ledger, State, TransactionRecord
 from worker.replay import Selected, SelectionError, Stores, make_selection, parse_time, select, stores
 from worker.store.archive import ArchivedNotification
 
@@ -42,6 +44,12 @@ def test_an_empty_selection_is_refused() -> None:
     """Replaying with no selection at all is refused rather than replaying the whole archive."""
     with pytest.raises(SelectionError, match="say what to replay"):
         make_selection()
+
+
+def test_an_empty_selection_of_a_backtest_is_the_whole_ledger() -> None:
+    """A backtest changes nothing: with no selection it reads every notification, unbounded in time."""
+    sel = make_selection(everything=True)
+    assert sel.by_time and (sel.since_ms, sel.until_ms) == (None, None)
 
 
 def test_a_time_without_offset_is_utc() -> None:
@@ -114,17 +122,17 @@ def test_unprocessed_selects_unfinished_entries_of_the_ledger_and_the_buffer(st:
     assert _ids(select(make_selection(unprocessed=True), st)) == [left, buffered]
 
 
-def test_dlq_selects_letters_not_requeued_and_names_those_stored_nowhere(st: Stores) -> None:
-    """--dlq selects the dead letters' notifications (ledger or buffer), skips letters already requeued,
-    and names the entries neither holds."""
+def test_dlq_selects_open_letters_and_names_those_stored_nowhere(st: Stores) -> None:
+    """--dlq (as the backtest reads it) selects the open dead letters' notifications (ledger or buffer),
+    skips letters whose transaction is final, and names the entries neither holds."""
     kept = _noted(st, "1000-0", "tx00000001", done=True)
     buffered = st.archive.append("deposit", b"{}", status="valid", transaction_id="tx00000002", error=None)
-    requeued = _noted(st, "1500-0", "tx00000004", done=True)
+    final = _noted(st, "1500-0", "tx00000004", done=True)
     st.ledger.add_dead_letter(kept, "tx00000001", "unexpected KeyError", "unexpected_error", 1)
     st.ledger.add_dead_letter(buffered, "tx00000002", "unexpected KeyError", "unexpected_error", 1)
     st.ledger.add_dead_letter("1-0", "tx00000003", "unexpected KeyError", "unexpected_error", 1)
-    st.ledger.add_dead_letter(requeued, "tx00000004", "unexpected KeyError", "unexpected_error", 1)
-    st.ledger.mark_requeued(requeued)
+    st.ledger.add_dead_letter(final, "tx00000004", "unexpected KeyError", "unexpected_error", 1)
+    st.ledger.write(None, TransactionRecord("tx00000004", transaction_type="deposit").moved(State.REJECTED))
     selected = select(make_selection(dlq=True), st)
     assert _ids(selected) == [kept, buffered] and selected.missing == ["1-0"]
 
@@ -145,3 +153,18 @@ def _iso(ms: int) -> str:
     from datetime import UTC, datetime
 
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
+
+
+def test_dry_run_without_a_selection_backtests_every_transaction(st: Stores, redis_url: str, sqlite_url: str,
+                                                                  monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """`vipflow replay --dry-run` with nothing selected decides every transaction in the ledger."""
+    for i, at in enumerate((1_000, 2_000_000_000_000, 3_000_000_000_000)):
+        st.ledger.add_notifications([archived_note(f"{at}-0", f"tx{i:08d}", received_at_ms=at)])
+    monkeypatch.delenv("VIPFLOW_CONFIG", raising=False)
+    monkeypatch.setenv("VIPFLOW_DATABASE__URL", sqlite_url)
+    monkeypatch.setenv("VIPFLOW_REDIS__URL", redis_url)
+    monkeypatch.setenv("VIPFLOW_RULES__PATH", str(ROOT / "rules" / "default"))
+    assert main(["replay", "--dry-run", "--json"]) == 0
+    totals = json.loads(capsys.readouterr().out.splitlines()[-1])["totals"]
+    assert totals["transactions"] == 3 and totals["never_decided"] + totals["errors"] == 3

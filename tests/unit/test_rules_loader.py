@@ -112,7 +112,24 @@ def test_unknown_transaction_type_is_refused() -> None:
     """A ruleset for a transaction type other than deposit or withdraw is refused."""
     problem = _only("ruleset: refund\nversion: 1\nrules: []\n")
     assert problem.line == 1
-    assert "ruleset must be a transaction type: one of deposit, withdraw" in problem.problem
+    assert problem.problem == "ruleset: 'refund' is not a transaction type; use one of deposit, withdraw"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    (HEAD.replace("rules:", "default: approved\nrules:") + "  []\n",
+     "default: 'approved' is not an outcome; use one of approve, review, reject"),
+    (HEAD + "  - id: r1\n    when: {amount: 5}\n    outcome: [approve]\n",
+     "rule 'r1': outcome: needs an outcome; use one of approve, review, reject"),
+])
+def test_an_unknown_outcome_names_the_value_given(text: str, expected: str) -> None:
+    """The message names what the file says and the words it may use instead, never 'must be an outcome'."""
+    assert expected in _only(text).render() and "must be an outcome" not in _only(text).render()
+
+
+def test_a_literal_of_the_wrong_kind_is_quoted_as_yaml_writes_it() -> None:
+    """A boolean compared with a money fact reads `true`, not Python's `True`."""
+    problem = _only(_one_rule("{amount: true}"))
+    assert "true is a bool" in problem.problem and "True" not in problem.problem
 
 
 def test_a_file_that_is_not_yaml_is_refused_with_a_line() -> None:

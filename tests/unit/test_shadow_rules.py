@@ -13,9 +13,9 @@ import pytest
 import redis
 from prometheus_client import REGISTRY
 
+from producers.commands.txview import render
 from rules import RuleBook, RuleError, load_rulebook
 from tests.conftest import FIXTURES, ROOT
-from worker.command import render
 from worker.config import RulesSettings, Settings
 from worker.ledger import Ledger
 from worker.masking import mask_mapping
@@ -218,7 +218,7 @@ def test_tx_show_names_the_actions(world: World, redis_url: str, monkeypatch: py
     """`vipflow tx show` lists action names (masking hides every 'name' key; actions are put back)."""
     import argparse
 
-    from worker.command import run_tx_show
+    from producers.commands.tx_cmd import run_tx_show
 
     process(_notify(world, "withdraw", "shwd0003", "100.00"), world.deps)
     monkeypatch.delenv("VIPFLOW_CONFIG", raising=False)

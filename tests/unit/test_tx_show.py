@@ -4,7 +4,6 @@ PostgreSQL."""
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,9 +13,9 @@ from typing import Any
 import pytest
 import redis
 
+from producers.cli import main
 from rules import load_rulebook
 from tests.conftest import FIXTURES, ROOT
-from worker.command import run_tx_show
 from worker.config import Settings
 from worker.ledger import Ledger, State
 from worker.ledger.actor import cli_actor
@@ -78,7 +77,7 @@ def _approved_withdrawal(w: World, txid: str) -> None:
 
 def _show(capsys: pytest.CaptureFixture[str], txid: str, *, as_json: bool = False,
           rules: bool = False) -> tuple[int, str, str]:
-    code = run_tx_show(argparse.Namespace(transaction_id=txid, json=as_json, rules=rules, config=None))
+    code = main(["tx", "show", txid, *(["--json"] if as_json else []), *(["--rules"] if rules else [])])
     out = capsys.readouterr()
     return code, out.out, out.err
 
@@ -156,10 +155,10 @@ def test_nothing_personal_in_clear(world: World, capsys: pytest.CaptureFixture[s
     assert "******5258" in out  # the card, masked, is still recognisable
 
 
-def test_no_record_is_one_line_and_exit_1(world: World, capsys: pytest.CaptureFixture[str]) -> None:
-    """An unknown transaction: one line on stderr, exit 1."""
+def test_no_record_is_one_line_and_exit_2(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    """An unknown transaction is bad input: one line on stderr, exit 2."""
     code, out, err = _show(capsys, "nosuch0001")
-    assert (code, out) == (1, "") and err.strip().count("\n") == 0 and "nosuch0001" in err
+    assert (code, out) == (2, "") and err.strip().count("\n") == 0 and "nosuch0001" in err
 
 
 def test_a_database_that_does_not_answer_is_one_line_and_exit_1(
@@ -174,7 +173,7 @@ def test_a_database_that_does_not_answer_is_one_line_and_exit_1(
 
 def test_the_patron_session_the_decision_knew_is_shown() -> None:
     """tx show names the session a notification was decided against, or that none was issued."""
-    from worker.command import render
+    from producers.commands.txview import render
 
     found = {"required": True, "found": True, "amount": "50", "transaction_type": "deposit", "age_s": 12}
     text = render({"transaction_id": "TX1", "state": "approved", "facts": {"session": found}})

@@ -16,7 +16,7 @@ import psycopg
 from sqlalchemy import Engine, insert, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from worker.errors import LedgerUnavailable
+from worker.errors import LedgerUnavailable, reason
 from worker.ledger import pgwrite
 from worker.ledger import tables as t
 from worker.ledger.record import TransactionRecord, encode_json
@@ -27,7 +27,7 @@ from worker.store.locks import LockLost
 
 def unavailable(doing: str, exc: BaseException) -> LedgerUnavailable:
     """The error for a database failure while ``doing`` (retried by the task)."""
-    return LedgerUnavailable(f"cannot {doing}: the ledger's database failed ({type(exc).__name__}); "
+    return LedgerUnavailable(f"cannot {doing}: the ledger's database failed ({reason(exc)}); "
                              "check that it is up (the work is retried)")
 
 

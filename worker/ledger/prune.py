@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Select, and_, delete, func, insert, or_, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from worker.errors import LedgerUnavailable
+from worker.errors import LedgerUnavailable, reason
 from worker.ledger import tables as t
 from worker.ledger.states import FINAL
 
@@ -202,7 +202,7 @@ def prune(engine: Engine, *, retention_days: int, actor: str, dry_run: bool = Fa
     except SQLAlchemyError as exc:
         recorded = f"; what it deleted before is recorded in prune_runs row {run_id}" if run_id else ""
         raise LedgerUnavailable(f"cannot prune the ledger: the database failed "
-                                f"({type(getattr(exc, 'orig', None) or exc).__name__}){recorded}") from None
+                                f"({reason(exc)}){recorded}") from None
     return PruneReport(run_id=run_id, dry_run=dry_run, actor=actor, retention_days=retention_days,
                        cutoff_at=cutoff_at, started_at=started, finished_at=finished, **counts)
 
@@ -214,5 +214,5 @@ def table_counts(engine: Engine) -> dict[str, int]:
             return {name: int(conn.execute(select(func.count()).select_from(t.metadata.tables[name])).scalar_one())
                     for name in COUNTED}
     except SQLAlchemyError as exc:
-        raise LedgerUnavailable(f"cannot count the ledger's rows: the database failed ({type(exc).__name__})") \
+        raise LedgerUnavailable(f"cannot count the ledger's rows: the database failed ({reason(exc)})") \
             from None

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from worker.errors import ConfigError, LedgerUnavailable, SchemaOutdated
+from worker.errors import ConfigError, LedgerUnavailable, SchemaOutdated, reason
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # Alembic narrates every step at INFO; `vipflow db upgrade` prints the revisions itself.
@@ -65,8 +65,14 @@ def _make_engine(url: str, pool_size: int) -> Engine:
             return create_engine(url, pool_size=pool_size, max_overflow=8, pool_recycle=1800,
                                  connect_args={"connect_timeout": 5})
     except (SQLAlchemyError, ValueError, OSError) as exc:
-        raise ConfigError("database.url", f"cannot be used ({type(exc).__name__})") from None
+        raise ConfigError("database.url", f"cannot be used ({reason(exc)}); "
+                                          "use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB") from None
     raise ConfigError("database.url", "use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB")
+
+
+def shown(engine: Engine) -> str:
+    """The engine's URL fit for a message: the password hidden (host and database are the operator's own)."""
+    return str(engine.url.render_as_string(hide_password=True))
 
 
 def _alembic_config(connection: Any) -> Any:
@@ -96,7 +102,7 @@ def current_revision(engine: Engine) -> str | None:
         with engine.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()
     except SQLAlchemyError as exc:
-        raise LedgerUnavailable(f"the ledger's database does not answer ({type(exc).__name__}); "
+        raise LedgerUnavailable(f"the ledger's database at {shown(engine)} does not answer ({reason(exc)}); "
                                 "check database.url and that the database is up") from None
 
 
@@ -109,8 +115,7 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
         with engine.begin() as conn:
             command.upgrade(_alembic_config(conn), revision)
     except SQLAlchemyError as exc:
-        raise LedgerUnavailable(f"the ledger's migration failed ({type(exc).__name__}: "
-                                f"{str(exc.orig if hasattr(exc, 'orig') else exc)[:200]})") from None
+        raise LedgerUnavailable(f"the ledger's migration of {shown(engine)} failed ({reason(exc)})") from None
     return before, current_revision(engine) or ""
 
 
@@ -168,7 +173,7 @@ def create_database(url: str, *, fresh: bool = False, migrate: bool = False) -> 
             if conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first() is None:
                 conn.execute(text(f'CREATE DATABASE "{name}"'))
     except SQLAlchemyError as exc:
-        raise LedgerUnavailable(f"cannot create database {name} ({type(exc).__name__}); "
+        raise LedgerUnavailable(f"cannot create database {name} ({reason(exc)}); "
                                 "check that PostgreSQL is up") from None
     finally:
         admin.dispose()
@@ -186,4 +191,5 @@ def ping(engine: Engine) -> None:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except SQLAlchemyError as exc:
-        raise LedgerUnavailable(f"the ledger's database does not answer ({type(exc).__name__})") from None
+        raise LedgerUnavailable(f"the ledger's database at {shown(engine)} does not answer ({reason(exc)}); "
+                                "check database.url and that the database is up") from None

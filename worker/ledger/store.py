@@ -26,7 +26,7 @@ from worker.ledger.commit import insert_ignore as _insert_ignore
 from worker.ledger.commit import note_row as _note_row
 from worker.ledger.events import Event, NewEvent, diff
 from worker.ledger.record import TransactionRecord
-from worker.ledger.states import State, reachable
+from worker.ledger.states import FINAL, State, reachable
 from worker.store.archive import ArchivedNotification
 from worker.store.locks import LockLost
 
@@ -65,7 +65,12 @@ class Recorded(NamedTuple):
 
 @dataclass(frozen=True)
 class DeadLetter:
-    """One task that gave up: which notification, which transaction, why, after how many attempts."""
+    """One task that gave up: which notification, which transaction, why, after how many attempts; when
+    ``replay --dlq`` last queued it again, and the state its transaction is in now (None: no record).
+
+    A letter is open until its transaction is final (approved, rejected, failed); one without a
+    transaction id (its notification could not be read) until it was queued again.
+    """
 
     id: int
     entry_id: str
@@ -75,6 +80,7 @@ class DeadLetter:
     attempts: int
     at: float
     requeued_at: float | None
+    state: str | None = None
 
 
 def _amount(text: str | None) -> Decimal | None:
@@ -464,34 +470,47 @@ class Ledger:
                     attempts=attempts, at=time.time()))
         self._run(op, "store a dead letter")
 
-    def dead_letters(self, *, include_requeued: bool = False) -> list[DeadLetter]:
-        """Dead letters, oldest first (by default those not yet queued again)."""
+    def _open_letter(self) -> Any:
+        """The condition of an open dead letter (see :class:`DeadLetter`), on ``dead_letters`` joined to
+        ``transactions``."""
+        c, tx = t.dead_letters.c, t.transactions.c
+        return or_(and_(c.transaction_id.is_(None), c.requeued_at.is_(None)),
+                   and_(c.transaction_id.is_not(None),
+                        or_(tx.state.is_(None), tx.state.not_in([str(s) for s in FINAL]))))
+
+    def _letters_from(self) -> Any:
+        c, tx = t.dead_letters.c, t.transactions.c
+        return t.dead_letters.outerjoin(t.transactions, tx.transaction_id == c.transaction_id)
+
+    def dead_letters(self, *, include_closed: bool = False) -> list[DeadLetter]:
+        """Dead letters, oldest first, with their transactions' states: the open ones (their transaction
+        not final yet), or every one with ``include_closed``."""
         c = t.dead_letters.c
 
         def op() -> list[DeadLetter]:
-            q = select(t.dead_letters).order_by(c.id)
-            if not include_requeued:
-                q = q.where(c.requeued_at.is_(None))
+            q = select(t.dead_letters, t.transactions.c.state).select_from(self._letters_from()).order_by(c.id)
+            if not include_closed:
+                q = q.where(self._open_letter())
             with self._auto.connect() as conn:
                 return [DeadLetter(r.id, r.entry_id, r.transaction_id, r.error, r.reason, r.attempts, r.at,
-                                   r.requeued_at) for r in conn.execute(q)]
+                                   r.requeued_at, r.state) for r in conn.execute(q)]
         return self._run(op, "read dead letters")
 
     def dead_letter_count(self) -> int:
-        """How many dead letters wait to be replayed."""
+        """How many dead letters are open (their transaction not final yet)."""
         def op() -> int:
             with self._auto.connect() as conn:
-                return int(conn.execute(select(func.count()).select_from(t.dead_letters)
-                                        .where(t.dead_letters.c.requeued_at.is_(None))).scalar_one())
+                return int(conn.execute(select(func.count()).select_from(self._letters_from())
+                                        .where(self._open_letter())).scalar_one())
         return self._run(op, "count dead letters")
 
     def mark_requeued(self, entry_id: str) -> int:
-        """Mark the dead letters of ``entry_id`` queued again (they stay in the ledger); how many."""
+        """Record that the dead letters of ``entry_id`` were queued again now (they stay open until their
+        transaction is final); how many."""
         def op() -> int:
             with self.engine.begin() as conn:
-                done = conn.execute(update(t.dead_letters).where(
-                    t.dead_letters.c.entry_id == entry_id, t.dead_letters.c.requeued_at.is_(None))
-                    .values(requeued_at=time.time()))
+                done = conn.execute(update(t.dead_letters).where(t.dead_letters.c.entry_id == entry_id)
+                                    .values(requeued_at=time.time()))
                 return int(done.rowcount)
         return self._run(op, "mark dead letters re-queued")
 

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import redis
 
-from worker.errors import StoreError
+from worker.errors import StoreError, reason
 from worker.store import keys
 
 Status = Literal["valid", "invalid", "conflict"]
@@ -193,5 +193,5 @@ class Archive:
             return op()
         except redis.RedisError as exc:
             raise StoreError(
-                f"cannot {doing}: Redis failed ({type(exc).__name__}); check that Redis is up"
+                f"cannot {doing}: Redis failed ({reason(exc)}); check redis.url and that Redis is up"
             ) from None

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
 from worker.config import RedisSettings, Settings
-from worker.errors import StoreError
+from worker.errors import ConfigError, StoreError
 from worker.urls import redacted, redis_db
 
 log = logging.getLogger("vipflow.store")
@@ -21,14 +22,32 @@ HEALTH_CHECK_INTERVAL_S = 15
 
 
 def connect(settings: RedisSettings) -> redis.Redis:
-    """A Redis client on ``settings.url`` with short timeouts, health checks and raw bytes."""
-    return redis.Redis.from_url(
-        settings.url,
-        socket_connect_timeout=CONNECT_TIMEOUT_S,
-        socket_timeout=SOCKET_TIMEOUT_S,
-        health_check_interval=HEALTH_CHECK_INTERVAL_S,
-        decode_responses=False,
-    )
+    """A Redis client on ``settings.url`` with short timeouts, health checks and raw bytes (it connects on
+    first use); ConfigError naming ``redis.url`` when the URL is not one redis-py can use."""
+    try:
+        return redis.Redis.from_url(
+            settings.url,
+            socket_connect_timeout=CONNECT_TIMEOUT_S,
+            socket_timeout=SOCKET_TIMEOUT_S,
+            health_check_interval=HEALTH_CHECK_INTERVAL_S,
+            decode_responses=False,
+        )
+    except ValueError as exc:
+        raise ConfigError("redis.url", f"{shown_url(settings.url)} cannot be used ({exc}); "
+                                       "write it as redis://HOST:PORT/DB") from None
+
+
+def shown_url(url: str) -> str:
+    """``url`` fit for a message: its password replaced by ``***`` (``redis://:***@host:6379/0``)."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        user = parts.username or ""
+        host = parts.netloc.rpartition("@")[2]
+        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    except ValueError:
+        return "(a URL that cannot be read)"
 
 
 def where(settings: RedisSettings) -> str:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import redis
 
-from worker.errors import StoreError
+from worker.errors import StoreError, reason
 from worker.store import keys
 from worker.store.archive import Archive, archive_key, now_ms, pending_key, tx_index_key
 from worker.store.publisher import Publisher
@@ -200,6 +200,6 @@ class Intake:
             return op()
         except redis.RedisError as exc:
             raise StoreError(
-                f"cannot store the notification: Redis failed ({type(exc).__name__}); "
+                f"cannot store the notification: Redis failed ({reason(exc)}); "
                 "check that Redis is up"
             ) from None

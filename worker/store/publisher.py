@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Protocol
 
-from worker.errors import StoreError
+from worker.errors import StoreError, reason
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -60,7 +60,7 @@ class CeleryPublisher:
             )
         except Exception as exc:  # noqa: BLE001 (kombu and redis raise many types; all mean "not queued")
             raise StoreError(
-                f"cannot queue the notification: the broker failed ({type(exc).__name__}); "
+                f"cannot queue the notification: the broker failed ({reason(exc)}); "
                 "check that Redis is up"
             ) from None
 

@@ -16,7 +16,7 @@ import requests
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from worker.config import VipSettings
-from worker.errors import ConfigError, VipRejectedError, VipTransientError
+from worker.errors import ConfigError, VipRejectedError, VipTransientError, reason
 from worker.httpsession import session_for
 from worker.masking import mask_mapping, mask_text
 from worker.tokens import TokenCache
@@ -109,8 +109,9 @@ class VipClient:
             kind = "timed out" if isinstance(exc, requests.Timeout) else "failed to connect"
             if sent and not isinstance(exc, requests.Timeout):
                 kind = "lost the connection"
+            why = "" if isinstance(exc, requests.Timeout) else f" ({reason(exc)})"
             raise VipTransientError(
-                f"VIP Connect {what}: {kind} ({type(exc).__name__}); "
+                f"VIP Connect {what}: {kind}{why}; "
                 f"{'the request may have reached VIP' if sent else 'the request was not sent'}",
                 maybe_sent=sent,
             ) from None

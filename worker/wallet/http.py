@@ -39,7 +39,7 @@ from urllib.parse import quote
 import requests
 
 from worker.config import WalletSettings
-from worker.errors import WalletError, WalletRefusedError, WalletTransientError
+from worker.errors import WalletError, WalletRefusedError, WalletTransientError, reason
 from worker.httpsession import session_for
 from worker.masking import mask_text
 from worker.wallet.protocol import HOLD_STATUSES, Credit, Hold, HoldStatus
@@ -73,8 +73,9 @@ class HttpWallet:
                 method, self._base + path, headers=headers, timeout=self._timeout, **kw
             )
         except requests.RequestException as exc:
+            why = "timed out" if isinstance(exc, requests.Timeout) else reason(exc)
             raise WalletTransientError(
-                f"wallet {what}: {type(exc).__name__}; check wallet.url and that the wallet is up"
+                f"wallet {what}: {why}; check wallet.url and that the wallet is up"
             ) from None
         if resp.status_code >= 500:
             raise WalletTransientError(f"wallet {what}: HTTP {resp.status_code}; retry later")

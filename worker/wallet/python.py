@@ -7,7 +7,7 @@ import inspect
 from typing import Any, cast
 
 from worker.config import WalletSettings
-from worker.errors import ConfigError
+from worker.errors import ConfigError, reason
 from worker.wallet.protocol import Wallet
 
 _METHODS = ("balance", "hold", "release", "capture", "reverse")
@@ -49,7 +49,7 @@ def load_python_wallet(settings: WalletSettings) -> Wallet:
         wallet = cls(settings) if takes_arg else cls()
     except Exception as exc:  # noqa: BLE001  (the operator's constructor may raise anything)
         raise ConfigError(
-            "wallet.class", f"'{path}' failed to start ({type(exc).__name__})"
+            "wallet.class", f"'{path}' failed to start ({reason(exc)})"
         ) from None
     needed = (*_METHODS, _CREDIT) if settings.credit_deposits else _METHODS
     missing = [m for m in needed if not callable(getattr(wallet, m, None))]
