@@ -38,12 +38,13 @@ def run_worker(args: argparse.Namespace) -> int:
     from worker.drain import Drainer
     from worker.ledger import Ledger
     from worker.logs import configure_logging
+    from worker.masking import operator_hosts
     from worker.metrics import cleanup_multiprocess, start_worker_metrics
     from worker.store.archive import Archive
     from worker.store.connection import connect
 
     settings = load_settings(getattr(args, "config", None))
-    configure_logging(settings.log.level)
+    configure_logging(settings.log.level, hosts=operator_hosts(settings))
     pool = args.pool or settings.worker.pool
     queue = args.queue or settings.worker.queue
     # Before the pool forks: prefork children must inherit the metrics directory.

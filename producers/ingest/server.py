@@ -18,8 +18,9 @@ def serve(settings: Settings) -> None:
 
     from producers.ingest.app import create_app
     from worker.logs import configure_logging
+    from worker.masking import operator_hosts
 
-    configure_logging(settings.log.level)
+    configure_logging(settings.log.level, hosts=operator_hosts(settings))
     app = create_app(settings)
     # Everything built so far lives as long as the process: keep it out of the
     # collector's scans, which otherwise show up as latency spikes.
