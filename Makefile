@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install vipflow with its development tools
 
-run: $(STAMP)  ## the whole pipeline on this machine (embedded Redis if none), with a burst of notifications
+run: $(STAMP)  ## the whole pipeline on this machine (embedded Redis if none), with a burst of notifications; starts clean
 	$(BIN)/vipflow run
 
 test: $(STAMP)  ## every test: unit and integration (real Redis, real worker, real HTTP)
@@ -37,5 +37,5 @@ format: $(STAMP)
 bench: $(STAMP)  ## benchmarks: print figures against the targets
 	$(BIN)/python bench/run_all.py
 
-clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+clean:  ## remove .venv, caches and var/ (the state of `make run`: its logs, embedded Redis data and ledger)
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache var

@@ -10,6 +10,7 @@ import threading
 
 from worker.config import Settings
 from worker.ledger import Ledger
+from worker.masking import keep_operator_hosts, operator_hosts
 from worker.pipeline import Deps, RuleSource
 from worker.reload import RuleHolder
 from worker.shadow import shadow_holder
@@ -26,8 +27,10 @@ def bootstrap(settings: Settings, *, vip: VipApi | None = None, wallet: Wallet |
               rules: RuleSource | None = None, ledger: Ledger | None = None) -> Deps:
     """Deps on the configured Redis, ledger, VIP Connect client, wallet and rules (each replaceable).
 
-    Raises SchemaOutdated when the ledger's PostgreSQL schema is older than the code.
+    Raises SchemaOutdated when the ledger's PostgreSQL schema is older than the code. The configured
+    hosts are the operator's own from here on: error messages name them in clear (``worker.masking``).
     """
+    keep_operator_hosts(operator_hosts(settings))
     client = connect(settings.redis)
     if ledger is None:
         ledger = Ledger.open(settings.database.url)

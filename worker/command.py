@@ -32,13 +32,14 @@ def run_worker(args: argparse.Namespace) -> int:
     from worker.errors import StoreError
     from worker.ledger import Ledger
     from worker.logs import configure_logging
+    from worker.masking import operator_hosts
     from worker.metrics import cleanup_multiprocess, start_worker_metrics
     from worker.rule_paths import rules_origin
     from worker.store.archive import Archive
     from worker.store.connection import answers, connect, wait_for_redis, where
 
     settings = load_settings(getattr(args, "config", None))
-    configure_logging(settings.log.level)
+    configure_logging(settings.log.level, hosts=operator_hosts(settings))
     pool = args.pool or settings.worker.pool
     queue = args.queue or settings.worker.queue
     concurrency = args.concurrency or settings.worker.concurrency

@@ -2,8 +2,9 @@
 
 Every record becomes one JSON object: ``ts``, ``level``, ``logger``, ``msg``
 and any ``extra=`` fields. The message runs through ``mask_text`` and the extra
-fields through ``mask_mapping``, so a token, card number or IP address that
-reaches a log call is masked before it is written.
+fields through ``mask_mapping``, so a token, card number or a patron's IP address
+that reaches a log call is masked before it is written (the operator's own
+addresses stay readable: ``worker.masking``).
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from worker.masking import mask_mapping, mask_text
+from worker.masking import keep_operator_hosts, mask_mapping, mask_text
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
@@ -42,8 +44,10 @@ class JsonFormatter(logging.Formatter):
 _PER_TASK_LOGGERS = ("celery.worker.strategy", "celery.app.trace")
 
 
-def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None:
-    """Send the root logger's records to ``stream`` (stderr) as masked JSON lines at ``level``."""
+def configure_logging(level: str = "INFO", stream: TextIO | None = None, hosts: Iterable[str] = ()) -> None:
+    """Send the root logger's records to ``stream`` (stderr) as masked JSON lines at ``level``; the IP
+    addresses among ``hosts`` (``worker.masking.operator_hosts``) are the operator's own, left in clear."""
+    keep_operator_hosts(hosts)
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()

@@ -1,10 +1,25 @@
-"""Masking of patrons' personal data and secrets before anything is logged or shown."""
+"""Masking of patrons' personal data and secrets before anything is logged or shown.
+
+IP addresses in free text are masked, except the operator's own: loopback
+(127.0.0.0/8, ::1), the unspecified address (0.0.0.0, ::) and the hosts vipflow
+itself listens on or connects to, as the configuration names them by address
+(ingest and metrics hosts; the Redis, ledger, VIP Connect and wallet URLs; see
+:func:`operator_hosts`). Those are infrastructure an operator needs to see, not a
+patron's data. Private ranges are not exempt as such: a patron's address may be
+one. A value under a personal-data key (``location``, ``ip``, ...) is hidden
+whatever it holds, loopback included.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+if TYPE_CHECKING:
+    from worker.config import Settings
 
 # Folded key (lower case, no underscores) -> how to mask it.
 _KEEP_LAST4 = {"vipcardnumber", "maskedbankaccountnumber", "bankroutingnumber", "vipaccountnumber",
@@ -21,6 +36,10 @@ _PLAIN = {"timestamp", "transactionid", "notificationsenton", "approvalcalledon"
 _BEARER = re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=-]+")
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _IPV4 = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b")
+# Candidates only (two colons at least); ipaddress decides, so times such as 12:30:45 stay as they are.
+_IPV6 = re.compile(r"(?<![0-9A-Za-z:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{0,4}|(?:\d{1,3}\.){3}\d{1,3})"
+                   r"(?:%[0-9A-Za-z]+)?(?![0-9A-Za-z:.])")
+_operator_ips: frozenset[str] = frozenset()
 # Seven or more digits (card, account, phone numbers), but not Redis stream ids (ms-seq).
 _LONG_DIGITS = re.compile(r"\b\d{7,}\b(?!-\d)")
 
@@ -61,9 +80,57 @@ def mask_mapping(data: Any) -> Any:
     return data
 
 
+def operator_hosts(settings: Settings) -> set[str]:
+    """The hosts vipflow listens on or connects to, from ``settings``: the ingest and metrics hosts and the
+    hosts of the Redis, ledger, VIP Connect and wallet URLs (names as well as addresses; only addresses
+    ever need exempting from masking)."""
+    urls = (settings.redis.url, settings.database.url, settings.vip.base_url, settings.wallet.url)
+    hosts = {settings.ingest.host, settings.worker.metrics_host}
+    for url in urls:
+        try:
+            hosts.add(urlparse(url).hostname or "")
+        except ValueError:
+            continue  # a malformed URL is the configuration's to refuse, not this function's
+    return {h for h in hosts if h}
+
+
+def keep_operator_hosts(hosts: Iterable[str]) -> None:
+    """From now on in this process, leave these IP addresses (the operator's own) in clear in free text."""
+    global _operator_ips
+    kept = set(_operator_ips)
+    for host in hosts:
+        try:
+            kept.add(str(ipaddress.ip_address(host.strip("[]"))))
+        except ValueError:
+            continue  # a host name: masking never touches names
+    _operator_ips = frozenset(kept)
+
+
+def _is_operator_ip(text: str) -> bool | None:
+    """True for the operator's own address, False for anyone else's, None when ``text`` is not an address."""
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    return address.is_loopback or address.is_unspecified or str(address) in _operator_ips
+
+
+def _mask_ipv4(match: re.Match[str]) -> str:
+    return match.group(0) if _is_operator_ip(match.group(0)) else "*.*.*.*"
+
+
+def _mask_ipv6(match: re.Match[str]) -> str:
+    verdict = _is_operator_ip(match.group(0))
+    return "*:*:*" if verdict is False else match.group(0)
+
+
 def mask_text(text: str) -> str:
-    """Mask tokens, IP addresses and long digit runs (card, account, phone numbers) in free text."""
+    """Mask tokens, IP addresses (other than the operator's own, see the module docstring) and long digit
+    runs (card, account, phone numbers) in free text."""
     text = _BEARER.sub("Bearer ***", text)
     text = _JWT.sub("***", text)
-    text = _IPV4.sub("*.*.*.*", text)
+    text = _IPV6.sub(_mask_ipv6, text)  # first: an IPv6 address may end in an IPv4 one
+    text = _IPV4.sub(_mask_ipv4, text)
     return _LONG_DIGITS.sub(lambda m: mask_value(m.group(0)), text)

@@ -18,8 +18,9 @@ app = get_app()
 def _json_logs(**_: Any) -> None:
     # Connecting here keeps Celery from installing its own handlers: every line is masked JSON.
     from worker.logs import configure_logging
+    from worker.masking import operator_hosts
 
-    configure_logging(app.vipflow_settings.log.level)
+    configure_logging(app.vipflow_settings.log.level, hosts=operator_hosts(app.vipflow_settings))
 
 
 def _check_ledger(**_: Any) -> None:

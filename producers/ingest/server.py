@@ -24,8 +24,9 @@ def serve(settings: Settings) -> None:
     from producers.listen import bind
     from worker.config_report import redis_summary
     from worker.logs import configure_logging
+    from worker.masking import operator_hosts
 
-    configure_logging(settings.log.level)
+    configure_logging(settings.log.level, hosts=operator_hosts(settings))
     app = create_app(settings)  # ConfigError (exit code 2) before listening: no verification key
     logging.getLogger("vipflow.ingest").info(
         "ingest starting on %s:%d: Redis %s", settings.ingest.host, settings.ingest.port, redis_summary(settings))

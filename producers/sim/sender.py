@@ -1,10 +1,11 @@
 """Send realistic VIP Connect notifications to an ingestor, as VIP Connect would.
 
 The bodies vary the way VIP's own examples do: PascalCase or camelCase keys,
-numbers and booleans as JSON values or as strings. Amounts are mostly small
-with a few large ones; withdrawals use ACH, SDA or INP. Each request carries a
-JWT bearer token signed with the callback key. :func:`send_one` sends one body
-given as it is (``vipflow sim --send --file``), signed the same way.
+numbers and booleans as JSON values or as strings. Who sends what, and how
+often, is ``producers.sim.traffic``: mostly the simulator's crowd of ordinary
+patrons, a few special cases, in the same proportions every run. Each request
+carries a JWT bearer token signed with the callback key. :func:`send_one` sends
+one body given as it is (``vipflow sim --send --file``), signed the same way.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 import requests
 
 from producers.sim.patrons import PATRONS, SimPatron, find
+from producers.sim.traffic import Draw, Scenario, deal, draw_one
 from producers.sim.wire import dumps
 from worker.tokens import TokenCache
 
@@ -69,8 +71,10 @@ def build_notification(
     pascal: bool = True,
     as_strings: bool = True,
     rng: random.Random | None = None,
+    location: str | None = None,
 ) -> dict[str, Any]:
-    """One deposit or withdraw notification for ``patron`` in VIP Connect's shape."""
+    """One deposit or withdraw notification for ``patron`` in VIP Connect's shape; ``location`` is the
+    patron's IP address (default: one drawn from a documentation range, 198.51.100.0/24)."""
     rng = rng or random.Random()
     bank = patron.banks[bank_index % len(patron.banks)]
     txid = transaction_id or "sim" + "".join(rng.choices(string.ascii_lowercase + string.digits, k=rng.randint(8, 20)))
@@ -93,7 +97,7 @@ def build_notification(
         "FirstName": patron.first_name.title(),
         "LastName": patron.last_name.title(),
         "HomePhoneNumber": patron.phone,
-        "Location": "127.0.0.1",
+        "Location": location or f"198.51.100.{rng.randint(1, 254)}",
         "TransactionType": kind,
         "Timestamp": datetime.now(UTC).isoformat(),
         "InstantPaymentEligible": value(bank.instant_payment_eligible),
@@ -118,21 +122,21 @@ def build_notification(
     return body
 
 
+def _build(scenario: Scenario, drawn: Draw, rng: random.Random) -> tuple[str, dict[str, Any]]:
+    return scenario.kind, build_notification(
+        drawn.patron, scenario.kind, drawn.amount, fund_transfer_type=drawn.fund_transfer_type,
+        bank_index=drawn.bank_index, pascal=rng.random() < 0.5, as_strings=rng.random() < 0.5, rng=rng)
+
+
+def notification_mix(rng: random.Random, count: int,
+                     kinds: Sequence[str] = ("deposit", "withdraw")) -> list[tuple[str, dict[str, Any]]]:
+    """``count`` (kind, body) in the traffic mix (``producers.sim.traffic``), the same proportions every run."""
+    return [_build(scenario, drawn, rng) for scenario, drawn in deal(rng, count, kinds)]
+
+
 def random_notification(rng: random.Random, kinds: Sequence[str]) -> tuple[str, dict[str, Any]]:
-    """A plausible notification: mostly small amounts, some large, mixed encodings."""
-    patron = rng.choice(PATRONS)
-    kind = rng.choice(list(kinds))
-    cents = rng.randint(1_000, 50_000) if rng.random() < 0.9 else rng.randint(100_000, 2_000_000)
-    return kind, build_notification(
-        patron,
-        kind,
-        Decimal(cents) / 100,
-        fund_transfer_type=rng.choice(["ACH", "ACH", "SDA", "INP"]),
-        bank_index=rng.randrange(len(patron.banks)),
-        pascal=rng.random() < 0.5,
-        as_strings=rng.random() < 0.5,
-        rng=rng,
-    )
+    """One (kind, body) of a traffic scenario drawn by weight."""
+    return _build(*draw_one(rng, kinds), rng)
 
 
 def notification_for_session(session: Mapping[str, Any], rng: random.Random) -> tuple[str, dict[str, Any]]:
@@ -205,7 +209,7 @@ def send_notifications(
     if sessions is not None:
         notes = [notification_for_session(s, rng) for s in list(sessions)[:count]]
     else:
-        notes = [random_notification(rng, kinds) for _ in range(count)]
+        notes = notification_mix(rng, count, kinds)
     tokens = TokenCache(key, issuer, audience, 600)
     report = SendReport(
         transaction_ids=[n["TransactionId" if "TransactionId" in n else "transactionId"] for _, n in notes]
