@@ -110,6 +110,7 @@ class IngestAuthSettings(_Section):
     issuer: str = ""
     audience: str = "vip-api"
     leeway_s: int = Field(60, ge=0, le=3600)
+    max_token_lifetime_s: int = Field(3600, ge=60, le=86_400)  # exp - iat (or nbf); VIP advises <= 1 h
     callback_key: SecretStr | None = None
     callback_key_file: Path | None = None
 
