@@ -74,7 +74,8 @@ class VipSettings(_Section):
     timeout_s: float = Field(10.0, gt=0)
     max_attempts: int = Field(5, ge=1, le=20)
     backoff_base_s: float = Field(0.5, ge=0)
-    backoff_max_s: float = Field(30.0, ge=0)
+    backoff_max_s: float = Field(30.0, ge=0)  # also the longest Retry-After honoured
+    inquiry_max_attempts: int = Field(4, ge=1, le=20)  # account inquiry: asked again on 5xx/timeouts/resets
     account_cache_ttl_s: int = Field(300, ge=0)
     deposit_approval_path: str = "/api/operator/DepositApproval"
     withdraw_approval_path: str = "/api/operator/WithdrawApproval"

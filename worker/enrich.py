@@ -21,6 +21,7 @@ from worker.store.accounts import AccountCache
 from worker.store.velocity import Velocity, VelocityStore
 from worker.vip.models import AccountInquiry
 from worker.vip.protocol import VipApi
+from worker.vip.retry import RetryPolicy
 from worker.wallet.protocol import Wallet
 
 log = logging.getLogger("vipflow.enrich")
@@ -41,10 +42,12 @@ class Enriched:
 
 
 def enrich(note: Notification, received_at_s: float, *, vip: VipApi, accounts: AccountCache,
-           wallet: Wallet, velocity: VelocityStore, asks: frozenset[str] = SOURCES) -> Enriched:
+           wallet: Wallet, velocity: VelocityStore, asks: frozenset[str] = SOURCES,
+           retry: RetryPolicy | None = None) -> Enriched:
     """Ask VIP Connect (through the cache), the wallet and the velocity store about ``note``.
 
-    Only the sources in ``asks`` are asked (the pipeline passes those its rules read).
+    Only the sources in ``asks`` are asked (the pipeline passes those its rules read). The account
+    inquiry is asked again on 5xx, timeouts and resets as ``retry`` allows before its facts become unknown.
     The account-cache read and the velocity script share one Redis round trip.
     """
     problems: list[str] = []
@@ -55,9 +58,10 @@ def enrich(note: Notification, received_at_s: float, *, vip: VipApi, accounts: A
     account: AccountInquiry | None = None
     if ask_account and card:
         try:
-            account = accounts.resolve(cached, vip, card, product)
+            account = accounts.resolve(cached, vip, card, product, retry)
         except VipApiError as exc:
-            problems.append(f"account inquiry failed ({type(exc).__name__}); account facts unknown")
+            tries = f" after {retry.max_attempts} attempts" if retry is not None else ""
+            problems.append(f"account inquiry failed{tries} ({type(exc).__name__}); account facts unknown")
     balance: Decimal | None = None
     if "wallet" in asks and note.patron_id:
         try:

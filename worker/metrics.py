@@ -49,7 +49,8 @@ VIP_CALL_SECONDS = Histogram("vipflow_vip_call_seconds", "VIP Connect call laten
 VIP_CALLS = Counter("vipflow_vip_calls_total", "VIP Connect calls, by endpoint and result",
                     ["endpoint", "result"])
 RETRIES = Counter("vipflow_retries_total",
-                  "Retries: 'task' (a task re-queued after a store failure), 'vip_approval' (approval rounds)",
+                  "Retries: 'task' (a task re-queued after a store failure), 'vip_approval' (approval rounds), "
+                  "'vip_account_inquiry' (account inquiries asked again)",
                   ["what"])
 DEAD_LETTERS = Counter("vipflow_dead_letters_total", "Notifications sent to the dead-letter list, by reason",
                        ["reason"])

@@ -33,6 +33,7 @@ from worker.store.archive import Archive, ArchivedNotification
 from worker.store.locks import Locks
 from worker.store.velocity import VelocityStore
 from worker.vip.protocol import ApprovalKind, VipApi
+from worker.vip.retry import RetryPolicy
 from worker.wallet.protocol import Wallet
 
 log = logging.getLogger("vipflow.pipeline")
@@ -158,8 +159,11 @@ def _handle(entry: ArchivedNotification, rec: TransactionRecord, book: RuleBook,
 
 def _decide(note: Notification, entry: ArchivedNotification, rec: TransactionRecord, book: RuleBook,
             deps: Deps, save: actions.Save) -> TransactionRecord:
+    vip = deps.settings.vip
+    retry = RetryPolicy(vip.inquiry_max_attempts, vip.backoff_base_s, vip.backoff_max_s, deps.sleep)
     found = enrich(note, entry.received_at / 1000, vip=deps.vip, accounts=deps.accounts,
-                   wallet=deps.wallet, velocity=deps.velocity, asks=_asks(str(note.transaction_type), book, deps))
+                   wallet=deps.wallet, velocity=deps.velocity, asks=_asks(str(note.transaction_type), book, deps),
+                   retry=retry)
     facts = build_facts(note, found.found, deps.settings.limits)
     decision = book.decide(str(note.transaction_type), facts)
     deps.ledger.remember_rulesets(book.rulesets.values())  # the rule text, once per version
