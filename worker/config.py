@@ -176,7 +176,8 @@ class WorkerSettings(_Section):
     metrics_port: int = Field(9108, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"
     queue: str = "vipflow"
-    max_deliveries: int = Field(5, ge=1)
+    max_deliveries: int = Field(5, ge=1)  # deliveries that kill their worker (the task's own retries apart)
+    max_retries: int = Field(20, ge=0, le=1000)  # the task's own retries; waits 1, 2, 4 ... 30 s: ~8 min in all
     task_time_limit_s: int = Field(300, ge=10)
     visibility_timeout_s: int = Field(3600, ge=60)
     lock_ttl_s: int = Field(120, ge=5)

@@ -9,6 +9,7 @@ recorded and sent to review, never approved.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, replace
@@ -30,7 +31,7 @@ from worker.notification import Notification, decode_body, parse_notification
 from worker.shadow import count_shadow, decide_shadow
 from worker.store.accounts import AccountCache
 from worker.store.archive import Archive, ArchivedNotification
-from worker.store.locks import Locks
+from worker.store.locks import Locks, TxLock
 from worker.store.velocity import VelocityStore
 from worker.vip.protocol import ApprovalKind, VipApi
 from worker.vip.retry import RetryPolicy
@@ -89,7 +90,7 @@ def process(entry_id: str, deps: Deps) -> TransactionRecord | None:
         return None
     book = deps.rules.current()  # read once: a reload mid-task does not change this decision
     lock = deps.locks.lock(entry.transaction_id)
-    count, known = lock.begin(wait_s=min(deps.settings.worker.lock_ttl_s, 30))  # counted before any work
+    count, known, retried = lock.begin(wait_s=min(deps.settings.worker.lock_ttl_s, 30))  # before any work
     finished = False
     try:
         # A first delivery writes without reading: the ledger refuses it (LockLost, retried) in the rare case
@@ -98,7 +99,7 @@ def process(entry_id: str, deps: Deps) -> TransactionRecord | None:
         save = RecordWriter(deps.ledger, lock, stored, deferred=True, notification=entry)
         rec = _received(stored.record if stored else None, entry, count, save)
         try:
-            rec = _handle(entry, rec, book, deps, save)
+            rec = _handle(entry, rec, book, deps, save, unfinished=count - retried)
         except (StoreError, redis.RedisError, WalletTransientError):
             raise  # redeliver: nothing is lost, every step is recorded and idempotent
         except Exception as exc:
@@ -114,9 +115,19 @@ def process(entry_id: str, deps: Deps) -> TransactionRecord | None:
         save.finish(done_entry=entry_id)
         finished = True
         return save.latest or rec
+    except (StoreError, redis.RedisError, WalletTransientError):
+        _retrying(lock)
+        raise
     finally:
         if not finished:
             lock.release()  # staged "done" steps are dropped: the next delivery repeats them safely
+
+
+def _retrying(lock: TxLock) -> None:
+    """The task will retry this delivery: it ended, so the delivery limit does not count it."""
+    # When Redis is what failed, the delivery stays counted: the limit errs on the safe side.
+    with contextlib.suppress(redis.RedisError):
+        lock.retrying()
 
 
 def _received(stored: TransactionRecord | None, entry: ArchivedNotification, count: int,
@@ -134,7 +145,9 @@ def _received(stored: TransactionRecord | None, entry: ArchivedNotification, cou
 
 
 def _handle(entry: ArchivedNotification, rec: TransactionRecord, book: RuleBook, deps: Deps,
-            save: actions.Save) -> TransactionRecord:
+            save: actions.Save, unfinished: int = 1) -> TransactionRecord:
+    """``unfinished``: this transaction's deliveries that did not end in the task's own retry (this one
+    included): those past ``worker.max_deliveries`` kept killing their worker."""
     if entry.kind == "error":
         return _failed(entry, rec, save, deps)
     if is_settled(rec.state):
@@ -148,9 +161,9 @@ def _handle(entry: ArchivedNotification, rec: TransactionRecord, book: RuleBook,
     if entry.status == "conflict":
         # Which body is VIP's? A person decides; an approval already started is reconciled there.
         return actions.send_to_review(rec, save, CONFLICT_REASON)
-    if rec.deliveries > deps.settings.worker.max_deliveries:
+    if unfinished > deps.settings.worker.max_deliveries:
         return deliveries.stop_redelivery(entry.entry_id, rec, save, deps.ledger,
-                                          deps.settings.worker.max_deliveries)
+                                          deps.settings.worker.max_deliveries, unfinished)
     note = parse_notification(decode_body(entry.body), "withdraw" if entry.kind == "withdraw" else "deposit")
     if rec.decision is None:
         rec = _decide(note, entry, rec, book, deps, save)
