@@ -151,6 +151,10 @@ def _handle(entry: ArchivedNotification, rec: TransactionRecord, book: RuleBook,
     if entry.kind == "error":
         return _failed(entry, rec, save, deps)
     if is_settled(rec.state):
+        if entry.status == "conflict" and rec.state == State.REVIEW:
+            # Waiting for a person: the reason they read now names the conflict, not only an error line.
+            reason = f"{CONFLICT_REASON} (earlier: {rec.review_reason or 'none'})"
+            return save(replace(rec.with_action("review", "done", {"reason": reason}), review_reason=reason))
         if entry.status == "conflict":
             rec = save(rec.with_error(f"{CONFLICT_REASON}; ignored, the transaction is already {rec.state}"))
         decided = (rec.decision or {}).get("content_hash")
