@@ -13,6 +13,7 @@ from decimal import Decimal, InvalidOperation
 from rules.errors import RuleError
 
 MAX_CENTS = 2**53 - 1
+_MAX_DIGITS = len(str(MAX_CENTS))
 
 
 class MoneyError(RuleError):
@@ -25,7 +26,12 @@ class MoneyError(RuleError):
 
 
 def to_cents(value: Decimal | int | str) -> int:
-    """Dollars to integer cents; MoneyError for fractions of a cent or huge values."""
+    """Dollars to integer cents; MoneyError for fractions of a cent or huge values.
+
+    Exact at any size: the digits are read from the Decimal itself, never through
+    Decimal arithmetic (which rounds to 28 digits, so 1.00000000000000000000000000001
+    would pass as 1.00) nor a conversion to int (1e999999999 would build a billion digits).
+    """
     try:
         amount = value if isinstance(value, Decimal) else Decimal(str(value))
     except InvalidOperation:
@@ -33,14 +39,29 @@ def to_cents(value: Decimal | int | str) -> int:
                          "is not a number") from None
     if not amount.is_finite():
         raise MoneyError("an amount must be a finite number", "is not a finite number")
-    cents = amount * 100
-    if cents != cents.to_integral_value():
-        raise MoneyError(f"{amount} has a fraction of a cent; amounts have at most two decimals",
-                         "has a fraction of a cent")
-    whole = int(cents)
-    if abs(whole) > MAX_CENTS:
-        raise MoneyError(f"{amount} is too large to compare exactly", "is too large to compare exactly")
-    return whole
+    sign, digits, exponent = amount.as_tuple()
+    assert isinstance(exponent, int)  # finite
+    shift = exponent + 2  # the power of ten of the last digit, counted in cents
+    if shift < 0:
+        if any(digits[shift:]):
+            raise MoneyError(f"{_short(amount)} has a fraction of a cent; amounts have at most two decimals",
+                             "has a fraction of a cent")
+        digits, shift = digits[:shift], 0
+    significant = "".join(map(str, digits)).lstrip("0")
+    if not significant:
+        return 0
+    if len(significant) + shift > _MAX_DIGITS:
+        raise MoneyError(f"{_short(amount)} is too large to compare exactly", "is too large to compare exactly")
+    whole: int = int(significant) * 10**shift
+    if whole > MAX_CENTS:
+        raise MoneyError(f"{_short(amount)} is too large to compare exactly", "is too large to compare exactly")
+    return -whole if sign else whole
+
+
+def _short(amount: Decimal) -> str:
+    """The amount as given, cut to a readable length for an error message."""
+    text = str(amount)
+    return text if len(text) <= 40 else text[:20] + "..." + text[-12:]
 
 
 def format_amount(value: Decimal | int | float | str | None) -> str:

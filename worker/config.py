@@ -91,7 +91,8 @@ class VipSettings(_Section):
     timeout_s: float = Field(10.0, gt=0)
     max_attempts: int = Field(5, ge=1, le=20)
     backoff_base_s: float = Field(0.5, ge=0)
-    backoff_max_s: float = Field(30.0, ge=0)
+    backoff_max_s: float = Field(30.0, ge=0)  # also the longest Retry-After honoured
+    inquiry_max_attempts: int = Field(4, ge=1, le=20)  # account inquiry: asked again on 5xx/timeouts/resets
     account_cache_ttl_s: int = Field(300, ge=0)
     deposit_approval_path: UrlPath = "/api/operator/DepositApproval"
     withdraw_approval_path: UrlPath = "/api/operator/WithdrawApproval"
@@ -132,6 +133,7 @@ class IngestAuthSettings(_Section):
     issuer: str = ""
     audience: str = "vip-api"
     leeway_s: int = Field(60, ge=0, le=3600)
+    max_token_lifetime_s: int = Field(3600, ge=60, le=86_400)  # exp - iat (or nbf); VIP advises <= 1 h
     callback_key: SecretStr | None = None
     callback_key_file: Path | None = None
 
@@ -207,7 +209,8 @@ class WorkerSettings(_Section):
     metrics_port: int | None = Field(9108, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"
     queue: str = "vipflow"
-    max_deliveries: int = Field(5, ge=1)
+    max_deliveries: int = Field(5, ge=1)  # deliveries that kill their worker (the task's own retries apart)
+    max_retries: int = Field(20, ge=0, le=1000)  # the task's own retries; waits 1, 2, 4 ... 30 s: ~8 min in all
     task_time_limit_s: int = Field(300, ge=10)
     visibility_timeout_s: int = Field(3600, ge=60)
     lock_ttl_s: int = Field(120, ge=5)

@@ -6,9 +6,11 @@ its transaction in review, when:
 
 - its task failed past the retry limit, or raised something the pipeline did
   not expect (:func:`give_up`, from the task; :func:`dead_letter`, from the pipeline);
-- it keeps killing its worker: deliveries are counted in the ledger before any
-  work, and a delivery past ``worker.max_deliveries`` does nothing but this
-  (:func:`stop_redelivery`), so the task is acknowledged and not seen again.
+- it keeps killing its worker: deliveries are counted (in Redis, with the lock)
+  before any work, and a delivery past ``worker.max_deliveries`` does nothing but
+  this (:func:`stop_redelivery`), so the task is acknowledged and not seen again.
+  A delivery that ends in the task's own retry (a store or wallet failure) ended:
+  it is not counted against the limit; ``worker.max_retries`` bounds those.
 """
 
 from __future__ import annotations
@@ -51,10 +53,12 @@ def dead_letter(ledger: Ledger, entry_id: str, transaction_id: str | None, error
 
 
 def stop_redelivery(entry_id: str, rec: TransactionRecord, save: actions.Save, ledger: Ledger,
-                    max_deliveries: int) -> TransactionRecord:
-    """A delivery past the limit: dead letter and review, nothing else (the task is then acknowledged)."""
-    error = f"delivered {plural(rec.deliveries, 'time')} without finishing (limit {max_deliveries})"
-    dead_letter(ledger, entry_id, rec.transaction_id, error, rec.deliveries, MAX_DELIVERIES, save=save)
+                    max_deliveries: int, unfinished: int | None = None) -> TransactionRecord:
+    """A delivery past the limit: dead letter and review, nothing else (the task is then acknowledged).
+    ``unfinished``: the deliveries that neither finished nor ended in the task's own retry."""
+    times = rec.deliveries if unfinished is None else unfinished
+    error = f"delivered {plural(times, 'time')} without finishing (limit {max_deliveries})"
+    dead_letter(ledger, entry_id, rec.transaction_id, error, times, MAX_DELIVERIES, save=save)
     return actions.send_to_review(save.latest or rec, save, error)
 
 

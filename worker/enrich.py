@@ -22,7 +22,9 @@ from worker.store.accounts import AccountCache
 from worker.store.velocity import Velocity, VelocityStore
 from worker.vip.models import AccountInquiry
 from worker.vip.protocol import VipApi
+from worker.vip.retry import RetryPolicy
 from worker.wallet.protocol import Wallet
+from worker.wording import plural
 
 log = logging.getLogger("vipflow.enrich")
 
@@ -57,12 +59,15 @@ class Enriched:
 
 def enrich(note: Notification, received_at_s: float, *, vip: VipApi, accounts: AccountCache,
            wallet: Wallet, velocity: VelocityStore, asks: frozenset[str] = SOURCES,
-           sessions: SessionStore | None = None, sessions_required: bool | None = None) -> Enriched:
+           sessions: SessionStore | None = None, sessions_required: bool | None = None,
+           retry: RetryPolicy | None = None) -> Enriched:
     """Ask VIP Connect (through the cache), the wallet, the velocity store and the ledger's patron
     sessions about ``note``.
 
     Only the sources in ``asks`` are asked (the pipeline passes those its rules read); the session is
     also read when the notification names no patron (the wallet then asks for the session's patron).
+    The account inquiry is asked again on 5xx, timeouts and resets as ``retry`` allows before its facts
+    become unknown.
     The account-cache read and the velocity script share one Redis round trip.
     """
     problems: list[str] = []
@@ -76,9 +81,10 @@ def enrich(note: Notification, received_at_s: float, *, vip: VipApi, accounts: A
     account: AccountInquiry | None = None
     if ask_account and card:
         try:
-            account = accounts.resolve(cached, vip, card, product)
+            account = accounts.resolve(cached, vip, card, product, retry)
         except VipApiError as exc:
-            problems.append(f"account inquiry failed ({exc}); account facts unknown")
+            tries = f" after {plural(retry.max_attempts, 'attempt')}" if retry is not None else ""
+            problems.append(f"account inquiry failed{tries} ({exc}); account facts unknown")
     balance: Decimal | None = None
     if "wallet" in asks and patron:
         try:

@@ -39,11 +39,14 @@ class VipTransientError(VipApiError):
 
     ``maybe_sent`` is False only when the request certainly never reached VIP
     Connect (connection refused): otherwise reconcile before repeating an approval.
+    ``retry_after_s`` is VIP's ``Retry-After`` (a 429 or 503), in seconds, when it gave one.
     """
 
-    def __init__(self, message: str, *, maybe_sent: bool = True, status: int | None = None):
+    def __init__(self, message: str, *, maybe_sent: bool = True, status: int | None = None,
+                 retry_after_s: float | None = None):
         self.maybe_sent = maybe_sent
         self.status = status
+        self.retry_after_s = retry_after_s
         super().__init__(message)
 
 

@@ -52,7 +52,8 @@ EXPIRED = Counter("vipflow_expired_total",
                   "Transactions expired (left waiting past wallet.hold_max_age_s, any hold released), "
                   "by transaction type and the state they waited in", ["transaction_type", "state"])
 RETRIES = Counter("vipflow_retries_total",
-                  "Retries: 'task' (a task re-queued after a store failure), 'vip_approval' (approval rounds)",
+                  "Retries: 'task' (a task re-queued after a store failure), 'vip_approval' (approval rounds), "
+                  "'vip_account_inquiry' (account inquiries asked again)",
                   ["what"])
 DEAD_LETTERS = Counter("vipflow_dead_letters_total", "Notifications sent to the dead-letter list, by reason",
                        ["reason"])

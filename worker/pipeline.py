@@ -9,6 +9,7 @@ recorded and sent to review, never approved.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, replace
@@ -31,10 +32,11 @@ from worker.notification import Notification, decode_body, parse_notification
 from worker.shadow import count_shadow, decide_shadow
 from worker.store.accounts import AccountCache
 from worker.store.archive import Archive, ArchivedNotification
-from worker.store.locks import Locks
+from worker.store.locks import Locks, TxLock
 from worker.store.velocity import VelocityStore
 from worker.velocity_marks import mark_from_ledger, marker
 from worker.vip.protocol import ApprovalKind, VipApi
+from worker.vip.retry import RetryPolicy
 from worker.wallet.protocol import Wallet
 
 log = logging.getLogger("vipflow.pipeline")
@@ -90,7 +92,7 @@ def process(entry_id: str, deps: Deps) -> TransactionRecord | None:
         return None
     book = deps.rules.current()  # read once: a reload mid-task does not change this decision
     lock = deps.locks.lock(entry.transaction_id)
-    count, known = lock.begin(wait_s=min(deps.settings.worker.lock_ttl_s, 30))  # counted before any work
+    count, known, retried = lock.begin(wait_s=min(deps.settings.worker.lock_ttl_s, 30))  # before any work
     finished = False
     try:
         # A first delivery writes without reading: the ledger refuses it (LockLost, retried) in the rare case
@@ -100,7 +102,7 @@ def process(entry_id: str, deps: Deps) -> TransactionRecord | None:
         rec = _received(stored.record if stored else None, entry, count, save)
         parsed = _Parsed()
         try:
-            rec = _handle(entry, rec, book, deps, save, parsed)
+            rec = _handle(entry, rec, book, deps, save, parsed, unfinished=count - retried)
         except (StoreError, redis.RedisError, WalletTransientError):
             raise  # redeliver: nothing is lost, every step is recorded and idempotent
         except Exception as exc:
@@ -121,9 +123,19 @@ def process(entry_id: str, deps: Deps) -> TransactionRecord | None:
             mark_from_ledger(deps.velocity, deps.ledger, save.latest)
         finished = True
         return save.latest or rec
+    except (StoreError, redis.RedisError, WalletTransientError):
+        _retrying(lock)
+        raise
     finally:
         if not finished:
             lock.release()  # staged "done" steps are dropped: the next delivery repeats them safely
+
+
+def _retrying(lock: TxLock) -> None:
+    """The task will retry this delivery: it ended, so the delivery limit does not count it."""
+    # When Redis is what failed, the delivery stays counted: the limit errs on the safe side.
+    with contextlib.suppress(redis.RedisError):
+        lock.retrying()
 
 
 def _received(stored: TransactionRecord | None, entry: ArchivedNotification, count: int,
@@ -148,10 +160,16 @@ class _Parsed:
 
 
 def _handle(entry: ArchivedNotification, rec: TransactionRecord, book: RuleBook, deps: Deps,
-            save: actions.Save, parsed: _Parsed) -> TransactionRecord:
+            save: actions.Save, parsed: _Parsed, unfinished: int = 1) -> TransactionRecord:
+    """``unfinished``: this transaction's deliveries that did not end in the task's own retry (this one
+    included): those past ``worker.max_deliveries`` kept killing their worker."""
     if entry.kind == "error":
         return _failed(entry, rec, save, deps)
     if is_settled(rec.state):
+        if entry.status == "conflict" and rec.state == State.REVIEW:
+            # Waiting for a person: the reason they read now names the conflict, not only an error line.
+            reason = f"{CONFLICT_REASON} (earlier: {rec.review_reason or 'none'})"
+            return save(replace(rec.with_action("review", "done", {"reason": reason}), review_reason=reason))
         if entry.status == "conflict":
             rec = save(rec.with_error(f"{CONFLICT_REASON}; ignored, the transaction is already {rec.state}"))
         decided = (rec.decision or {}).get("content_hash")
@@ -162,9 +180,9 @@ def _handle(entry: ArchivedNotification, rec: TransactionRecord, book: RuleBook,
     if entry.status == "conflict":
         # Which body is VIP's? A person decides; an approval already started is reconciled there.
         return actions.send_to_review(rec, save, CONFLICT_REASON)
-    if rec.deliveries > deps.settings.worker.max_deliveries:
+    if unfinished > deps.settings.worker.max_deliveries:
         return deliveries.stop_redelivery(entry.entry_id, rec, save, deps.ledger,
-                                          deps.settings.worker.max_deliveries)
+                                          deps.settings.worker.max_deliveries, unfinished)
     note = parsed.note = parse_notification(decode_body(entry.body),
                                             "withdraw" if entry.kind == "withdraw" else "deposit")
     if rec.decision is None:
@@ -174,9 +192,12 @@ def _handle(entry: ArchivedNotification, rec: TransactionRecord, book: RuleBook,
 
 def _decide(note: Notification, entry: ArchivedNotification, rec: TransactionRecord, book: RuleBook,
             deps: Deps, save: actions.Save) -> TransactionRecord:
+    vip = deps.settings.vip
+    retry = RetryPolicy(vip.inquiry_max_attempts, vip.backoff_base_s, vip.backoff_max_s, deps.sleep)
     found = enrich(note, entry.received_at / 1000, vip=deps.vip, accounts=deps.accounts,
                    wallet=deps.wallet, velocity=deps.velocity, asks=_asks(str(note.transaction_type), book, deps),
-                   sessions=SessionStore(deps.ledger.engine), sessions_required=deps.settings.sessions.required)
+                   sessions=SessionStore(deps.ledger.engine), sessions_required=deps.settings.sessions.required,
+                   retry=retry)
     facts = build_facts(note, found.found, deps.settings.limits)
     decision = book.decide(str(note.transaction_type), facts)
     deps.ledger.remember_rulesets(book.rulesets.values())  # the rule text, once per version

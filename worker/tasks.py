@@ -77,7 +77,7 @@ def process_notification(self: Task, archive_entry_id: str) -> None:
     except (StoreError, redis.RedisError, WalletTransientError) as exc:
         # Nothing is lost: the entry stays pending in the archive and every step is recorded.
         retries = self.request.retries
-        if retries >= settings.worker.max_deliveries:
+        if retries >= settings.worker.max_retries:
             _give_up(deps, entry_id, f"{reason(exc)} after {plural(retries + 1, 'attempt')}",
                      retries + 1, RETRIES_EXHAUSTED)
             return

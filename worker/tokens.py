@@ -3,6 +3,12 @@
 Both directions use HS256 with a base64-decoded shared key (SecretKey1 or
 SecretKey2, either accepted so that keys can be rotated). The algorithm is
 pinned: a token that names any other algorithm, ``none`` included, is refused.
+
+``exp``, ``nbf`` and ``aud`` are required (and ``iss`` when an issuer is set);
+``iat`` is optional, because VIP's own sample token generators differ: one sets
+``iat`` with ``nbf`` five minutes back, another omits ``iat`` and sets ``nbf``
+five seconds ahead. A token's lifetime (``exp`` minus ``iat``, or minus ``nbf``
+without ``iat``) past the policy's ``max_lifetime_s`` is refused.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from typing import Any
 import jwt
 
 ALGORITHM = "HS256"
-REQUIRED_CLAIMS = ("exp", "nbf", "iat", "aud")
+REQUIRED_CLAIMS = ("exp", "nbf", "aud")
 
 
 def _required(policy: TokenPolicy) -> list[str]:
@@ -34,6 +40,7 @@ class TokenPolicy:
     issuer: str
     audience: str
     leeway_s: int = 60
+    max_lifetime_s: int | None = None  # exp - (iat, else nbf); None: no bound
 
 
 def mint(key: bytes, issuer: str, audience: str, ttl_s: int, now: float | None = None) -> str:
@@ -65,7 +72,6 @@ def verify(token: str, keys: Sequence[bytes], policy: TokenPolicy) -> dict[str, 
                 leeway=policy.leeway_s,
                 options={"require": _required(policy)},
             )
-            return claims
         except jwt.InvalidSignatureError as exc:
             last = exc
             continue
@@ -81,8 +87,24 @@ def verify(token: str, keys: Sequence[bytes], policy: TokenPolicy) -> dict[str, 
             raise TokenInvalid(f"token lacks the required claim '{exc.claim}'") from None
         except jwt.PyJWTError:
             raise TokenInvalid("malformed bearer token") from None
+        _check_lifetime(claims, policy)
+        return claims
     assert last is not None
     raise TokenInvalid("token signature does not match any configured key")
+
+
+def _check_lifetime(claims: dict[str, Any], policy: TokenPolicy) -> None:
+    """TokenInvalid when exp minus iat (or nbf, without iat) exceeds the policy's bound."""
+    if policy.max_lifetime_s is None:
+        return
+    start: Any = claims.get("iat", claims.get("nbf"))
+    try:
+        lifetime = int(claims["exp"]) - int(start)
+    except (TypeError, ValueError):
+        raise TokenInvalid("malformed bearer token (exp, iat or nbf is not a number)") from None
+    if lifetime > policy.max_lifetime_s:
+        raise TokenInvalid(f"token lifetime {lifetime} s exceeds ingest.auth.max_token_lifetime_s "
+                           f"({policy.max_lifetime_s} s); sign tokens that live less long")
 
 
 class TokenCache:

@@ -1,14 +1,18 @@
 """The ingestor's ASGI app (Starlette): authenticate, bound, parse, hand to intake, answer.
 
 200 only once the body is archived and its task queued; 401 for a bad token
-(nothing stored); 413 past ``max_body_bytes``; 400 for a body that is not JSON;
-422 naming the field for a JSON body that is not a notification (archived as
-invalid); 503 when Redis or the broker could not store it (VIP Connect retries).
+(nothing stored); 413 past ``max_body_bytes``; 400 for a body that is not JSON
+vipflow can hold exactly (``worker.jsonbody``: nothing stored); 422 naming the
+field for a JSON body that is not an exact notification (archived as invalid);
+503 when Redis or the broker could not store it (VIP Connect retries). Nothing
+else: every request gets one of these deliberate answers.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import time
 from typing import Any
 
@@ -25,6 +29,7 @@ from producers.ingest.body import BodyTooLarge, read_limited
 from producers.ingest.metrics import RECEIVED
 from worker.config import Settings
 from worker.errors import ConfigError, NotificationError, StoreError
+from worker.jsonbody import BodyUnreadable, fold
 from worker.notification import Kind, decode_body, parse_notification
 from worker.store import Intake, Publisher, connect
 
@@ -35,12 +40,21 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def _transaction_hint(body: Any) -> str | None:
+_PLAUSIBLE_ID = re.compile(r"[\x21-\x7e]{1,64}")  # printable ASCII: safe in Redis, logs and the ledger
+
+
+def _transaction_hint(body: Any, raw: bytes) -> str | None:
     """The transaction id of a body that failed validation, when it carries a plausible one."""
+    if body is None:  # refused while decoding (a field stated twice): read it leniently for the hint
+        try:
+            body = json.loads(raw)
+        except (ValueError, RecursionError):
+            return None
     if isinstance(body, dict):
         for k, v in body.items():
-            if str(k).replace("_", "").lower() == "transactionid" and isinstance(v, str | int):
-                return str(v)[:64]
+            if fold(str(k)) == "transactionid" and isinstance(v, str | int) and not isinstance(v, bool):
+                text = str(v)
+                return text if _PLAUSIBLE_ID.fullmatch(text) else None
     return None
 
 
@@ -91,15 +105,15 @@ class _Handler:
         except BodyTooLarge:
             log.warning("refused a %s notification over %d bytes", kind, self.limit)
             return "too_large", _error(413, f"body is larger than {self.limit} bytes")
+        decoded: Any = None
         try:
             decoded = decode_body(raw)
-        except NotificationError as exc:
+            note = parse_notification(decoded, kind)
+        except BodyUnreadable as exc:
             log.warning("refused a %s notification: %s", kind, exc)
             return "bad_json", _error(400, str(exc))
-        try:
-            note = parse_notification(decoded, kind)
         except NotificationError as exc:
-            hint = _transaction_hint(decoded)
+            hint = _transaction_hint(decoded, raw)
             try:
                 await run_in_threadpool(
                     self.intake.accept, kind, raw, None, str(exc), transaction_id=hint,

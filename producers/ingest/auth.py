@@ -19,12 +19,12 @@ class Authenticator:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Authenticator:
-        """SecretKey1/2 plus the optional callback key, with the ingest issuer/audience/leeway."""
+        """SecretKey1/2 plus the optional callback key, with the ingest issuer/audience/leeway/lifetime bound."""
         auth = settings.ingest.auth
         keys = list(settings.vip.signing_keys())
         if auth.callback_key is not None:
             keys.append(base64.b64decode(auth.callback_key.get_secret_value()))
-        policy = TokenPolicy(auth.issuer, auth.audience, auth.leeway_s)
+        policy = TokenPolicy(auth.issuer, auth.audience, auth.leeway_s, auth.max_token_lifetime_s)
         return cls(required=auth.mode == "jwt", keys=tuple(keys), policy=policy)
 
     def check(self, header: str | None) -> None:

@@ -7,7 +7,7 @@ scripted ``timeout``/``commit_then_timeout`` wait, default 3000), and
 ``scripted``: a list of ``{"transaction_id" (or "vip_card_number"), "endpoint":
 "approve"|"lookup"|"account"|"session", "responses": [...]}``, each response consumed by
 one call: a status (``500``; a 4xx answers VIP's error model), ``{"status": 400,
-"body": {...}}``, ``"timeout"`` (hang, nothing recorded) or
+"body": {...}}`` (optionally ``"headers": {"Retry-After": "2"}``), ``"timeout"`` (hang, nothing recorded) or
 ``"commit_then_timeout"`` (record the approval, then hang). A bare scripted
 entry may also be posted on its own.
 """

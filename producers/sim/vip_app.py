@@ -69,9 +69,13 @@ class VipSim:
             await asyncio.sleep(self.state.faults.hang_ms / 1000)
             return _json({"message": "simulated timeout"}, 504)
         status, body = (int(step["status"]), step.get("body")) if isinstance(step, dict) else (int(step), None)
-        if status >= 500:
-            return _json(body or {"message": "simulated server error"}, status)
-        return _json(body or vip_error(), status)
+        if status >= 500 or status == 429:
+            answer = _json(body or {"message": "simulated server error"}, status)
+        else:
+            answer = _json(body or vip_error(), status)
+        for name, value in (step.get("headers") or {}).items() if isinstance(step, dict) else ():
+            answer.headers[str(name)] = str(value)  # e.g. Retry-After on a 429 or 503
+        return answer
 
     async def approve(self, request: Request) -> Response:
         """Deposit/WithdrawApproval (and the ...Json variants)."""

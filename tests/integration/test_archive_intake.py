@@ -15,8 +15,8 @@ from worker.store import Intake, MemoryPublisher, connect
 
 pytestmark = pytest.mark.integration
 
-BODY = b'{"TransactionId": "tx-00000001", "Amount": "89.76", "VipCardNumber": "7210642759"}'
-OTHER = b'{"TransactionId": "tx-00000001", "Amount": "99.00", "VipCardNumber": "7210642759"}'
+BODY = b'{"TransactionId": "tx00000001", "Amount": "89.76", "VipCardNumber": "7210642759"}'
+OTHER = b'{"TransactionId": "tx00000001", "Amount": "99.00", "VipCardNumber": "7210642759"}'
 
 
 def note(raw: bytes, kind: str = "deposit"):  # type: ignore[no-untyped-def]
@@ -59,8 +59,8 @@ def test_duplicate_is_neither_archived_nor_queued_again(
     second = intake.accept("deposit", BODY, note(BODY), None)
     assert (second.status, second.entry_id) == ("duplicate", first.entry_id)
     assert len(publisher.published) == 1
-    assert len(intake.archive.by_transaction("tx-00000001")) == 1
-    assert intake.duplicates("deposit", "tx-00000001") == 1
+    assert len(intake.archive.by_transaction("tx00000001")) == 1
+    assert intake.duplicates("deposit", "tx00000001") == 1
 
 
 def test_failed_publish_is_queued_by_the_next_delivery(
@@ -74,7 +74,7 @@ def test_failed_publish_is_queued_by_the_next_delivery(
     result = intake.accept("deposit", BODY, note(BODY), None)
     assert result.status == "accepted"
     assert publisher.published == [result.entry_id]
-    assert len(intake.archive.by_transaction("tx-00000001")) == 1
+    assert len(intake.archive.by_transaction("tx00000001")) == 1
 
 
 def test_other_body_for_known_transaction_is_a_queued_conflict(
@@ -92,7 +92,7 @@ def test_other_body_for_known_transaction_is_a_queued_conflict(
 def test_error_notification_is_not_a_conflict_with_its_deposit(intake: Intake) -> None:
     """An error notification about a deposit is archived valid, apart from the deposit."""
     intake.accept("deposit", BODY, note(BODY), None)
-    err = b'{"TransactionId": "tx-00000001", "ErrorCode": 99}'
+    err = b'{"TransactionId": "tx00000001", "ErrorCode": 99}'
     assert intake.accept("error", err, note(err, "error"), None).status == "accepted"
 
 

@@ -14,7 +14,7 @@ from worker.store import Archive, connect
 
 pytestmark = pytest.mark.integration
 
-BODY = b'{"TransactionId": "tx-00000001", "Amount": "89.76"}'
+BODY = b'{"TransactionId": "tx00000001", "Amount": "89.76"}'
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def archive(client: redis.Redis) -> Archive:
 def test_append_then_get_returns_the_raw_body_and_fields(archive: Archive) -> None:
     """An appended body is read back byte for byte with its kind, status and transaction id."""
     entry_id = archive.append(
-        "deposit", BODY, status="valid", transaction_id="tx-00000001", error=None
+        "deposit", BODY, status="valid", transaction_id="tx00000001", error=None
     )
     got = archive.get(entry_id)
     assert got is not None
@@ -40,7 +40,7 @@ def test_append_then_get_returns_the_raw_body_and_fields(archive: Archive) -> No
         BODY,
         "deposit",
         "valid",
-        "tx-00000001",
+        "tx00000001",
         None,
     )
     assert len(got.body_sha256) == 64
@@ -49,7 +49,7 @@ def test_append_then_get_returns_the_raw_body_and_fields(archive: Archive) -> No
 
 def test_archive_entries_hold_no_authorization_field(archive: Archive, client: redis.Redis) -> None:
     """The stream entry has exactly the documented fields, so no header can slip in."""
-    archive.append("deposit", BODY, status="valid", transaction_id="tx-00000001", error=None)
+    archive.append("deposit", BODY, status="valid", transaction_id="tx00000001", error=None)
     [(_, fields)] = client.xrange("t:archive")
     assert set(fields) == {
         b"body",
@@ -65,16 +65,16 @@ def test_archive_entries_hold_no_authorization_field(archive: Archive, client: r
 
 def test_by_transaction_lists_every_entry_of_that_transaction(archive: Archive) -> None:
     """by_transaction finds all entries of one transaction and none of another."""
-    a = archive.append("deposit", BODY, status="valid", transaction_id="tx-00000001", error=None)
+    a = archive.append("deposit", BODY, status="valid", transaction_id="tx00000001", error=None)
     archive.append("deposit", b"{}", status="valid", transaction_id="tx-00000002", error=None)
-    b = archive.append("deposit", b"x", status="conflict", transaction_id="tx-00000001", error=None)
-    assert [e.entry_id for e in archive.by_transaction("tx-00000001")] == [a, b]
+    b = archive.append("deposit", b"x", status="conflict", transaction_id="tx00000001", error=None)
+    assert [e.entry_id for e in archive.by_transaction("tx00000001")] == [a, b]
 
 
 def test_unprocessed_lists_valid_entries_until_forgotten(archive: Archive, client: redis.Redis) -> None:
     """Valid entries are pending until the ledger holds them and their task finished (forget);
     invalid ones never are. Forgetting also takes the entry out of the stream."""
-    a = archive.append("deposit", BODY, status="valid", transaction_id="tx-00000001", error=None)
+    a = archive.append("deposit", BODY, status="valid", transaction_id="tx00000001", error=None)
     archive.append("deposit", b"{", status="invalid", transaction_id=None, error="body: bad")
     assert [e.entry_id for e in archive.unprocessed()] == [a]
     archive.forget(a)
@@ -103,8 +103,8 @@ def test_iter_range_respects_the_time_window(archive: Archive) -> None:
 def test_the_transaction_index_expires_with_the_dedupe_window(client: redis.Redis) -> None:
     """The per-transaction index of buffer entries has a lifetime: the dedupe window given to the buffer."""
     Archive(client, "t", index_ttl_ms=60_000).append("deposit", BODY, status="valid",
-                                                     transaction_id="tx-00000001", error=None)
-    assert 0 < client.pttl("t:archive:tx:tx-00000001") <= 60_000
+                                                     transaction_id="tx00000001", error=None)
+    assert 0 < client.pttl("t:archive:tx:tx00000001") <= 60_000
 
 
 def test_redis_down_raises_store_error() -> None:

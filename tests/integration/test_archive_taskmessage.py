@@ -17,8 +17,8 @@ from worker.store.taskmessage import TASK_NAME as INLINE_TASK_NAME
 
 pytestmark = pytest.mark.integration
 
-BODY = b'{"TransactionId": "tx-00000001", "Amount": "89.76", "VipCardNumber": "7210642759"}'
-OTHER = b'{"TransactionId": "tx-00000001", "Amount": "99.00", "VipCardNumber": "7210642759"}'
+BODY = b'{"TransactionId": "tx00000001", "Amount": "89.76", "VipCardNumber": "7210642759"}'
+OTHER = b'{"TransactionId": "tx00000001", "Amount": "99.00", "VipCardNumber": "7210642759"}'
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ def test_every_buffered_entry_reaches_the_ledger_and_leaves_the_stream(redis_url
     entry whose task has not finished stays pending (and is found by replay in the ledger)."""
     client = redis.Redis.from_url(redis_url)
     archive = Archive(client, "dr")
-    valid = archive.append("deposit", b'{"TransactionId":"drtx1"}', status="valid", transaction_id="drtx1",
+    valid = archive.append("deposit", b'{"TransactionId":"drtx00001"}', status="valid", transaction_id="drtx00001",
                            error=None, route="/vip/notify/deposit")
     invalid = archive.append("withdraw", b"{", status="invalid", transaction_id=None, error="body: not JSON",
                              route="/vip/notify/withdraw")

@@ -176,7 +176,28 @@ BAD_TOKENS = {
     "expired": lambda: jwt.encode(_claims(exp=int(time.time()) - 3600), KEY, "HS256"),
     "wrong audience": lambda: jwt.encode(_claims(aud="someone-else"), KEY, "HS256"),
     "alg none": lambda: jwt.encode(_claims(), None, "none"),
+    "lifetime over the maximum (exp - iat)": lambda: jwt.encode(_claims(exp=int(time.time()) + 7200), KEY, "HS256"),
+    "lifetime over the maximum (exp - nbf, no iat)": lambda: jwt.encode(
+        {k: v for k, v in _claims(exp=int(time.time()) + 3700).items() if k != "iat"}, KEY, "HS256"),
+    "neither iat nor nbf": lambda: jwt.encode(
+        {k: v for k, v in _claims().items() if k not in ("iat", "nbf")}, KEY, "HS256"),
 }
+
+# The vendor's sample token generators (API-NOTES.md "Patron sessions"): both must be accepted.
+VENDOR_SHAPES = {
+    "iOS: iat, nbf five minutes back, exp in 20 minutes": lambda now: {
+        "iss": "", "aud": "vip-api", "iat": now, "nbf": now - 300, "exp": now + 1200},
+    "Android: no iat, nbf five seconds ahead, exp in 2000 s": lambda now: {
+        "iss": "", "aud": "vip-api", "nbf": now + 5, "exp": now + 2000},
+}
+
+
+@pytest.mark.parametrize("shape", sorted(VENDOR_SHAPES))
+def test_the_vendor_sample_token_shapes_are_accepted(base: str, db: redis.Redis, shape: str) -> None:
+    """Both of VIP's sample token shapes (with iat; without iat, nbf ahead) get 200."""
+    token = jwt.encode(VENDOR_SHAPES[shape](int(time.time())), KEY, "HS256")
+    r = post(base, "/vip/notify/deposit", DEPOSIT, auth(token))
+    assert r.status_code == 200, r.text
 
 
 @pytest.mark.parametrize("case", sorted(BAD_TOKENS))

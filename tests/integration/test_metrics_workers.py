@@ -43,12 +43,13 @@ def test_decisions_and_actions_summed_over_two_workers_match_the_records(redis_u
         sent = []
         for n in range(N):
             kind, body = random_notification(rng, ["deposit", "withdraw"])
-            body["TransactionId"] = f"itmet{n:04d}"
+            key = "TransactionId" if "TransactionId" in body else "transactionId"  # one id, in the body's casing
+            body[key] = f"itmet{n:04d}"
             token = mint(stack.key, "op-it", "vip-api", 600)
             answer = requests.post(f"{stack.ingest_url}/vip/notify/{kind}", data=dumps(body), timeout=10,
                                    headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
             assert answer.status_code == 200, answer.text
-            sent.append(body["TransactionId"])
+            sent.append(body[key])
         records = [stack.wait_state(t, ("approved", "review", "rejected", "failed"), 90) for t in sent]
 
         by_outcome = Counter((r["decision"]["ruleset"], r["decision"]["outcome"]) for r in records)

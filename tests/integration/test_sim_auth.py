@@ -44,7 +44,7 @@ def _lookup(sim: SimProcess, token: str | None) -> requests.Response:
         f"{sim.vip_url}/api/operator/Transaction",
         headers=headers,
         timeout=5,
-        json={"transactionId": "auth-test-0001", "fullDetails": True},
+        json={"transactionId": "authtest0001", "fullDetails": True},
     )
 
 
@@ -100,7 +100,7 @@ def test_approval_without_token_is_not_recorded(sim: SimProcess) -> None:
     resp = requests.post(
         f"{sim.vip_url}/api/operator/WithdrawApproval",
         timeout=5,
-        json={"transactionId": "auth-test-0002", "amount": "10.00"},
+        json={"transactionId": "authtest0002", "amount": "10.00"},
     )
     assert resp.status_code == 401
-    assert "auth-test-0002" not in sim.stats()["approvals"]
+    assert "authtest0002" not in sim.stats()["approvals"]

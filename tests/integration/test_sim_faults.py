@@ -54,18 +54,18 @@ def test_reset_restores_start_faults(sim: SimProcess, client: VipClient) -> None
     """After reset the posted faults are gone and approvals succeed again."""
     sim.faults({"error_rate": 1})
     sim.reset()
-    assert client.approve("deposit", _body("faults-reset-01")).transaction_result == "Success"
+    assert client.approve("deposit", _body("faultsreset01")).transaction_result == "Success"
 
 
 def test_scripted_responses_are_consumed_in_order(sim: SimProcess, client: VipClient) -> None:
     """A script of 503 then 422 answers those in order, then the approval succeeds."""
-    sim.faults({"transaction_id": "faults-script1", "endpoint": "approve", "responses": [503, 422]})
+    sim.faults({"transaction_id": "faultsscript1", "endpoint": "approve", "responses": [503, 422]})
     with pytest.raises(VipTransientError):
-        client.approve("deposit", _body("faults-script1"))
+        client.approve("deposit", _body("faultsscript1"))
     with pytest.raises(VipRejectedError) as info:
-        client.approve("deposit", _body("faults-script1"))
+        client.approve("deposit", _body("faultsscript1"))
     assert info.value.status == 422 and "errorCode 99" in str(info.value)
-    assert client.approve("deposit", _body("faults-script1")).transaction_result == "Success"
+    assert client.approve("deposit", _body("faultsscript1")).transaction_result == "Success"
 
 
 def test_bad_faults_document_is_400(sim: SimProcess) -> None:

@@ -95,7 +95,7 @@ def test_build_notification_is_exact() -> None:
         ONLINE,
         "withdraw",
         Decimal("348.31"),
-        transaction_id="exact-000001",
+        transaction_id="exact000001",
         fund_transfer_type="INP",
         pascal=False,
         as_strings=False,

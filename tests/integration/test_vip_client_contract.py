@@ -205,9 +205,9 @@ def test_refused_connection_was_certainly_not_sent() -> None:
 def test_read_timeout_may_have_been_sent(sim: SimProcess) -> None:
     """A timeout waiting for the answer raises VipTransientError with maybe_sent True."""
     sim.reset()
-    sim.faults({"hang_ms": 1500, "transaction_id": "contract-to-01", "endpoint": "approve", "responses": ["timeout"]})
+    sim.faults({"hang_ms": 1500, "transaction_id": "contractto01", "endpoint": "approve", "responses": ["timeout"]})
     with pytest.raises(VipTransientError) as info:
-        VipClient(vip_settings(sim.vip_url)).approve("withdraw", _body("contract-to-01"))
+        VipClient(vip_settings(sim.vip_url)).approve("withdraw", _body("contractto01"))
     assert info.value.maybe_sent is True and "may have reached" in str(info.value)
 
 

@@ -15,6 +15,7 @@ from rules import load_rulebook
 from tests.conftest import FIXTURES, ROOT
 from worker.config import Settings, WorkerSettings
 from worker.deliveries import RETRIES_EXHAUSTED, give_up
+from worker.errors import WalletTransientError
 from worker.ledger import Ledger, State
 from worker.pipeline import Deps, process
 from worker.reload import RuleHolder
@@ -104,6 +105,45 @@ def test_give_up_leaves_a_finished_transaction_as_it_is(deps: Deps) -> None:
             error="RedisError after 6 attempts", attempts=6, reason=RETRIES_EXHAUSTED, lock_wait_s=1)
     stored = deps.ledger.load("dlgiveup2")
     assert stored is not None and stored.record.state == "approved" and _in_review(deps) == []
+
+
+class DownWallet(InMemoryWallet):
+    """An in-memory wallet whose holds fail as an outage does (WalletTransientError) while ``down``."""
+
+    down = True
+
+    def hold(self, key: str, patron_id: str, amount: Decimal) -> Any:
+        if self.down:
+            raise WalletTransientError("the wallet did not answer (simulated outage)")
+        return super().hold(key, patron_id, amount)
+
+
+def test_a_wallet_outage_outlasting_the_delivery_limit_is_retried_not_dead_lettered(deps: Deps) -> None:
+    """With max_deliveries 2, five deliveries that end in the task's own retry (the wallet down) do not
+    count against the limit: once the wallet is back the withdrawal is frozen once and approved."""
+    wallet = DownWallet({PATRON: Decimal("10000.00")})
+    deps = replace(deps, wallet=wallet)
+    body: dict[str, Any] = json.loads((FIXTURES / "vip-connect" / "withdraw-approval-request.json").read_text())
+    body.update(transactionId="dloutage1", amount="100.00", vipCardNumber=CARD, patronId=PATRON)
+    entry = deps.archive.append("withdraw", json.dumps(body).encode(), status="valid", transaction_id="dloutage1",
+                                error=None)
+    for _ in range(5):
+        with pytest.raises(WalletTransientError):
+            process(entry, deps)
+    wallet.down = False
+    rec = process(entry, deps)
+    assert rec is not None and rec.state == "approved" and deps.ledger.dead_letters() == []
+    assert wallet.holds()["dloutage1"].status == "held" and rec.deliveries == 6
+
+
+def test_deliveries_that_died_still_count_beside_those_that_retried(deps: Deps) -> None:
+    """Three earlier deliveries, one of which ended in the task's own retry: with this fourth, three did not
+    end in a retry, past max_deliveries 2, so it is dead-lettered (deaths still count)."""
+    entry = _archive(deps, "dlmixed01")
+    deps.locks.redis.hset(keys.deliveries(PREFIX, "dlmixed01"), mapping={"n": 3, "r": 1, "known": 1})
+    rec = process(entry, deps)  # the fourth delivery: 4 - 1 = 3 unfinished > 2
+    assert rec is not None and rec.state == "review" and rec.decision is None
+    assert [(d.entry_id, d.attempts) for d in deps.ledger.dead_letters()] == [(entry, 3)]
 
 
 def _in_review(deps: Deps) -> list[str]:

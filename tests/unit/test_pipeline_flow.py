@@ -19,6 +19,7 @@ from worker.errors import LedgerUnavailable
 from worker.ledger import Ledger, State
 from worker.pipeline import CONFLICT_REASON, Deps, process
 from worker.reload import RuleHolder
+from worker.review_service import queued
 from worker.store.accounts import AccountCache
 from worker.store.archive import Archive
 from worker.store.locks import Locks
@@ -185,6 +186,17 @@ def test_conflicting_body_goes_to_review(world: World) -> None:
     assert rec is not None and rec.state == "review" and rec.review_reason == CONFLICT_REASON
     process(first, world.deps)
     assert world.vip.calls["approve"] == 0
+
+
+def test_a_changed_body_for_a_transaction_in_review_is_put_before_the_reviewer(world: World) -> None:
+    """A conflicting body for a transaction already in review makes the conflict its review reason."""
+    world.vip.fail_next_approvals((400, vip_error_body(2, "FCRA decline")))
+    rec = process(archive(world, "deposit", deposit("dep000014")), world.deps)
+    assert rec is not None and rec.state == "review" and CONFLICT_REASON not in str(rec.review_reason)
+    conflict = archive(world, "deposit", deposit("dep000014", amount="999.00"), status="conflict")
+    rec = process(conflict, world.deps)
+    assert rec is not None and rec.state == "review" and str(rec.review_reason).startswith(CONFLICT_REASON)
+    assert [i.reason for i in queued(world.ledger, 3600)] == [rec.review_reason]
 
 
 def test_error_notification_fails_the_transaction_and_releases_the_freeze(world: World) -> None:

@@ -12,6 +12,7 @@ from rules.durable import DurableEngine
 from rules.errors import FactError
 from rules.facts import prepare
 from rules.loader import parse_ruleset
+from rules.money import MoneyError, to_cents
 
 D = Decimal
 
@@ -96,3 +97,24 @@ def test_a_count_fact_must_be_a_whole_number() -> None:
     """A count fact of 2.5 is refused, naming the path."""
     with pytest.raises(FactError, match=r"'velocity\.count_1h'"):
         prepare({"velocity": {"count_1h": 2.5}})
+
+
+@pytest.mark.parametrize("text", ["1.00000000000000000000000000001", "0.001", "1E-99999999"])
+def test_a_fraction_of_a_cent_beyond_decimal_precision_is_refused(text: str) -> None:
+    """A fraction of a cent is found at any depth, past Decimal's 28 digits of arithmetic."""
+    with pytest.raises(MoneyError, match="fraction of a cent"):
+        to_cents(D(text))
+
+
+@pytest.mark.parametrize("text", ["1E+99999999", "90071992547409.92"])
+def test_an_amount_past_exact_comparison_is_refused_at_once(text: str) -> None:
+    """An exponent far beyond any amount is refused without building the number."""
+    with pytest.raises(MoneyError, match="too large"):
+        to_cents(D(text))
+
+
+@pytest.mark.parametrize(("text", "cents"), [("0E+999999999", 0), ("10.330", 1033), ("1E+2", 10000),
+                                             ("-5.5", -550), ("90071992547409.91", 2**53 - 1)])
+def test_exact_amounts_in_any_notation_convert(text: str, cents: int) -> None:
+    """Trailing zeros, exponents and signs convert exactly; the largest exact amount passes."""
+    assert to_cents(D(text)) == cents

@@ -10,7 +10,7 @@ from worker.vip.approve import approve_with_reconciliation, backoff_delay
 from worker.vip.fake import FakeVip, vip_error_body
 
 BODY = {
-    "transactionId": "txn-approve-0001",
+    "transactionId": "txnapprove0001",
     "amount": Decimal("89.76"),
     "vipCardNumber": "7210642759",
 }

@@ -71,13 +71,13 @@ def test_bank_account_matches_last4_and_routing() -> None:
 def test_lookup_picks_the_matching_entry() -> None:
     """A lookup array yields the entry whose transactionId matches, COMPLETE meaning approved."""
     payload = [
-        {"transactionId": "other-00001", "transactionStatus": "FAILED"},
+        {"transactionId": "other00001", "transactionStatus": "FAILED"},
         {
-            "transactionId": "wanted-0001",
+            "transactionId": "wanted0001",
             "transactionStatus": "COMPLETE",
             "approvalCompleted": "true",
         },
     ]
-    found = status_from_lookup(payload, "wanted-0001")
+    found = status_from_lookup(payload, "wanted0001")
     assert found is not None and found.approved and found.approval_completed is True
     assert status_from_lookup(payload, "missing-001") is None

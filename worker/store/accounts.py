@@ -13,6 +13,7 @@ from typing import Any
 
 from worker.vip.models import AccountInquiry
 from worker.vip.protocol import VipApi
+from worker.vip.retry import RetryPolicy, retried
 
 
 class AccountCache:
@@ -41,15 +42,19 @@ class AccountCache:
         return True
 
     def resolve(self, raw: bytes | None, api: VipApi, vip_card_number: str,
-                product_type: str | None) -> AccountInquiry:
-        """The inquiry from the cache read ``raw``, else from VIP Connect (cached when found)."""
+                product_type: str | None, retry: RetryPolicy | None = None) -> AccountInquiry:
+        """The inquiry from the cache read ``raw``, else from VIP Connect (cached when found), asked again
+        on 5xx, timeouts and resets as ``retry`` allows (asked once without it); VipApiError when it still fails."""
         key = self._key(vip_card_number, product_type)
         if raw is not None:
             try:
                 return AccountInquiry.from_dict(json.loads(raw))
             except ValueError:
                 self._redis.delete(key)  # an unreadable entry is asked again, not trusted
-        inquiry = api.account_inquiry(vip_card_number, product_type)
+        def ask() -> AccountInquiry:
+            return api.account_inquiry(vip_card_number, product_type)
+
+        inquiry = ask() if retry is None else retried(retry, ask, "vip_account_inquiry")
         if inquiry.found and self._ttl_s > 0:
             self._redis.set(key, json.dumps(inquiry.to_dict()), ex=self._ttl_s)
         return inquiry

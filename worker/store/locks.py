@@ -32,14 +32,25 @@ _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 """
-# Take the lock and count the delivery, in one round trip. KEYS: lock, delivery counter (a hash: n, and
-# known = 1 when the ledger is known to hold the transaction). ARGV: token, lock ttl ms, counter ttl ms.
-# {0}: the lock is busy; else {the delivery's number, known}.
+# Take the lock and count the delivery, in one round trip. KEYS: lock, delivery counter (a hash: n, the
+# deliveries; r, those that ended in the task's own retry; known = 1 when the ledger is known to hold the
+# transaction). ARGV: token, lock ttl ms, counter ttl ms.
+# {0}: the lock is busy; else {the delivery's number, known, deliveries that ended in a retry}.
 _BEGIN = """
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0, 0} end
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0, 0, 0} end
 local n = redis.call('HINCRBY', KEYS[2], 'n', 1)
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
-return {n, tonumber(redis.call('HGET', KEYS[2], 'known') or '0')}
+local got = redis.call('HMGET', KEYS[2], 'known', 'r')
+return {n, tonumber(got[1] or '0'), tonumber(got[2] or '0')}
+"""
+# A delivery that ends in the task's own retry (a store or wallet failure, caught and re-queued) ended: it
+# is not one that killed its worker, so the delivery limit does not count it. It also marks the ledger as
+# possibly holding the transaction (the next delivery reads it first). KEYS: lock, counter. ARGV: token.
+_RETRYING = """
+redis.call('HINCRBY', KEYS[2], 'r', 1)
+redis.call('HSET', KEYS[2], 'known', 1)
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
 """
 # The last Redis step of a task, after the ledger committed: the buffer entry leaves the pending set
 # and the stream (the ledger holds it now), and the lock is released if still ours.
@@ -64,6 +75,7 @@ class Locks:
         self.release_script = redis.register_script(_RELEASE)
         self.renew_script = redis.register_script(_RENEW)
         self.finish_script = redis.register_script(_FINISH)
+        self.retrying_script = redis.register_script(_RETRYING)
 
     def lock(self, transaction_id: str) -> TxLock:
         """A (not yet acquired) lock for one transaction."""
@@ -99,10 +111,10 @@ class TxLock:
             time.sleep(poll_s)
         self._renewed = time.monotonic()
 
-    def begin(self, wait_s: float = 0.0, poll_s: float = 0.05) -> tuple[int, bool]:
+    def begin(self, wait_s: float = 0.0, poll_s: float = 0.05) -> tuple[int, bool, int]:
         """Take the lock (waiting up to ``wait_s`` seconds) and count this delivery of the transaction, in
-        one round trip: (the delivery's number, whether the ledger is known to hold the transaction).
-        LockBusy when another owner keeps the lock."""
+        one round trip: (the delivery's number, whether the ledger is known to hold the transaction, how many
+        earlier deliveries ended in the task's own retry). LockBusy when another owner keeps the lock."""
         counter = keys.deliveries(self._locks.prefix, self.transaction_id)
         args = [self.token, self.ttl_ms, self._locks.count_ttl_ms]
         deadline = time.monotonic() + wait_s
@@ -111,7 +123,13 @@ class TxLock:
                 raise LockBusy(f"transaction lock {self.key} is held by another worker; retry later")
             time.sleep(poll_s)
         self._renewed = time.monotonic()
-        return int(out[0]), bool(int(out[1]))
+        return int(out[0]), bool(int(out[1])), int(out[2])
+
+    def retrying(self) -> None:
+        """This delivery ends in the task's own retry: not counted against ``worker.max_deliveries`` (the
+        task bounds its retries with ``worker.max_retries``); the lock is released if still ours."""
+        counter = keys.deliveries(self._locks.prefix, self.transaction_id)
+        self._locks.retrying_script(keys=[self.key, counter], args=[self.token])
 
     def renew(self) -> None:
         """Extend the lock; LockLost when it is no longer ours."""

@@ -9,7 +9,6 @@ itself fails, no approval is attempted in that round.
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any, Literal
 from worker.errors import VipRejectedError, VipTransientError
 from worker.vip.models import TransactionStatus, field, jsonable
 from worker.vip.protocol import ApprovalKind, VipApi
+from worker.vip.retry import backoff_delay, wait_s
 
 Status = Literal["approved", "already_approved", "rejected", "gave_up"]
 
@@ -32,19 +32,13 @@ class ApprovalOutcome:
     error: dict[str, Any] | None = None
 
 
-def backoff_delay(
-    attempt: int, base_s: float, max_s: float, rand: Callable[[], float] = random.random
-) -> float:
-    """Full-jitter exponential backoff: uniform in [0, min(max_s, base_s * 2**(attempt-1))]."""
-    return rand() * min(max_s, base_s * 2.0 ** max(attempt - 1, 0))
-
-
 def _transient(exc: VipTransientError) -> dict[str, Any]:
     return {
         "type": "transient",
         "message": str(exc),
         "status": exc.status,
         "maybe_sent": exc.maybe_sent,
+        **({"retry_after_s": exc.retry_after_s} if exc.retry_after_s is not None else {}),
     }
 
 
@@ -114,7 +108,8 @@ def approve_with_reconciliation(
     last: dict[str, Any] | None = None
     for attempt in range(1, max_attempts + 1):
         if attempt > 1:
-            sleep(backoff_delay(attempt - 1, backoff_base_s, backoff_max_s))
+            after = (last or {}).get("retry_after_s")
+            sleep(wait_s(attempt - 1, after, backoff_base_s, backoff_max_s))
         if must_reconcile:
             found = run.reconcile(attempt)
             if isinstance(found, VipTransientError):
@@ -140,3 +135,6 @@ def approve_with_reconciliation(
         if isinstance(found, TransactionStatus) and found.approved:
             return ApprovalOutcome("already_approved", max_attempts, result=found.raw)
     return ApprovalOutcome("gave_up", max_attempts, error=last)
+
+
+__all__ = ["ApprovalOutcome", "Status", "approve_with_reconciliation", "backoff_delay"]

@@ -7,7 +7,9 @@ adapter is set to never retry on its own for the same reason.
 
 from __future__ import annotations
 
+import email.utils
 import json
+import time
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -64,6 +66,23 @@ def _never_sent(exc: requests.RequestException) -> bool:
     return False
 
 
+def retry_after_s(value: str | None, now: float | None = None) -> float | None:
+    """A ``Retry-After`` header in seconds from now (delta-seconds or an HTTP date); None when absent
+    or unreadable."""
+    if not value:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
 def describe_error(body: Any) -> str:
     """A one-line summary of VIP's error model (errorCode, stage, operator message), masked."""
     if not isinstance(body, dict):
@@ -118,7 +137,10 @@ class VipClient:
         status = resp.status_code
         payload = _loads(resp.content)
         if status >= 500 or status in (408, 429):
-            raise VipTransientError(f"VIP Connect {what}: HTTP {status}; retry later", maybe_sent=True, status=status)
+            after = retry_after_s(resp.headers.get("Retry-After")) if status in (429, 503) else None
+            hint = f" (Retry-After {after:g} s)" if after is not None else ""
+            raise VipTransientError(f"VIP Connect {what}: HTTP {status}{hint}; retry later", maybe_sent=True,
+                                    status=status, retry_after_s=after)
         return status, payload
 
     def _refused(self, status: int, payload: Any, what: str) -> VipRejectedError:
