@@ -120,7 +120,7 @@ class DownWallet(InMemoryWallet):
 
 def test_a_wallet_outage_outlasting_the_delivery_limit_is_retried_not_dead_lettered(deps: Deps) -> None:
     """With max_deliveries 2, five deliveries that end in the task's own retry (the wallet down) do not
-    count against the limit: once the wallet is back the withdrawal is frozen once and approved."""
+    count against the limit: once the wallet is back the withdrawal is frozen once, approved and captured."""
     wallet = DownWallet({PATRON: Decimal("10000.00")})
     deps = replace(deps, wallet=wallet)
     body: dict[str, Any] = json.loads((FIXTURES / "vip-connect" / "withdraw-approval-request.json").read_text())
@@ -133,7 +133,8 @@ def test_a_wallet_outage_outlasting_the_delivery_limit_is_retried_not_dead_lette
     wallet.down = False
     rec = process(entry, deps)
     assert rec is not None and rec.state == "approved" and deps.ledger.dead_letters() == []
-    assert wallet.holds()["dloutage1"].status == "held" and rec.deliveries == 6
+    assert wallet.holds()["dloutage1"].status == "captured" and wallet.holds_created["dloutage1"] == 1
+    assert rec.deliveries == 6
 
 
 def test_deliveries_that_died_still_count_beside_those_that_retried(deps: Deps) -> None:
