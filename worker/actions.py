@@ -83,7 +83,7 @@ def _count(action: str, result: str) -> Callable[[], None]:
 def freeze(rec: TransactionRecord, save: Save, wallet: Wallet, patron_id: str,
            amount: Decimal) -> TransactionRecord:
     """Hold ``amount`` in the patron's wallet, keyed by transaction id (at most one hold)."""
-    if rec.action_done("freeze"):
+    if rec.succeeded("freeze"):  # a refused hold (failed) may be asked again, e.g. by a reviewer
         return rec
     rec = save(rec.with_action("freeze", "started", {"amount": str(amount)}))
     try:
@@ -98,13 +98,13 @@ def freeze(rec: TransactionRecord, save: Save, wallet: Wallet, patron_id: str,
 
 def holding(rec: TransactionRecord) -> bool:
     """True while this transaction's funds are frozen: a hold was made and neither released nor captured."""
-    return rec.action_done("freeze") and not rec.action_done("release") and not rec.action_done("capture")
+    return rec.succeeded("freeze") and not rec.succeeded("release") and not rec.succeeded("capture")
 
 
 def release(rec: TransactionRecord, save: Save, wallet: Wallet) -> TransactionRecord:
-    """Release this transaction's hold, if one was made and not released yet (a captured hold is left:
-    see :func:`unwind`)."""
-    if rec.last_action("freeze") is None or rec.action_done("release") or rec.action_done("capture"):
+    """Release this transaction's hold, if one was asked for (its answer may have been lost: the wallet
+    says False when it has none) and not released or captured yet (a captured hold: see :func:`unwind`)."""
+    if rec.last_action("freeze") is None or rec.succeeded("release") or rec.succeeded("capture"):
         return rec
     rec = save(rec.with_action("release", "started"))
     released = wallet.release(rec.transaction_id)
@@ -115,7 +115,7 @@ def reverse(rec: TransactionRecord, save: Save, wallet: Wallet) -> TransactionRe
     """Give back a captured hold's amount (VIP Connect failed the withdrawal after it was captured);
     once: the wallet's reversal is idempotent by key. WalletRefusedError when the wallet has no
     captured hold to reverse; WalletTransientError to retry."""
-    if not rec.action_done("capture") or rec.action_done("reverse"):
+    if not rec.succeeded("capture") or rec.succeeded("reverse"):
         return rec
     rec = save(rec.with_action("reverse", "started"))
     hold = wallet.reverse(rec.transaction_id)
@@ -125,12 +125,12 @@ def reverse(rec: TransactionRecord, save: Save, wallet: Wallet) -> TransactionRe
 def unwind(rec: TransactionRecord, save: Save, wallet: Wallet) -> TransactionRecord:
     """Put the patron's money back the way it went: a hold still held is released, a captured one is
     reversed; nothing when there was no hold."""
-    return reverse(rec, save, wallet) if rec.action_done("capture") else release(rec, save, wallet)
+    return reverse(rec, save, wallet) if rec.succeeded("capture") else release(rec, save, wallet)
 
 
 def needs_unwinding(rec: TransactionRecord) -> bool:
     """True when this transaction's money is still frozen or captured (see :func:`unwind`)."""
-    return holding(rec) or (rec.action_done("capture") and not rec.action_done("reverse"))
+    return holding(rec) or (rec.succeeded("capture") and not rec.succeeded("reverse"))
 
 
 def settling_state(rec: TransactionRecord, kind: ApprovalKind, credit_deposits: bool) -> State:
@@ -138,7 +138,7 @@ def settling_state(rec: TransactionRecord, kind: ApprovalKind, credit_deposits: 
     ``crediting`` for a deposit when ``wallet.credit_deposits`` is on, else ``approved``."""
     if kind == "withdraw" and holding(rec):
         return State.CAPTURING
-    if kind == "deposit" and credit_deposits and not rec.action_done("credit"):
+    if kind == "deposit" and credit_deposits and not rec.succeeded("credit"):
         return State.CREDITING
     return State.APPROVED
 

@@ -33,6 +33,7 @@ log = logging.getLogger("vipflow.deliveries")
 RETRIES_EXHAUSTED = "retries_exhausted"
 UNEXPECTED_ERROR = "unexpected_error"
 MAX_DELIVERIES = "max_deliveries"
+CONFLICT_AFTER_END = "conflict_after_end"  # a changed body for a transaction that had already ended
 
 
 def _event(entry_id: str, error: str, attempts: int, reason: str) -> NewEvent:

@@ -87,6 +87,9 @@ def _one(deps: Deps, transaction_id: str, now: float, max_age: int, out: ExpiryR
         rec = save.latest
         if rec is None or rec.state not in EXPIRABLE:
             return  # it moved on since the query
+        if rec.succeeded("approve"):  # back in review after VIP approved it (a changed body): a person's
+            out.skipped[transaction_id] = "VIP Connect approved it; a person decides"
+            return
         waited_in = str(rec.state)
         if rec.state == State.APPROVING:
             try:

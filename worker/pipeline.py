@@ -166,10 +166,8 @@ def _handle(entry: ArchivedNotification, rec: TransactionRecord, book: RuleBook,
     if entry.kind == "error":
         return _failed(entry, rec, save, deps)
     if is_settled(rec.state):
-        if entry.status == "conflict" and rec.state == State.REVIEW:
-            # Waiting for a person: the reason they read now names the conflict, not only an error line.
-            reason = f"{CONFLICT_REASON} (earlier: {rec.review_reason or 'none'})"
-            return save(replace(rec.with_action("review", "done", {"reason": reason}), review_reason=reason))
+        if entry.status == "conflict" and not _conflict_seen(rec, entry.entry_id):
+            return _conflict_after(entry, rec, save, deps.ledger)
         if entry.status == "conflict":
             rec = save(rec.with_error(f"{CONFLICT_REASON}; ignored, the transaction is already {rec.state}"))
         decided = (rec.decision or {}).get("content_hash")
@@ -188,6 +186,31 @@ def _handle(entry: ArchivedNotification, rec: TransactionRecord, book: RuleBook,
     if rec.decision is None:
         rec = _decide(note, entry, rec, book, deps, save)
     return _act(note, entry, rec, deps, save)
+
+
+def _conflict_seen(rec: TransactionRecord, entry_id: str) -> bool:
+    """True when this conflicting notification was already put before a person (a redelivery)."""
+    return any(a.name in ("review", "conflict") and (a.result or {}).get("conflict_entry") == entry_id
+               for a in rec.actions)
+
+
+def _conflict_after(entry: ArchivedNotification, rec: TransactionRecord, save: actions.Save,
+                    ledger: Ledger) -> TransactionRecord:
+    """A changed body for a transaction already decided goes before a person, as every conflict does.
+
+    Waiting in review: the reason the reviewer reads now names the conflict. Ended (approved, rejected,
+    expired, failed): its state stays, since an ended transaction never goes back (money may have moved),
+    and the conflict becomes a ``conflict`` step and a dead letter (``conflict_after_end``), which people
+    are alerted to and work with ``vipflow replay --dlq``."""
+    if rec.state == State.REVIEW:
+        reason = f"{CONFLICT_REASON} (earlier: {rec.review_reason or 'none'})"
+        return save(replace(rec.with_action("review", "done", {"reason": reason, "conflict_entry": entry.entry_id}),
+                            review_reason=reason))
+    error = f"{CONFLICT_REASON} after it was {rec.state}"
+    rec = save.stage(rec.with_action("conflict", "done", {"conflict_entry": entry.entry_id, "state": str(rec.state)}))
+    deliveries.dead_letter(ledger, entry.entry_id, rec.transaction_id, error, rec.deliveries,
+                           deliveries.CONFLICT_AFTER_END, save=save)
+    return save.latest or rec
 
 
 def _decide(note: Notification, entry: ArchivedNotification, rec: TransactionRecord, book: RuleBook,

@@ -14,6 +14,9 @@ letter, oldest first, the replay does one of these, and says which:
   queued; a person settles it (``vipflow review``), or ``--force`` decides it again.
 - ``already_final``: the transaction became final since the letter was
   listed (a reviewer settled it): nothing to do, and the letter is closed.
+- ``conflict_shown``: a changed body for a transaction that had already ended
+  (``conflict_after_end``): nothing is queued (money may have moved); the
+  person is told to compare the bodies, and the letter is closed.
 - ``missing`` / ``invalid``: its notification is in neither the ledger nor the
   intake buffer, or was refused at the door: nothing can be queued; kept.
 """
@@ -24,6 +27,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from worker.deliveries import CONFLICT_AFTER_END
 from worker.ledger.states import State, is_final
 from worker.replay import Progress, Selection, StopFlag, Stores, force_eligible, redecide
 from worker.store.archive import ArchivedNotification
@@ -33,6 +37,7 @@ REQUEUED = "requeued"
 REDECIDED = "redecided"
 LEFT_IN_REVIEW = "left_in_review"
 ALREADY_FINAL = "already_final"
+CONFLICT_SHOWN = "conflict_shown"
 MISSING = "missing"
 INVALID = "invalid"
 
@@ -75,6 +80,8 @@ _SAY = {
     LEFT_IN_REVIEW: ("left in review: a re-queue would not move it; settle it with `vipflow review approve|reject "
                      "{txid}`, or decide it again with `vipflow replay --dlq --force`"),
     ALREADY_FINAL: "already final ({state}): left alone; the letter is closed",
+    CONFLICT_SHOWN: ("a changed body arrived after it ended ({state}): nothing is re-queued (money may have "
+                     "moved); compare the bodies with `vipflow tx show {txid}`; the letter is closed"),
     MISSING: "its notification is in neither the ledger nor the intake buffer: nothing to re-queue; kept",
     INVALID: "its notification was refused at the door (invalid): nothing to re-queue; kept",
 }
@@ -111,6 +118,10 @@ def replay_dead_letters(sel: Selection, st: Stores, publisher: Publisher, *, for
             continue
         if letter.entry_id in done:
             result, state = done[letter.entry_id]
+        elif letter.reason == CONFLICT_AFTER_END:
+            result, state = CONFLICT_SHOWN, letter.state
+            done[letter.entry_id] = (result, state)
+            st.ledger.mark_requeued(letter.entry_id)  # shown to a person: closed
         else:
             result, state = _replay_one(letter.transaction_id, entry, st, publisher, force, actor)
             done[letter.entry_id] = (result, state)

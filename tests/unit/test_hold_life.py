@@ -237,3 +237,33 @@ def test_velocity_counts_attempts_approved_and_pending_apart(world: World) -> No
     assert velocity["approved"] == {**velocity["approved"], "count_24h": 2, "amount_24h": "120.00"}
     assert velocity["pending"]["count_24h"] == 0
     assert velocity["committed"]["amount_24h"] == "120.00"
+
+
+def test_a_changed_body_after_a_transaction_ended_is_a_dead_letter_once(world: World) -> None:
+    """A different body for a withdrawal already approved and captured: its state stays (an ended
+    transaction never goes back), the conflict is a step on its record and one dead letter, however
+    often that notification is delivered; nothing is approved or moved again."""
+    process(archive(world, "withdraw", withdraw("wdcnf0001", "100.00")), world.deps)
+    conflict = archive(world, "withdraw", withdraw("wdcnf0001", "900.00"), status="conflict")
+    for _ in range(2):
+        rec = process(conflict, world.deps)
+        assert rec is not None and rec.state == State.APPROVED
+    [letter] = world.ledger.dead_letters()
+    assert letter.reason == "conflict_after_end" and "after it was approved" in letter.error
+    assert [a.name for a in rec.actions].count("conflict") == 1
+    assert world.vip.approvals["wdcnf0001"] == 1 and world.wallet.captures["wdcnf0001"] == 1
+
+
+def test_expiry_leaves_a_review_vip_already_approved(world: World) -> None:
+    """VIP approved it but the wallet refused the capture: waiting in review past the maximum age it is
+    not expired (that would release money VIP paid out); a person decides."""
+    class RefusingCapture(InMemoryWallet):
+        def capture(self, key: str) -> Hold:
+            raise WalletRefusedError("wrong_state", f"capture {key}: refused")
+
+    w = _with_wallet(world, RefusingCapture({PATRON: Decimal("10000.00")}))
+    rec = process(archive(w, "withdraw", withdraw("wdcnf0002", "60.00")), w.deps)
+    assert rec is not None and rec.state == State.REVIEW
+    done = expire_once(w.deps, now=(rec.created_at or 0) + MAX_AGE + 1)
+    assert done.expired == [] and "approved" in done.skipped["wdcnf0002"]
+    assert w.wallet.releases["wdcnf0002"] == 0

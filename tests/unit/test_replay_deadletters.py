@@ -162,3 +162,25 @@ def test_a_failed_queueing_leaves_the_letter_for_the_next_replay(world: World) -
         replay_dead_letters(DLQ, world.st, publisher, force=True, actor="os:tester")
     [letter] = world.ledger.dead_letters()
     assert letter.entry_id == entry and letter.requeued_at is None
+
+
+def test_a_changed_body_after_the_end_is_shown_once_and_closed(world: World) -> None:
+    """A conflicting body for a transaction that had ended is a dead letter that stays open (counted,
+    so alerts fire) until --dlq shows it to a person; nothing is queued; then it is closed."""
+    from worker.replay_dlq import CONFLICT_SHOWN
+
+    world.wallet.broken = False
+    process(_archive(world, "wddl00009"), world.deps)
+    assert _state(world, "wddl00009") == State.APPROVED
+    body: dict[str, Any] = json.loads((FIXTURES / "vip-connect" / "withdraw-approval-request.json").read_text())
+    body.update(transactionId="wddl00009", amount="900.00", vipCardNumber=CARD, patronId=PATRON)
+    conflict = world.st.archive.append("withdraw", json.dumps(body).encode(), status="conflict",
+                                       transaction_id="wddl00009", error=None)
+    process(conflict, world.deps)
+    assert world.ledger.dead_letter_count() == 1 and _state(world, "wddl00009") == State.APPROVED
+    publisher = MemoryPublisher()
+    report = replay_dead_letters(DLQ, world.st, publisher)
+    assert _results(report) == [("wddl00009", CONFLICT_SHOWN)] and publisher.published == []
+    assert "vipflow tx show wddl00009" in report.outcomes[0].message
+    assert world.ledger.dead_letter_count() == 0
+    assert [d.reason for d in world.ledger.dead_letters(include_closed=True)] == ["conflict_after_end"]

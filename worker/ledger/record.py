@@ -73,6 +73,11 @@ class TransactionRecord:
         last = self.last_action(name)
         return last is not None and last.status in ("done", "failed")
 
+    def succeeded(self, name: str) -> bool:
+        """True when action ``name``'s last step is ``done`` (it took effect; ``failed`` did not)."""
+        last = self.last_action(name)
+        return last is not None and last.status == "done"
+
     def with_action(self, name: str, status: str, result: Mapping[str, Any] | None = None) -> TransactionRecord:
         """A copy with one more action entry."""
         entry = ActionEntry(name=name, status=status, at=time.time(), result=result, state=str(self.state))

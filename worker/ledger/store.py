@@ -68,8 +68,10 @@ class DeadLetter:
     """One task that gave up: which notification, which transaction, why, after how many attempts; when
     ``replay --dlq`` last queued it again, and the state its transaction is in now (None: no record).
 
-    A letter is open until its transaction is final (approved, rejected, failed); one without a
-    transaction id (its notification could not be read) until it was queued again.
+    A letter is open until its transaction is final (approved, rejected, failed, expired); one without a
+    transaction id (its notification could not be read) until it was queued again; a changed body for a
+    transaction that had already ended (``conflict_after_end``) until ``replay --dlq`` showed it to a
+    person (``requeued_at`` then says when).
     """
 
     id: int
@@ -474,8 +476,10 @@ class Ledger:
         """The condition of an open dead letter (see :class:`DeadLetter`), on ``dead_letters`` joined to
         ``transactions``."""
         c, tx = t.dead_letters.c, t.transactions.c
-        return or_(and_(c.transaction_id.is_(None), c.requeued_at.is_(None)),
-                   and_(c.transaction_id.is_not(None),
+        # A changed body for an ended transaction: open until a person was shown it (replay --dlq).
+        conflict = c.reason == "conflict_after_end"
+        return or_(and_(or_(c.transaction_id.is_(None), conflict), c.requeued_at.is_(None)),
+                   and_(c.transaction_id.is_not(None), ~conflict,
                         or_(tx.state.is_(None), tx.state.not_in([str(s) for s in FINAL]))))
 
     def _letters_from(self) -> Any:
