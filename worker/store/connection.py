@@ -79,15 +79,16 @@ def wait_for_redis(settings: RedisSettings, timeout_s: float) -> None:
                 return
             except redis.RedisError as exc:
                 problem = type(exc).__name__
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise StoreError(f"Redis at {where(settings)} did not answer within {timeout_s:g} s ({problem}); "
-                                     "start it or fix redis.url (worker.broker_connect_timeout_s sets the wait)"
-                                     ) from None
-                log.warning("Redis at %s does not answer (%s); trying again for up to %.0f s more",
-                            where(settings), problem, left, extra={"retry_in_s": min(pause, left)})
-                time.sleep(min(pause, left))  # the pause between polls, growing to 5 s
-                pause = min(pause * 2, 5.0)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                # Raised outside the except block: this line, with the wait it names, is the one reported
+                # (producers.exits reports a store error raised while handling a Redis error as that error).
+                raise StoreError(f"Redis at {where(settings)} did not answer within {timeout_s:g} s ({problem}); "
+                                 "start it or fix redis.url (worker.broker_connect_timeout_s sets the wait)")
+            log.warning("Redis at %s does not answer (%s); trying again for up to %.0f s more",
+                        where(settings), problem, left, extra={"retry_in_s": min(pause, left)})
+            time.sleep(min(pause, left))  # the pause between polls, growing to 5 s
+            pause = min(pause * 2, 5.0)
     finally:
         client.close()
 
