@@ -229,7 +229,7 @@ def run(args: argparse.Namespace) -> int:
         children.start("worker", "worker")
         _wait_ready("sim", '{"vip": ', f"{settings.vip.base_url}/sim/stats", children)
         ingest = f"http://{settings.ingest.host}:{settings.ingest.port}"
-        _wait_ready("ingest", "Uvicorn running on", f"{ingest}/readyz", children)
+        _wait_ready("ingest", "ingest listening on", f"{ingest}/readyz", children)
         print(f"simulator {settings.vip.base_url}, ingestor {ingest}, worker started; logs in {var / 'logs'}")
         run_state.write_env_file(env_file, run_state.env_values(settings, overrides, args.config),
                                  own_key="VIPFLOW_VIP__SECRET_KEY1" in overrides)

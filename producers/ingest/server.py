@@ -35,6 +35,9 @@ def serve(settings: Settings) -> None:
     gc.freeze()
     sock = bind(settings.ingest.host, settings.ingest.port, port_option="--port (or ingest.port)",
                 host_option="--host (or ingest.host)")
+    # uvicorn says nothing of where it listens when given a socket: the line `vipflow run` waits for.
+    logging.getLogger("vipflow.ingest").info(
+        "ingest listening on http://%s:%d", settings.ingest.host, sock.getsockname()[1])
     config = uvicorn.Config(
         app,
         host=settings.ingest.host,

@@ -118,7 +118,7 @@ def test_no_personal_data_or_token_in_any_log_line(redis_url: str) -> None:
         print("\n".join(line for _, line in lines))
     assert not leaks, "\n".join(f"{['sim', 'ingest', 'worker'][w]}: {n!r} in {line}" for w, n, line in leaks[:10])
     # The operator's own addresses are not personal data: the ingestor says where it listens, in clear.
-    assert any(f"Uvicorn running on {stack.ingest_url}" in line for _, line in lines), stack.ingest_url
+    assert any(f"ingest listening on {stack.ingest_url}" in line for _, line in lines), stack.ingest_url
     about_tx = [json.loads(line) for _, line in lines if line.startswith("{") and any(
         f'"logger": "vipflow.{name}"' in line for name in ("pipeline", "actions", "enrich", "deliveries", "shadow"))]
     assert about_tx and all(entry.get("transaction_id") for entry in about_tx), \
