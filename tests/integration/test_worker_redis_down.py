@@ -3,6 +3,7 @@ saying so in one line: a supervisor sees a failed process instead of a hundred s
 
 from __future__ import annotations
 
+import base64
 import os
 import sys
 from pathlib import Path
@@ -22,6 +23,9 @@ def _worker(redis_url: str, tmp_path: Path, timeout_s: int) -> Proc:
            "VIPFLOW_DATABASE__URL": f"sqlite:///{tmp_path / 'ledger.db'}",
            "VIPFLOW_WORKER__METRICS_PORT": "off",
            "VIPFLOW_WORKER__QUEUE": "redis-down",
+           # A configuration that can work otherwise: only Redis is missing (worker.startup checks the rest first).
+           "VIPFLOW_VIP__OPERATOR_ID": "op-redis-down",
+           "VIPFLOW_VIP__SECRET_KEY1": base64.b64encode(b"k" * 32).decode(),
            "VIPFLOW_WORKER__BROKER_CONNECT_TIMEOUT_S": str(timeout_s)}
     return Proc([sys.executable, "-m", "producers", "worker", "--concurrency", "1"], env)
 
