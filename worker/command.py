@@ -19,9 +19,11 @@ def add_parser(subparsers: Any) -> None:
 def run_worker(args: argparse.Namespace) -> int:
     """Start Celery's worker with the configured pool, concurrency and queue; its exit code.
 
-    It first says which Redis, ledger, queue and rules it uses, and waits for Redis at most
-    ``worker.broker_connect_timeout_s``; a Redis that does not answer by then, or that is lost for as
-    long later, stops it with StoreError (exit code 1), so a supervisor sees a failed process.
+    A configuration that cannot work (``worker.startup.check_can_work``: no ``vip.operator_id``, no secret
+    key, no rules at ``rules.path``) stops it first, before it logs or consumes anything: ConfigError, one
+    line naming the key, exit code 2. It then says which Redis, ledger, queue and rules it uses, and waits
+    for Redis at most ``worker.broker_connect_timeout_s``; a Redis that does not answer by then, or that is
+    lost for as long later, stops it with StoreError (exit code 1), so a supervisor sees a failed process.
     """
     import logging
 
@@ -35,10 +37,12 @@ def run_worker(args: argparse.Namespace) -> int:
     from worker.masking import operator_hosts
     from worker.metrics import cleanup_multiprocess, start_worker_metrics
     from worker.rule_paths import rules_origin
+    from worker.startup import check_can_work
     from worker.store.archive import Archive
     from worker.store.connection import answers, connect, wait_for_redis, where
 
     settings = load_settings(getattr(args, "config", None))
+    check_can_work(settings)  # before the drain, the expiry and the consumer: nothing is taken
     configure_logging(settings.log.level, hosts=operator_hosts(settings))
     pool = args.pool or settings.worker.pool
     queue = args.queue or settings.worker.queue

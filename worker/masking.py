@@ -8,6 +8,11 @@ itself listens on or connects to, as the configuration names them by address
 patron's data. Private ranges are not exempt as such: a patron's address may be
 one. A value under a personal-data key (``location``, ``ip``, ...) is hidden
 whatever it holds, loopback included.
+
+Free text (VIP Connect's error messages, the wallet's, anything logged) also has
+e-mail addresses, phone numbers written with separators and patrons' names
+masked: ``worker.masking_people`` says how a name is recognised without hiding
+ordinary words.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
+
+from worker.masking_people import mask_people
 
 if TYPE_CHECKING:
     from worker.config import Settings
@@ -40,8 +47,9 @@ _IPV4 = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b")
 _IPV6 = re.compile(r"(?<![0-9A-Za-z:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{0,4}|(?:\d{1,3}\.){3}\d{1,3})"
                    r"(?:%[0-9A-Za-z]+)?(?![0-9A-Za-z:.])")
 _operator_ips: frozenset[str] = frozenset()
-# Seven or more digits (card, account, phone numbers), but not Redis stream ids (ms-seq).
-_LONG_DIGITS = re.compile(r"\b\d{7,}\b(?!-\d)")
+# Seven or more digits (card, account, phone numbers), but not Redis stream ids (ms-seq) nor the fraction
+# of a number or a time (2022-10-03T14:23:09.2188558).
+_LONG_DIGITS = re.compile(r"(?<!\.)\b\d{7,}\b(?!-\d)")
 
 
 def _fold(key: str) -> str:
@@ -56,8 +64,10 @@ def mask_value(value: Any, keep_last: int = 4) -> str:
     return "*" * (len(text) - keep_last) + text[-keep_last:]
 
 
-def mask_mapping(data: Any) -> Any:
-    """A deep copy of ``data`` with personal data and secrets masked by key."""
+def mask_mapping(data: Any, names: Iterable[str] = ()) -> Any:
+    """A deep copy of ``data`` with personal data and secrets masked by key, and every string masked as
+    free text (:func:`mask_text`, with the patron's ``names`` when known: ``masking_people.names_in``)."""
+    names = tuple(names)
     if isinstance(data, Mapping):
         out: dict[str, Any] = {}
         for key, value in data.items():
@@ -71,12 +81,12 @@ def mask_mapping(data: Any) -> Any:
             elif folded in _KEEP_LAST4 and not isinstance(value, Mapping | list):
                 out[key] = mask_value(value)
             else:
-                out[key] = mask_mapping(value)
+                out[key] = mask_mapping(value, names)
         return out
     if isinstance(data, list):
-        return [mask_mapping(v) for v in data]
+        return [mask_mapping(v, names) for v in data]
     if isinstance(data, str):
-        return mask_text(data)
+        return mask_text(data, names)
     return data
 
 
@@ -126,11 +136,13 @@ def _mask_ipv6(match: re.Match[str]) -> str:
     return "*:*:*" if verdict is False else match.group(0)
 
 
-def mask_text(text: str) -> str:
-    """Mask tokens, IP addresses (other than the operator's own, see the module docstring) and long digit
-    runs (card, account, phone numbers) in free text."""
+def mask_text(text: str, names: Iterable[str] = ()) -> str:
+    """Mask tokens, e-mail addresses, IP addresses (other than the operator's own, see the module
+    docstring), phone numbers, long digit runs (card, account numbers) and names (the patron's ``names``
+    when known, else those a title or cue announces: ``worker.masking_people``) in free text."""
     text = _BEARER.sub("Bearer ***", text)
     text = _JWT.sub("***", text)
+    text = mask_people(text, names)  # before the digit rules: a phone is hidden whole, not to its last 4
     text = _IPV6.sub(_mask_ipv6, text)  # first: an IPv6 address may end in an IPv4 one
     text = _IPV4.sub(_mask_ipv4, text)
     return _LONG_DIGITS.sub(lambda m: mask_value(m.group(0)), text)

@@ -23,12 +23,19 @@ def _json_logs(**_: Any) -> None:
     configure_logging(app.vipflow_settings.log.level, hosts=operator_hosts(app.vipflow_settings))
 
 
-def _check_ledger(**_: Any) -> None:
-    # Before consuming anything: a worker on a ledger schema older than its code refuses to start
-    # (naming `vipflow db upgrade`) instead of failing every task it takes. SQLite upgrades here.
+def _check_can_work(**_: Any) -> None:
+    # Before consuming anything (worker_init comes before the consumer starts): a configuration that
+    # cannot work (worker.startup) and a ledger schema older than the code (naming `vipflow db upgrade`;
+    # SQLite upgrades here) refuse the start instead of failing, and acknowledging, every task taken.
     from worker.errors import ConfigError, LedgerError, StoreError
     from worker.ledger import Ledger
+    from worker.startup import EXIT_CANNOT_WORK, check_can_work
 
+    try:
+        check_can_work(app.vipflow_settings)
+    except ConfigError as exc:
+        log.critical("cannot start: %s", exc)
+        raise SystemExit(EXIT_CANNOT_WORK) from None
     try:
         Ledger.open(app.vipflow_settings.database.url).close()
     except (LedgerError, ConfigError, StoreError) as exc:
@@ -53,7 +60,7 @@ def _warm_up(**_: Any) -> None:
 
 
 signals.setup_logging.connect(_json_logs, weak=False)
-signals.worker_init.connect(_check_ledger, weak=False)
+signals.worker_init.connect(_check_can_work, weak=False)
 signals.worker_ready.connect(_warm_up, weak=False)
 
 
@@ -71,7 +78,16 @@ def process_notification(self: Task, archive_entry_id: str) -> None:
 
     settings = self.app.vipflow_settings
     entry_id = str(archive_entry_id)
-    deps = process_deps(settings)
+    try:
+        deps = process_deps(settings)
+    except Exception as exc:  # noqa: BLE001 - whatever it is, the task must not end acknowledged
+        # Without its adapters the task can record nothing, not even a dead letter: it must not end
+        # (an acknowledged task would leave the notification only in the intake buffer's pending set).
+        # Sent again, to whichever worker can take it; the start-up check makes this rare.
+        delay = min(2 ** self.request.retries, 30)
+        log.error("cannot build the worker's adapters (%s); the notification is queued again", reason(exc),
+                  extra={"entry_id": entry_id, "error": type(exc).__name__, "retry_in_s": delay})
+        raise self.retry(exc=exc, countdown=delay) from None
     try:
         process(entry_id, deps)
     except (StoreError, redis.RedisError, WalletTransientError) as exc:
@@ -81,7 +97,7 @@ def process_notification(self: Task, archive_entry_id: str) -> None:
             _give_up(deps, entry_id, f"{reason(exc)} after {plural(retries + 1, 'attempt')}",
                      retries + 1, RETRIES_EXHAUSTED)
             return
-        delay: Any = min(2 ** retries, 30)
+        delay = min(2 ** retries, 30)
         log.warning("retrying", extra={"entry_id": entry_id, "error": type(exc).__name__,
                                        "retry_in_s": delay})
         RETRIES.labels("task").inc()

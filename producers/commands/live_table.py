@@ -52,7 +52,9 @@ def row_of(record: Any) -> Row:
     elif state is not expected:
         errors = record.errors or ()
         detail = record.review_reason or (errors[-1].get("message") if errors else None) or f"{outcome} -> {state}"
-        reasons = (str(detail)[:60],)
+        from worker.masking import mask_text
+
+        reasons = (mask_text(str(detail))[:60],)  # free text: VIP's and the wallet's words may name the patron
     return Row(record.transaction_id, record.transaction_type or "?", format_amount(record.amount), outcome, state,
                ", ".join(str(m["id"]) for m in matched) or "(default)", reasons)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -70,10 +71,13 @@ def list_cmd(args: argparse.Namespace) -> int:
     are never shortened or wrapped (they are pasted into ``review approve``); amounts have two decimals."""
     from producers.commands.output import print_table
     from rules.money import format_amount
+    from worker.masking import mask_text
     from worker.review_service import queued
 
     settings, ledger = _ledger(args)
     items = queued(ledger, settings.review.max_age_s, limit=args.limit)
+    # A reason is free text (VIP's or the wallet's words may name the patron): masked like `review show`.
+    items = [replace(item, reason=mask_text(item.reason) if item.reason else item.reason) for item in items]
     if args.json:
         for item in items:
             print(json.dumps({"transaction_id": item.transaction_id, "type": item.transaction_type,

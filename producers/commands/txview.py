@@ -7,6 +7,7 @@ masking, so it cannot be hidden by it. Money is shown with two decimals.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -16,14 +17,28 @@ from rules.money import format_amount
 
 if TYPE_CHECKING:
     from worker.ledger import Ledger
+    from worker.store.archive import ArchivedNotification
 
 
-def _notes(ledger: Ledger, transaction_id: str) -> list[dict[str, Any]]:
+def _notes(stored: list[ArchivedNotification], names: frozenset[str]) -> list[dict[str, Any]]:
     from worker.masking import mask_mapping
 
     return [{"entry_id": n.entry_id, "kind": n.kind, "status": n.status, "route": n.route,
-             "received_at_ms": n.received_at, "error": mask_mapping(n.error)}
-            for n in ledger.notifications_of(transaction_id)]
+             "received_at_ms": n.received_at, "error": mask_mapping(n.error, names)}
+            for n in stored]
+
+
+def _names(stored: list[ArchivedNotification]) -> frozenset[str]:
+    """The patron's first and last names as the transaction's notifications give them: masked wherever
+    they appear in free text (VIP's error messages, the wallet's), whatever else recognises names."""
+    from worker.masking_people import names_in
+    from worker.notification import decode_body
+
+    names: set[str] = set()
+    for note in stored:
+        with contextlib.suppress(Exception):  # an unreadable body names nobody; the view is shown anyway
+            names |= names_in(decode_body(note.body))
+    return frozenset(names)
 
 
 def _amounts(data: Any) -> Any:
@@ -40,14 +55,14 @@ def _amounts(data: Any) -> Any:
 _MONEY_KEYS = {"amount", "balance", "Amount", "Balance"}
 
 
-def _facts(facts: Any) -> Any:
+def _facts(facts: Any, names: frozenset[str]) -> Any:
     """Stored facts, masked, money (as the catalogue types it) with two decimals."""
     from rules.catalogue import FACTS
     from worker.masking import mask_mapping
 
     if not isinstance(facts, dict):
         return facts
-    shown: dict[str, Any] = mask_mapping(facts)
+    shown: dict[str, Any] = mask_mapping(facts, names)
     for fact in FACTS:
         if fact.type != "money":
             continue
@@ -66,28 +81,31 @@ def tx_view(ledger: Ledger, transaction_id: str, *, rules: bool = False) -> dict
     when the ledger knows nothing of it; ``record`` None when it holds only refused (invalid) notifications.
 
     Only what may carry a patron's data goes through the masking (references, facts, action results,
-    event data, errors, review reasons); names, kinds, states and actors are vipflow's own words.
+    event data, errors, review reasons), with the patron's first and last names from the transaction's
+    notifications masked in all that free text too; names, kinds, states and actors are vipflow's own words.
     Notification bodies are never included; rule text is the operator's, shown exactly.
     """
     from worker.masking import mask_mapping
 
+    received = ledger.notifications_of(transaction_id)
+    names = _names(received)
     stored = ledger.load(transaction_id)
     if stored is None:
-        notes = _notes(ledger, transaction_id)
+        notes = _notes(received, names)
         # An invalid notification never became a transaction, but the ledger keeps it: show it.
         return {"record": None, "events": [], "notifications": notes} if notes else None
     rec = stored.record
     record = rec.to_dict()
     record["amount"] = format_amount(rec.amount) if rec.amount is not None else None
     for key in ("references", "decision", "shadow_decision", "errors", "review_reason"):
-        record[key] = mask_mapping(record[key])
-    record["facts"] = _facts(record["facts"])
+        record[key] = mask_mapping(record[key], names)
+    record["facts"] = _facts(record["facts"], names)
     for action in record["actions"]:
-        action["result"] = _amounts(mask_mapping(action["result"]))
+        action["result"] = _amounts(mask_mapping(action["result"], names))
     events = [e.to_dict() for e in ledger.events(transaction_id)]
     for event in events:
-        event["data"] = _amounts(mask_mapping(event["data"]))
-    view: dict[str, Any] = {"record": record, "events": events, "notifications": _notes(ledger, transaction_id)}
+        event["data"] = _amounts(mask_mapping(event["data"], names))
+    view: dict[str, Any] = {"record": record, "events": events, "notifications": _notes(received, names)}
     if rules:
         content_hash = (rec.decision or {}).get("content_hash")
         view["rules"] = ledger.ruleset(str(content_hash)) if content_hash else None

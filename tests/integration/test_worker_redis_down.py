@@ -25,6 +25,9 @@ def _worker(redis_url: str, tmp_path: Path, timeout_s: int) -> Proc:
            "VIPFLOW_DATABASE__URL": f"sqlite:///{tmp_path / 'ledger.db'}",
            "VIPFLOW_WORKER__METRICS_PORT": "off",
            "VIPFLOW_WORKER__QUEUE": "redis-down",
+           # A configuration that can work otherwise: only Redis is missing (worker.startup checks the rest first).
+           "VIPFLOW_VIP__OPERATOR_ID": "op-redis-down",
+           "VIPFLOW_VIP__SECRET_KEY1": base64.b64encode(b"k" * 32).decode(),
            "VIPFLOW_WORKER__BROKER_CONNECT_TIMEOUT_S": str(timeout_s)}
     return Proc([sys.executable, "-m", "producers", "worker", "--concurrency", "1"], env)
 
