@@ -19,8 +19,6 @@ pytestmark = pytest.mark.integration
 
 def _worker(redis_url: str, tmp_path: Path, timeout_s: int) -> Proc:
     env = {**os.environ,
-           "VIPFLOW_VIP__SECRET_KEY1": base64.b64encode(os.urandom(32)).decode(),
-           "VIPFLOW_VIP__OPERATOR_ID": "op-redis-down",
            "VIPFLOW_REDIS__URL": redis_url,
            "VIPFLOW_DATABASE__URL": f"sqlite:///{tmp_path / 'ledger.db'}",
            "VIPFLOW_WORKER__METRICS_PORT": "off",
