@@ -173,21 +173,11 @@ def sigterm_as_interrupt() -> None:
     signal.signal(signal.SIGTERM, _raise)
 
 
-# The simulator binds its listening sockets itself (producers.sim.server._bind) without
-# TCP_NODELAY, and sockets handed to uvicorn that way keep Nagle on: every request on a
-# kept-alive connection then waits for the client's delayed ACK, about 40 ms (measured:
-# 44 ms per wallet call, 1 ms with TCP_NODELAY). Until _bind sets it, the benchmarks start
-# the simulator with that one option added, so they measure vipflow and not a stall of the
-# simulator. Harmless once _bind sets it itself.
+# The simulator starts as `python -m producers.sim`; its listening sockets have TCP_NODELAY on
+# (producers.listen.bind, nodelay=True): without it every request on a kept-alive connection waits
+# for the client's delayed ACK, about 40 ms (measured: 44 ms per wallet call, 1 ms with it).
 _SIM_NODELAY = """
-import socket, sys
-import producers.sim.server as server
-_bind = server._bind
-def _bind_nodelay(host, port):
-    sock = _bind(host, port)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
-server._bind = _bind_nodelay
+import sys
 from producers.sim.__main__ import main
 sys.exit(main(sys.argv[1:]))
 """

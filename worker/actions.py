@@ -81,11 +81,15 @@ def _count(action: str, result: str) -> Callable[[], None]:
 
 
 def freeze(rec: TransactionRecord, save: Save, wallet: Wallet, patron_id: str,
-           amount: Decimal) -> TransactionRecord:
-    """Hold ``amount`` in the patron's wallet, keyed by transaction id (at most one hold)."""
+           amount: Decimal, *, patron_source: str | None = None) -> TransactionRecord:
+    """Hold ``amount`` in the patron's wallet, keyed by transaction id (at most one hold); ``patron_source``
+    (which source named the patron, ``worker.patron``) is recorded on the started step."""
     if rec.succeeded("freeze"):  # a refused hold (failed) may be asked again, e.g. by a reviewer
         return rec
-    rec = save(rec.with_action("freeze", "started", {"amount": str(amount)}))
+    started: dict[str, Any] = {"amount": str(amount)}
+    if patron_source is not None:
+        started["patron_source"] = patron_source
+    rec = save(rec.with_action("freeze", "started", started))
     try:
         hold = wallet.hold(rec.transaction_id, patron_id, amount)
     except WalletRefusedError as exc:

@@ -16,8 +16,8 @@ from redis.exceptions import NoScriptError
 
 from worker.errors import VipApiError, WalletError
 from worker.facts import Enrichment
-from worker.ledger.sessions import PatronSession, SessionStore
 from worker.notification import Notification
+from worker.patron import PatronFinder
 from worker.store.accounts import AccountCache
 from worker.store.velocity import Velocity, VelocityStore
 from worker.vip.models import AccountInquiry
@@ -33,20 +33,6 @@ log = logging.getLogger("vipflow.enrich")
 SOURCES = frozenset({"account", "wallet", "session"})
 
 
-def patron_of(note: Notification, session: PatronSession | None) -> str | None:
-    """Whose transaction it is: the notification's PatronId, else its session's patron (documented
-    withdrawals carry no PatronId; the session opened through vipflow names the patron)."""
-    return note.patron_id or (session.patron_id if session is not None else None)
-
-
-def session_of(note: Notification, sessions: SessionStore | None) -> PatronSession | None:
-    """The open session of the notification's transaction id (None without one or without a store);
-    LedgerUnavailable propagates (the task is redelivered)."""
-    if sessions is None or not note.transaction_id:
-        return None
-    return sessions.open_session(note.transaction_id)
-
-
 @dataclass(frozen=True)
 class Enriched:
     """The enrichment, the problems met while gathering it (messages without personal data), and
@@ -59,21 +45,21 @@ class Enriched:
 
 def enrich(note: Notification, received_at_s: float, *, vip: VipApi, accounts: AccountCache,
            wallet: Wallet, velocity: VelocityStore, asks: frozenset[str] = SOURCES,
-           sessions: SessionStore | None = None, sessions_required: bool | None = None,
+           patrons: PatronFinder | None = None, sessions_required: bool | None = None,
            retry: RetryPolicy | None = None) -> Enriched:
     """Ask VIP Connect (through the cache), the wallet, the velocity store and the ledger's patron
     sessions about ``note``.
 
-    Only the sources in ``asks`` are asked (the pipeline passes those its rules read); the session is
-    also read when the notification names no patron (the wallet then asks for the session's patron).
-    The account inquiry is asked again on 5xx, timeouts and resets as ``retry`` allows before its facts
-    become unknown.
-    The account-cache read and the velocity script share one Redis round trip.
+    Only the sources in ``asks`` are asked (the pipeline passes those its rules read). The wallet's
+    balance is the patron's that ``patrons`` finds (``worker.patron``: the notification's PatronId,
+    else the session's, the card's learned in the ledger, the wallet's for the card); without a
+    finder only the notification's PatronId is used and no session is read. The account inquiry is
+    asked again on 5xx, timeouts and resets as ``retry`` allows before its facts become unknown. The
+    account-cache read and the velocity script share one Redis round trip.
     """
     problems: list[str] = []
-    ask_session = sessions is not None and ("session" in asks or not note.patron_id)
-    session = session_of(note, sessions) if ask_session else None
-    patron = patron_of(note, session)
+    patrons = patrons or PatronFinder(note, sessions=None, cards=None, wallet=wallet)
+    session = patrons.session() if "session" in asks else None
     card, product = note.vip_card_number, note.product_type
     ask_account = "account" in asks and bool(card)
     observe = bool(card and note.amount is not None and note.transaction_type)
@@ -86,18 +72,23 @@ def enrich(note: Notification, received_at_s: float, *, vip: VipApi, accounts: A
             tries = f" after {plural(retry.max_attempts, 'attempt')}" if retry is not None else ""
             problems.append(f"account inquiry failed{tries} ({exc}); account facts unknown")
     balance: Decimal | None = None
-    if "wallet" in asks and patron:
+    if "wallet" in asks:
         try:
-            balance = wallet.balance(patron)
+            patron = patrons.find().patron_id
+        except WalletError as exc:
+            patron = None
+            problems.append(f"wallet patron lookup failed ({exc}); wallet.balance unknown")
+        try:
+            balance = wallet.balance(patron) if patron else None
         except WalletError as exc:
             problems.append(f"wallet balance failed ({exc}); wallet.balance unknown")
     for problem in problems:
         log.warning(problem, extra={"transaction_id": note.transaction_id})
-    asked_session = ask_session and "session" in asks
+    asked_session = patrons.reads_sessions and "session" in asks
     age = session.age_s(received_at_s) if session is not None else None
     found = Enrichment(account=account, wallet_balance=balance, velocity=seen, session_required=sessions_required,
                        session_asked=asked_session, session=session if asked_session else None, session_age_s=age)
-    unasked = SOURCES - asks if sessions is not None else (SOURCES - asks) | {"session"}
+    unasked = SOURCES - asks if patrons.reads_sessions else (SOURCES - asks) | {"session"}
     return Enriched(found, tuple(problems), tuple(sorted(unasked)))
 
 

@@ -20,15 +20,17 @@ import redis
 from rules import RuleBook
 from worker import actions, deliveries
 from worker.config import Settings
-from worker.enrich import SOURCES, enrich, patron_of, session_of
-from worker.errors import StoreError, WalletTransientError
+from worker.enrich import SOURCES, enrich
+from worker.errors import StoreError, WalletError, WalletTransientError
 from worker.facts import build_facts, facts_for_record
 from worker.ledger import Ledger, NotificationSeen, RecordWriter, State, TransactionRecord
+from worker.ledger.patron_cards import CardSeen, PatronCards
 from worker.ledger.sessions import SessionStore
 from worker.ledger.states import is_final, is_settled
 from worker.masking import mask_value
 from worker.metrics import ACTIONS, count_decision
 from worker.notification import Notification, decode_body, parse_notification
+from worker.patron import UNKNOWN_PATRON, PatronFinder
 from worker.shadow import count_shadow, decide_shadow
 from worker.store.accounts import AccountCache
 from worker.store.archive import Archive, ArchivedNotification
@@ -183,9 +185,18 @@ def _handle(entry: ArchivedNotification, rec: TransactionRecord, book: RuleBook,
                                           deps.settings.worker.max_deliveries, unfinished)
     note = parsed.note = parse_notification(decode_body(entry.body),
                                             "withdraw" if entry.kind == "withdraw" else "deposit")
+    if note.patron_id and note.vip_card_number:  # taught to the ledger with this task's next write
+        save.learn(CardSeen(str(note.vip_card_number), note.patron_id, entry.entry_id, entry.received_at))
+    patrons = finder(note, deps)
     if rec.decision is None:
-        rec = _decide(note, entry, rec, book, deps, save)
-    return _act(note, entry, rec, deps, save)
+        rec = _decide(note, entry, rec, book, deps, save, patrons)
+    return _act(note, entry, rec, deps, save, patrons)
+
+
+def finder(note: Notification, deps: Deps) -> PatronFinder:
+    """The notification's patron finder on the ledger's sessions and learned cards and the wallet."""
+    return PatronFinder(note, sessions=SessionStore(deps.ledger.engine), cards=PatronCards(deps.ledger.engine),
+                        wallet=deps.wallet)
 
 
 def _conflict_seen(rec: TransactionRecord, entry_id: str) -> bool:
@@ -214,13 +225,12 @@ def _conflict_after(entry: ArchivedNotification, rec: TransactionRecord, save: a
 
 
 def _decide(note: Notification, entry: ArchivedNotification, rec: TransactionRecord, book: RuleBook,
-            deps: Deps, save: actions.Save) -> TransactionRecord:
+            deps: Deps, save: actions.Save, patrons: PatronFinder) -> TransactionRecord:
     vip = deps.settings.vip
     retry = RetryPolicy(vip.inquiry_max_attempts, vip.backoff_base_s, vip.backoff_max_s, deps.sleep)
     found = enrich(note, entry.received_at / 1000, vip=deps.vip, accounts=deps.accounts,
                    wallet=deps.wallet, velocity=deps.velocity, asks=_asks(str(note.transaction_type), book, deps),
-                   sessions=SessionStore(deps.ledger.engine), sessions_required=deps.settings.sessions.required,
-                   retry=retry)
+                   patrons=patrons, sessions_required=deps.settings.sessions.required, retry=retry)
     facts = build_facts(note, found.found, deps.settings.limits)
     decision = book.decide(str(note.transaction_type), facts)
     deps.ledger.remember_rulesets(book.rulesets.values())  # the rule text, once per version
@@ -258,7 +268,7 @@ def _asks(transaction_type: str, book: RuleBook, deps: Deps) -> frozenset[str]:
 
 
 def _act(note: Notification, entry: ArchivedNotification, rec: TransactionRecord, deps: Deps,
-         save: actions.Save) -> TransactionRecord:
+         save: actions.Save, patrons: PatronFinder) -> TransactionRecord:
     decision = rec.decision or {}
     outcome = decision.get("outcome")
     kind: ApprovalKind = "withdraw" if note.transaction_type == "withdraw" else "deposit"
@@ -267,15 +277,10 @@ def _act(note: Notification, entry: ArchivedNotification, rec: TransactionRecord
     # Only withdrawals are frozen: a withdrawal takes money the wallet already holds, so it is held
     # until VIP Connect pays it out; a deposit's money is not in the wallet yet, there is nothing to hold.
     if decision.get("freeze") and kind == "withdraw":
-        patron = patron_of(note, None) or patron_of(note, session_of(note, SessionStore(deps.ledger.engine)))
-        if not patron or note.amount is None:
-            return actions.send_to_review(rec, save, "cannot freeze: no patron id (nor a session naming one) "
-                                                     "or no amount")
-        try:
-            rec = actions.freeze(rec, save, deps.wallet, patron, note.amount)
-        except actions.FreezeRefused as exc:
-            rec = save.latest or rec  # with the refusal, stored by freeze
-            return actions.send_to_review(rec, save, f"the wallet refused the freeze ({exc.reason})")
+        refused = freeze_for(rec, save, deps.wallet, patrons)
+        if refused is not None:
+            return actions.send_to_review(save.latest or rec, save, refused)
+        rec = save.latest or rec
     if outcome == "approve":
         vip = deps.settings.vip
         rec = actions.approve(
@@ -290,6 +295,30 @@ def _act(note: Notification, entry: ArchivedNotification, rec: TransactionRecord
     reason = "the rules said review" if outcome == "review" else f"unknown outcome {outcome!r}"
     matched = [m.get("id") for m in decision.get("matched", ())]
     return actions.send_to_review(rec, save, f"{reason} (matched: {', '.join(matched) or 'none'})")
+
+
+def freeze_for(rec: TransactionRecord, save: actions.Save, wallet: Wallet, patrons: PatronFinder) -> str | None:
+    """Hold the withdrawal's amount in the wallet of the patron ``patrons`` finds, the source recorded on
+    the freeze step; None when frozen, else why not (the patron unknown, no amount, the wallet refused or
+    could not name the patron). WalletTransientError propagates (the task is delivered again)."""
+    note = patrons.note
+    if rec.action_done("freeze"):
+        return None  # held already (or refused before: that answer stands)
+    if note.amount is None:
+        return "cannot freeze: the notification has no amount"
+    try:
+        found = patrons.find()
+    except WalletTransientError:
+        raise
+    except WalletError as exc:
+        return f"cannot freeze: the wallet could not name the VIP card's patron ({exc})"
+    if found.patron_id is None or found.source is None:
+        return f"cannot freeze: {UNKNOWN_PATRON}"
+    try:
+        actions.freeze(rec, save, wallet, found.patron_id, note.amount, patron_source=found.source)
+    except actions.FreezeRefused as exc:
+        return f"the wallet refused the freeze ({exc.reason})"
+    return None
 
 
 def _failed(entry: ArchivedNotification, rec: TransactionRecord, save: actions.Save,

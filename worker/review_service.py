@@ -27,13 +27,11 @@ from typing import Any, NoReturn
 
 from rules.errors import VipflowError
 from worker import actions
-from worker.enrich import patron_of, session_of
 from worker.errors import InputError, WalletError, reason
 from worker.ledger import Ledger, RecordWriter, State, Stored, TransactionRecord
-from worker.ledger.sessions import SessionStore
 from worker.ledger.states import IN_FLIGHT, is_final
 from worker.notification import decode_body, parse_notification
-from worker.pipeline import Deps
+from worker.pipeline import Deps, finder, freeze_for
 from worker.store.locks import TxLock
 from worker.velocity_marks import mark_from_ledger
 from worker.vip.protocol import ApprovalKind
@@ -207,15 +205,13 @@ def _settle(deps: Deps, rec: TransactionRecord, save: RecordWriter, body: object
 def _freeze(deps: Deps, rec: TransactionRecord, save: RecordWriter, body: object) -> TransactionRecord:
     # A withdrawal is paid out of the wallet: hold the funds before VIP pays, as the worker does.
     note = parse_notification(body, "withdraw")
-    patron = patron_of(note, None) or patron_of(note, session_of(note, SessionStore(deps.ledger.engine)))
-    if not patron or note.amount is None:
-        _fail(rec, save, "cannot freeze: no patron id (nor a session naming one) or no amount")
     try:
-        return actions.freeze(rec, save, deps.wallet, patron, note.amount)
-    except actions.FreezeRefused as exc:
-        _fail(save.latest or rec, save, f"the wallet refused the freeze ({exc.reason})")
+        refused = freeze_for(rec, save, deps.wallet, finder(note, deps))
     except WalletError as exc:
         _fail(save.latest or rec, save, f"the wallet failed ({exc})")
+    if refused is not None:
+        _fail(save.latest or rec, save, refused)
+    return save.latest or rec
 
 
 def _fail(rec: TransactionRecord, save: RecordWriter, error: str) -> NoReturn:

@@ -166,6 +166,11 @@ def _t(epoch: Any) -> str:
     return datetime.fromtimestamp(value, UTC).isoformat(timespec="seconds")
 
 
+_PATRON_SOURCES = {"notification": "its PatronId", "session": "the session opened for this transaction id",
+                   "ledger": "the VIP card's patron learned from earlier notifications",
+                   "wallet": "the wallet's answer for the VIP card"}
+
+
 def _session_line(session: dict[str, Any]) -> str:
     """What the decision knew of the patron session (sessions opened through `vipflow web`)."""
     required = " (sessions required)" if session.get("required") else ""
@@ -188,6 +193,10 @@ def render(rec: dict[str, Any], events: list[dict[str, Any]] | None = None,
     session = ((rec.get("facts") or {}).get("session") or {})
     if session.get("found") is not None or session.get("required"):
         lines.append(_session_line(session))
+    source = next((a["result"]["patron_source"] for a in rec.get("actions", ())
+                   if a.get("name") == "freeze" and (a.get("result") or {}).get("patron_source")), None)
+    if source:
+        lines.append(f"patron: found by {source} ({_PATRON_SOURCES.get(source, source)})")
     lines.append("notifications received:")
     if notifications is None:
         for n in rec.get("notifications", ()):

@@ -55,6 +55,9 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--rate", type=float, default=50.0, help="notifications per second (--send)")
     parser.add_argument("--target", default=None, help="ingestor base URL (default from ingest.*)")
+    parser.add_argument("--rich", action="store_true",
+                        help="with --send N: withdrawals carry the PatronId too (by default they have VIP's "
+                             "documented shape, without it: the worker finds the patron)")
     parser.add_argument("--for-sessions", action="store_true",
                         help="with --send: one notification per patron session the simulator at vip.base_url "
                              "opened (their transaction ids, patrons, cards and amounts)")
@@ -94,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings(getattr(args, "config", None))
     if args.file is not None and args.send is None:
         raise InputError("--file goes with --send: vipflow sim --send --file FILE")
+    if args.rich and (args.send is None or args.file is not None):
+        raise InputError("--rich goes with --send N (random notifications): vipflow sim --send 10 --rich")
     if args.send is not None:
         return _send(args, settings)
     from producers.sim.server import run_simulator
@@ -141,9 +146,11 @@ def _send(args: argparse.Namespace, settings: Any) -> int:
         return _send_file(args, target, paths, settings)
     if args.kind is not None:
         raise InputError("--kind goes with --file (random notifications are deposits and withdrawals)")
+    if args.rich and args.for_sessions:
+        raise InputError("--rich goes with random notifications, not --for-sessions (those are VIP's shapes)")
     sessions = _sessions(settings.vip.base_url) if args.for_sessions else None
     report = send_notifications(
-        target, sessions=sessions, count=args.send, rate=args.rate, seed=args.seed, paths=paths,
+        target, sessions=sessions, count=args.send, rate=args.rate, seed=args.seed, paths=paths, rich=args.rich,
         **_signing(settings)
     )
     print(json.dumps(report.to_dict()))

@@ -1,7 +1,10 @@
 """Send realistic VIP Connect notifications to an ingestor, as VIP Connect would.
 
 The bodies vary the way VIP's own examples do: PascalCase or camelCase keys,
-numbers and booleans as JSON values or as strings. Who sends what, and how
+numbers and booleans as JSON values or as strings. They have VIP's documented
+shapes: a withdrawal names the VIP card but carries no PatronId (the worker finds
+the patron); ``rich`` adds the PatronId to withdrawals too (``vipflow sim --send N
+--rich``). Who sends what, and how
 often, is ``producers.sim.traffic``: mostly the simulator's crowd of ordinary
 patrons, a few special cases, in the same proportions every run. Each request
 carries a JWT bearer token signed with the callback key. :func:`send_one` sends
@@ -72,9 +75,11 @@ def build_notification(
     as_strings: bool = True,
     rng: random.Random | None = None,
     location: str | None = None,
+    rich: bool = False,
 ) -> dict[str, Any]:
-    """One deposit or withdraw notification for ``patron`` in VIP Connect's shape; ``location`` is the
-    patron's IP address (default: one drawn from a documentation range, 198.51.100.0/24)."""
+    """One deposit or withdraw notification for ``patron`` in VIP Connect's documented shape (a withdrawal
+    without PatronId; ``rich``: with it); ``location`` is the patron's IP address (default: one drawn from
+    a documentation range, 198.51.100.0/24)."""
     rng = rng or random.Random()
     bank = patron.banks[bank_index % len(patron.banks)]
     txid = transaction_id or "sim" + "".join(rng.choices(string.ascii_lowercase + string.digits, k=rng.randint(8, 20)))
@@ -115,6 +120,8 @@ def build_notification(
         }
     else:
         body["FundTransferType"] = fund_transfer_type
+        if not rich:
+            del body["PatronId"]  # VIP's Handle Withdrawals page shows none: the worker finds the patron
     if not pascal:
         body = {
             _camel(k): ({_camel(a): b for a, b in v.items()} if isinstance(v, dict) else v) for k, v in body.items()
@@ -122,21 +129,22 @@ def build_notification(
     return body
 
 
-def _build(scenario: Scenario, drawn: Draw, rng: random.Random) -> tuple[str, dict[str, Any]]:
+def _build(scenario: Scenario, drawn: Draw, rng: random.Random, rich: bool = False) -> tuple[str, dict[str, Any]]:
     return scenario.kind, build_notification(
         drawn.patron, scenario.kind, drawn.amount, fund_transfer_type=drawn.fund_transfer_type,
-        bank_index=drawn.bank_index, pascal=rng.random() < 0.5, as_strings=rng.random() < 0.5, rng=rng)
+        bank_index=drawn.bank_index, pascal=rng.random() < 0.5, as_strings=rng.random() < 0.5, rng=rng, rich=rich)
 
 
-def notification_mix(rng: random.Random, count: int,
-                     kinds: Sequence[str] = ("deposit", "withdraw")) -> list[tuple[str, dict[str, Any]]]:
-    """``count`` (kind, body) in the traffic mix (``producers.sim.traffic``), the same proportions every run."""
-    return [_build(scenario, drawn, rng) for scenario, drawn in deal(rng, count, kinds)]
+def notification_mix(rng: random.Random, count: int, kinds: Sequence[str] = ("deposit", "withdraw"),
+                     rich: bool = False) -> list[tuple[str, dict[str, Any]]]:
+    """``count`` (kind, body) in the traffic mix (``producers.sim.traffic``), the same proportions every run;
+    withdrawals without PatronId unless ``rich``."""
+    return [_build(scenario, drawn, rng, rich) for scenario, drawn in deal(rng, count, kinds)]
 
 
-def random_notification(rng: random.Random, kinds: Sequence[str]) -> tuple[str, dict[str, Any]]:
-    """One (kind, body) of a traffic scenario drawn by weight."""
-    return _build(*draw_one(rng, kinds), rng)
+def random_notification(rng: random.Random, kinds: Sequence[str], rich: bool = False) -> tuple[str, dict[str, Any]]:
+    """One (kind, body) of a traffic scenario drawn by weight (a withdrawal without PatronId unless ``rich``)."""
+    return _build(*draw_one(rng, kinds), rng, rich)
 
 
 def notification_for_session(session: Mapping[str, Any], rng: random.Random) -> tuple[str, dict[str, Any]]:
@@ -147,13 +155,9 @@ def notification_for_session(session: Mapping[str, Any], rng: random.Random) -> 
     card = session.get("vipCardNumber")
     patron = find(str(card or "")) or PATRONS[0]
     patron = replace(patron, patron_id=str(session["patronId"]), vip_card_number=str(card or patron.vip_card_number))
-    body = build_notification(patron, kind, Decimal(str(session["amount"])),
-                              transaction_id=str(session["transactionId"]), pascal=rng.random() < 0.5,
-                              as_strings=rng.random() < 0.5, rng=rng)
-    if kind == "withdraw":
-        body.pop("PatronId", None)
-        body.pop("patronId", None)
-    return kind, body
+    return kind, build_notification(patron, kind, Decimal(str(session["amount"])),
+                                    transaction_id=str(session["transactionId"]), pascal=rng.random() < 0.5,
+                                    as_strings=rng.random() < 0.5, rng=rng)
 @dataclass(frozen=True)
 class Answer:
     """The ingestor's answer to one notification: HTTP status (0: none) and body (or why there was none)."""
@@ -201,15 +205,17 @@ def send_notifications(
     workers: int = 8,
     timeout_s: float = 10.0,
     sessions: Sequence[Mapping[str, Any]] | None = None,
+    rich: bool = False,
 ) -> SendReport:
     """POST ``count`` notifications to ``target`` at about ``rate`` per second; count the answers.
     With ``sessions`` (the simulator's ``/sim/sessions``), one notification for each of the first
-    ``count`` sessions instead of random ones."""
+    ``count`` sessions instead of random ones. Withdrawals carry no PatronId, as VIP documents them, unless
+    ``rich``."""
     rng = random.Random(seed)
     if sessions is not None:
         notes = [notification_for_session(s, rng) for s in list(sessions)[:count]]
     else:
-        notes = notification_mix(rng, count, kinds)
+        notes = notification_mix(rng, count, kinds, rich)
     tokens = TokenCache(key, issuer, audience, 600)
     report = SendReport(
         transaction_ids=[n["TransactionId" if "TransactionId" in n else "transactionId"] for _, n in notes]

@@ -1,9 +1,11 @@
 """The simulated operator wallet (Starlette), speaking the contract of ``worker.wallet.http``.
 
-Balances come from the seeded patrons; holds, captures, releases, reversals and
+Balances and the patrons of VIP cards (``GET /patrons?vip_card_number=``) come from the
+seeded patrons and the crowd; holds, captures, releases, reversals and
 credits are idempotent by key. ``GET /sim/stats`` gives, per key, ``holds`` (funds
 actually frozen), ``captures``, ``releases``, ``reversals`` and ``credits`` (each
-never more than 1), ``hold_requests`` (PUTs per key) and every hold's state;
+never more than 1), ``hold_requests`` (PUTs per key), ``card_lookups`` (patron
+lookups per card) and every hold's state;
 ``POST /sim/reset`` starts over.
 """
 
@@ -19,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from producers.sim.patrons import wallet_balances
+from producers.sim.patrons import find, wallet_balances
 from worker.config import Settings
 from worker.errors import WalletRefusedError
 from worker.wallet.fake import InMemoryWallet
@@ -40,6 +42,7 @@ class WalletSim:
         """Back to the seeded balances, no holds."""
         self.wallet = InMemoryWallet(wallet_balances())
         self.requests: Counter[str] = Counter()
+        self.card_lookups: Counter[str] = Counter()
 
     def _denied(self, request: Request) -> Response | None:
         if self.token is None:
@@ -56,6 +59,18 @@ class WalletSim:
         if value is None:
             return JSONResponse({"reason": "unknown_patron", "message": "no such patron"}, 404)
         return JSONResponse({"balance": str(value)})
+
+    async def patron(self, request: Request) -> Response:
+        """GET /patrons?vip_card_number=...: the seeded (or crowd) patron of that card, else 404."""
+        if (denied := self._denied(request)) is not None:
+            return denied
+        card = request.query_params.get("vip_card_number", "")
+        with self.lock:
+            self.card_lookups[card] += 1
+        patron = find(card) if card else None
+        if patron is None:
+            return JSONResponse({"reason": "unknown_card", "message": "no patron with this VIP card"}, 404)
+        return JSONResponse({"patron_id": patron.patron_id})
 
     async def hold(self, request: Request) -> Response:
         """PUT /holds/{key}: freeze once per key."""
@@ -130,6 +145,7 @@ class WalletSim:
                 "reversals": dict(self.wallet.reversals),
                 "credits": dict(self.wallet.credits_made),
                 "hold_requests": dict(self.requests),
+                "card_lookups": dict(self.card_lookups),
                 "held": {k: h.to_dict() for k, h in holds.items()},
             }
         )
@@ -149,6 +165,7 @@ def build_wallet_app(settings: Settings) -> Starlette:
     sim = WalletSim(settings)
     return Starlette(
         routes=[
+            Route("/patrons", sim.patron, methods=["GET"]),
             Route("/patrons/{patron_id}/balance", sim.balance, methods=["GET"]),
             Route("/holds/{key}", sim.hold, methods=["PUT"]),
             Route("/holds/{key}", sim.release, methods=["DELETE"]),

@@ -135,3 +135,20 @@ def test_the_0002_schema_upgrades_to_sessions_and_tokens(empty_engine: Engine) -
         assert "api_token_uses_append_only" in _pg_triggers(empty_engine)
     else:
         assert "api_token_uses_no_update" in _sqlite_triggers(empty_engine)
+
+
+def test_the_0003_schema_upgrades_to_learned_cards(empty_engine: Engine) -> None:
+    """A database at 0003 with a notification upgrades to head: the row survives and patron_cards exists,
+    written by the transaction's write."""
+    from worker.ledger.patron_cards import CardSeen, PatronCards
+    from worker.ledger.record import TransactionRecord
+
+    assert upgrade(empty_engine, "0003") == (None, "0003")
+    note = archived_note("1700000000000-3", "tx-3")
+    Ledger(empty_engine).add_notification(note)
+    assert "patron_cards" not in inspect(empty_engine).get_table_names()
+    assert upgrade(empty_engine) == ("0003", head_revision())
+    assert Ledger(empty_engine).notification(note.entry_id) == note
+    Ledger(empty_engine).write(None, TransactionRecord(transaction_id="tx-3"),
+                               card=CardSeen("7210695258", "P1", note.entry_id, note.received_at))
+    assert PatronCards(empty_engine).patron_of("7210695258") == "P1"

@@ -77,5 +77,5 @@ def test_a_withdrawal_with_neither_patron_id_nor_session_is_not_frozen(world: Wo
     body.pop("patronId")
     rec = process(archive(world, "withdraw", body), _required(world, False).deps)
     assert rec is not None and rec.state == State.REVIEW
-    assert "no patron id" in (rec.review_reason or "")
+    assert "the patron is unknown" in (rec.review_reason or "")
     assert world.vip.approvals.get("sesswd00002", 0) == 0

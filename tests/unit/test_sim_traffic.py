@@ -87,3 +87,38 @@ def test_every_scenario_gets_its_expected_outcome_from_the_shipped_rules() -> No
             facts = build_facts(note, Enrichment(account, balances.get(drawn.patron.patron_id), quiet), limits)
             decision = book.decide(scenario.kind, facts)
             assert decision.outcome == scenario.expect, (scenario.name, str(drawn.amount), decision.matched_ids)
+
+
+def _has_patron_id(body: dict[str, object]) -> bool:
+    return any(key.lower() == "patronid" for key in body)
+
+
+def test_by_default_withdrawals_have_vips_documented_shape_in_every_casing_and_encoding() -> None:
+    """The simulated traffic sends withdrawals without PatronId (as VIP's Handle Withdrawals page shows them),
+    in both key casings and both number encodings; deposits keep it."""
+    notes = notification_mix(random.Random(21), 2 * DECK)
+    withdrawals = [body for kind, body in notes if kind == "withdraw"]
+    assert withdrawals and not any(_has_patron_id(body) for body in withdrawals)
+    assert all(_has_patron_id(body) for kind, body in notes if kind == "deposit")
+    casings = {"TransactionId" in body for body in withdrawals}
+    encodings = {isinstance(body.get("Amount", body.get("amount")), str) for body in withdrawals}
+    assert casings == {True, False} and encodings == {True, False}
+
+
+def test_rich_withdrawals_carry_the_patron_id() -> None:
+    """With ``rich`` every withdrawal names its patron too."""
+    notes = notification_mix(random.Random(21), DECK, rich=True)
+    assert all(_has_patron_id(body) for _, body in notes)
+
+
+@pytest.mark.parametrize("argv", [["sim", "--rich"], ["sim", "--send", "--file", "x.json", "--rich"]])
+def test_rich_goes_only_with_sending_random_notifications(argv: list[str], capsys: pytest.CaptureFixture[str],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--rich`` without ``--send N`` (or with ``--file``) is a usage error: one line, exit 2."""
+    from producers.cli import main
+    from producers.exits import EXIT_USAGE
+
+    monkeypatch.delenv("VIPFLOW_CONFIG", raising=False)
+    assert main(argv) == EXIT_USAGE
+    err = capsys.readouterr().err.strip()
+    assert "--rich goes with --send N" in err and len(err.splitlines()) == 1

@@ -20,6 +20,9 @@ class NeedsSettings:
     def balance(self, patron_id: str) -> Decimal | None:
         return Decimal("1")
 
+    def patron_for_card(self, vip_card_number: str) -> str | None:
+        return None
+
     def hold(self, key: str, patron_id: str, amount: Decimal) -> None:
         return None
 
@@ -35,6 +38,12 @@ class NeedsSettings:
 
 class NotAWallet:
     """Lacks the wallet methods."""
+
+
+class NoCardLookup(NeedsSettings):
+    """A wallet written before the card lookup: every method but patron_for_card."""
+
+    patron_for_card = None  # type: ignore[assignment]
 
 
 def _python(path: str) -> WalletSettings:
@@ -72,3 +81,10 @@ def test_factory_builds_http_by_default() -> None:
 def test_factory_builds_python_class() -> None:
     """make_wallet loads the class for adapter 'python'."""
     assert isinstance(make_wallet(_python("worker.wallet.fake:InMemoryWallet")), InMemoryWallet)
+
+
+def test_a_class_without_the_card_lookup_is_refused_naming_it() -> None:
+    """A wallet class lacking patron_for_card is a ConfigError naming the method, not a failure later."""
+    with pytest.raises(ConfigError, match="patron_for_card") as info:
+        load_python_wallet(_python(f"{__name__}:NoCardLookup"))
+    assert info.value.key == "wallet.class"

@@ -1,5 +1,5 @@
-"""How one write of a transaction reaches the database: the current row, its events, the notification
-and the done mark, all or nothing, fenced by the row's ``seq``.
+"""How one write of a transaction reaches the database: the current row, its events, the notification,
+the VIP card's patron it teaches and the done mark, all or nothing, fenced by the row's ``seq``.
 
 ``write_postgresql`` runs it as one statement (``pgwrite``); ``write_generic`` as one database
 transaction of several statements (SQLite). Both raise LockLost when another writer got there first
@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from worker.errors import LedgerUnavailable, reason
 from worker.ledger import pgwrite
 from worker.ledger import tables as t
+from worker.ledger.patron_cards import NO_CARD, CardSeen, learn
 from worker.ledger.record import TransactionRecord, encode_json
 from worker.ledger.states import State
 from worker.store.archive import ArchivedNotification
@@ -69,13 +70,15 @@ def note_row(n: ArchivedNotification) -> dict[str, Any]:
 
 def write_postgresql(engine: Engine, prev_seq: int | None, prev_state: str | None, txid: str, row: dict[str, Any],
                      stored: TransactionRecord, events: list[dict[str, Any]],
-                     notification: ArchivedNotification | None, done_entry: str | None, now: float) -> None:
+                     notification: ArchivedNotification | None, done_entry: str | None, now: float,
+                     card: CardSeen | None = None) -> None:
     """The write as one statement (``pgwrite``) on the driver's own connection, in autocommit.
     ``prev_seq`` None: the transaction's first write. Raises LockLost, LedgerUnavailable."""
     note = note_row(notification) if notification is not None else {}
     params = {**row, "txid": txid, "seq0": prev_seq or 0, "now": now,
               "created_at": stored.created_at, "record": stored.to_json(), "events": encode_json(events),
-              "done": done_entry, **{f"n_{k}": note.get(k) for k in NOTE_COLUMNS}}
+              "done": done_entry, **{f"n_{k}": note.get(k) for k in NOTE_COLUMNS},
+              **(card.params() if card is not None else NO_CARD)}
     doing = f"record transaction {txid}"
     try:
         raw = engine.raw_connection()  # the driver's own connection: no per-statement SQLAlchemy work
@@ -102,7 +105,8 @@ def write_postgresql(engine: Engine, prev_seq: int | None, prev_state: str | Non
 
 def write_generic(engine: Engine, prev_seq: int | None, prev_state: str | None, txid: str, row: dict[str, Any],
                   stored: TransactionRecord, events: list[dict[str, Any]],
-                  notification: ArchivedNotification | None, done_entry: str | None, now: float) -> None:
+                  notification: ArchivedNotification | None, done_entry: str | None, now: float,
+                  card: CardSeen | None = None) -> None:
     """The write as one database transaction of several statements (SQLite). Raises LockLost,
     LedgerUnavailable."""
     values = {**row, "record": stored.to_dict()}
@@ -126,6 +130,8 @@ def write_generic(engine: Engine, prev_seq: int | None, prev_state: str | None, 
                     raise changed_elsewhere(txid)
             if event_rows:
                 conn.execute(insert(t.events), event_rows)
+            if card is not None:
+                learn(conn, card, now)
             if done_entry:
                 insert_ignore(conn, t.notification_done, [{"entry_id": done_entry, "at": now}], "entry_id")
     except IntegrityError:

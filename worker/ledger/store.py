@@ -25,6 +25,7 @@ from worker.ledger import tables as t
 from worker.ledger.commit import insert_ignore as _insert_ignore
 from worker.ledger.commit import note_row as _note_row
 from worker.ledger.events import Event, NewEvent, diff
+from worker.ledger.patron_cards import CardSeen
 from worker.ledger.record import TransactionRecord
 from worker.ledger.states import FINAL, State, reachable
 from worker.store.archive import ArchivedNotification
@@ -331,9 +332,10 @@ class Ledger:
         return out
 
     def write(self, prev: Stored | None, new: TransactionRecord, *, notification: ArchivedNotification | None = None,
-              done_entry: str | None = None, extra: Sequence[NewEvent] = ()) -> Stored:
+              done_entry: str | None = None, extra: Sequence[NewEvent] = (), card: CardSeen | None = None) -> Stored:
         """Append the events that turn ``prev`` into ``new`` (plus ``extra``) and store ``new`` as the current
-        row, in one database transaction; with ``notification`` kept and ``done_entry`` marked finished.
+        row, in one database transaction; with ``notification`` kept, ``done_entry`` marked finished and the
+        VIP card's patron ``card`` learned (``worker.ledger.patron_cards``).
 
         Raises LockLost when the transaction moved on since ``prev`` was read (another writer),
         IllegalTransition when ``prev``'s state cannot lead to ``new``'s, LedgerUnavailable on a
@@ -347,7 +349,8 @@ class Ledger:
         now = time.time()
         new_events = [*diff(old, new), *extra]
         seq0 = prev.seq if prev else 0
-        if prev is not None and not new_events and not done_entry and notification is None and old == new:
+        if (prev is not None and not new_events and not done_entry and notification is None and card is None
+                and old == new):
             return prev
         seq = seq0 + len(new_events)
         created_at = new.created_at or (old.created_at if old else 0) or now
@@ -365,7 +368,7 @@ class Ledger:
                    "actor": e.actor, "data": e.data} for i, e in enumerate(new_events, 1)]
         write = commit.write_postgresql if self._pg else commit.write_generic
         write(self.engine, prev.seq if prev else None, prev.record.state if prev else None, txid, row, stored,
-              events, notification, done_entry, now)
+              events, notification, done_entry, now, card)
         return Stored(stored, seq)
 
     def mark_done(self, entry_id: str) -> None:

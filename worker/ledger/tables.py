@@ -15,6 +15,9 @@
 - ``prune_runs``: the audit of every ``vipflow db prune``.
 - ``patron_sessions``: every patron session vipflow asked VIP to open (opening, open, or refused with
   VIP's answer), keyed by the transaction id vipflow issued for it.
+- ``patron_cards``: which patron a VIP card number belongs to, learned from every valid notification
+  that carries both (a documented withdrawal carries only the card); written with the transaction's
+  first ledger write, changed only when a card's patron changes.
 - ``api_tokens``: the operator site's bearer tokens (only a sha256 of each), their scopes and revocation;
   ``api_token_uses``: every request made with one, by the token's name. Append-only.
 
@@ -187,3 +190,12 @@ api_token_uses = Table(
     Column("status", Integer, nullable=False),
 )
 Index("ix_api_token_uses_token_name", api_token_uses.c.token_name, api_token_uses.c.at)
+
+patron_cards = Table(
+    "patron_cards", metadata,
+    Column("vip_card_number", String(64), primary_key=True),
+    Column("patron_id", String(200), nullable=False),  # the operator's own id (personal data: never logged)
+    Column("entry_id", String(40), nullable=False),  # the notification that taught it
+    Column("received_at_ms", BigInteger, nullable=False),  # that notification's receipt: the newest wins
+    Column("learned_at", Double, nullable=False),  # when (re)learned: the last change of patron
+)

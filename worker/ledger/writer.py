@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from worker.ledger.events import NewEvent
+from worker.ledger.patron_cards import CardSeen
 from worker.ledger.record import TransactionRecord
 from worker.ledger.store import Ledger, Stored
 from worker.store.archive import ArchivedNotification
@@ -38,6 +39,7 @@ class RecordWriter:
         self.latest: TransactionRecord | None = stored.record if stored else None  # newest written or staged
         self._notification = notification  # kept with the first write
         self._staged: TransactionRecord | None = None
+        self._card: CardSeen | None = None  # a VIP card's patron to learn with the next write
         self._after: list[Callable[[], None]] = []
 
     def __call__(self, record: TransactionRecord, extra: Sequence[NewEvent] = ()) -> TransactionRecord:
@@ -57,6 +59,10 @@ class RecordWriter:
             return self(record)
         self._staged = self.latest = record
         return record
+
+    def learn(self, card: CardSeen) -> None:
+        """Teach the ledger ``card``'s patron with the next write of this transaction (no write of its own)."""
+        self._card = card
 
     def finish(self, done_entry: str | None = None,
                also: Callable[[TransactionRecord | None], Callable[[Any], None] | None] | None = None,
@@ -78,8 +84,8 @@ class RecordWriter:
                 self.ledger.mark_done(done_entry)
             return
         self.stored = self.ledger.write(self.stored, record, notification=self._notification,
-                                        done_entry=done_entry, extra=extra)
-        self._notification = None
+                                        done_entry=done_entry, extra=extra, card=self._card)
+        self._notification = self._card = None
         self.latest = self.stored.record
 
     def _run_after(self) -> None:

@@ -20,9 +20,11 @@ class InMemoryWallet:
     """Balances, holds and credits in dicts. ``holds_created``, ``captures``, ``releases``, ``reversals`` and
     ``credits_made`` count, per key, the times money actually moved (never more than 1 each)."""
 
-    def __init__(self, balances: Mapping[str, Decimal] | None = None):
+    def __init__(self, balances: Mapping[str, Decimal] | None = None, cards: Mapping[str, str] | None = None):
         self._lock = threading.Lock()
         self._balances: dict[str, Decimal] = dict(balances or {})
+        self._cards: dict[str, str] = dict(cards or {})  # VIP card number -> patron id
+        self.card_lookups: Counter[str] = Counter()  # patron_for_card calls per card
         self._holds: dict[str, Hold] = {}
         self._credits: dict[str, Credit] = {}
         self.holds_created: Counter[str] = Counter()
@@ -35,6 +37,17 @@ class InMemoryWallet:
         """Seed or replace a patron's total balance."""
         with self._lock:
             self._balances[patron_id] = balance
+
+    def set_card(self, vip_card_number: str, patron_id: str) -> None:
+        """Seed or replace the patron of a VIP card."""
+        with self._lock:
+            self._cards[vip_card_number] = patron_id
+
+    def patron_for_card(self, vip_card_number: str) -> str | None:
+        """The patron of ``vip_card_number``; None for a card the wallet does not know."""
+        with self._lock:
+            self.card_lookups[vip_card_number] += 1
+            return self._cards.get(vip_card_number)
 
     def holds(self) -> dict[str, Hold]:
         """A snapshot of every hold by key."""

@@ -5,6 +5,9 @@ every request carries ``Authorization: Bearer <token>``.
 
 - ``GET {url}/patrons/{patron_id}/balance`` -> 200 ``{"balance": "123.45"}``
   (available funds, holds deducted); 404 when the patron is unknown.
+- ``GET {url}/patrons?vip_card_number=7210695258`` -> 200 ``{"patron_id": "..."}``: the
+  operator's patron of that VIP card (a documented withdrawal names only the card); 404
+  when the wallet does not know the card.
 - ``PUT {url}/holds/{key}`` with ``{"patron_id": "...", "amount": "12.34"}`` and the
   header ``Idempotency-Key: {key}`` -> 200 or 201
   ``{"key", "patron_id", "amount", "status": "held"}``. The same key again must
@@ -95,6 +98,17 @@ class HttpWallet:
             raise WalletError(
                 f"wallet balance: HTTP {resp.status_code} without a balance"
             ) from None
+
+    def patron_for_card(self, vip_card_number: str) -> str | None:
+        """GET the patron of the VIP card; None on 404. WalletError on an answer without a patron id."""
+        resp = self._call("GET", "/patrons", "patron lookup", params={"vip_card_number": vip_card_number})
+        if resp.status_code == 404:
+            return None
+        body = _json(resp)
+        found = body.get("patron_id") if isinstance(body, dict) else None
+        if resp.status_code != 200 or not isinstance(found, str | int) or not str(found).strip():
+            raise WalletError(f"wallet patron lookup: HTTP {resp.status_code} without a patron_id")
+        return str(found)
 
     def hold(self, key: str, patron_id: str, amount: Decimal) -> Hold:
         """PUT the hold ``key`` (idempotent); WalletRefusedError with the wallet's reason."""

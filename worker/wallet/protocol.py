@@ -7,6 +7,7 @@ held amount (the patron's balance goes down by it, once); ``release`` makes held
 again; ``reverse`` gives a captured amount back (VIP Connect failed the withdrawal after it was paid
 out of the wallet). A hold moves held -> captured -> reversed, or held -> released, never back.
 ``credit`` adds a confirmed deposit's amount to the patron's balance once per key.
+``patron_for_card`` names the patron of a VIP card number (a documented withdrawal names only the card).
 
 Errors: ``WalletRefusedError`` (``reason``: ``insufficient_funds``, ``unknown_patron``,
 ``key_conflict``, ``no_such_hold``, ``wrong_state``) is final; ``WalletTransientError`` may be retried.
@@ -55,10 +56,17 @@ class Credit:
 
 
 class Wallet(Protocol):
-    """Balance; idempotent hold, capture, release and reverse by key; idempotent credit."""
+    """Balance; the patron of a VIP card; idempotent hold, capture, release and reverse by key; idempotent
+    credit."""
 
     def balance(self, patron_id: str) -> Decimal | None:
         """The patron's available balance; None when the wallet does not know the patron."""
+        ...
+
+    def patron_for_card(self, vip_card_number: str) -> str | None:
+        """The operator's patron id of the VIP card ``vip_card_number``; None when the wallet does not know
+        the card. Asked for a withdrawal that names no patron (VIP documents it so) when neither a session
+        nor an earlier notification named the card's patron."""
         ...
 
     def hold(self, key: str, patron_id: str, amount: Decimal) -> Hold:

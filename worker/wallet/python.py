@@ -10,7 +10,7 @@ from worker.config import WalletSettings
 from worker.errors import ConfigError, reason
 from worker.wallet.protocol import Wallet
 
-_METHODS = ("balance", "hold", "release", "capture", "reverse")
+_METHODS = ("balance", "patron_for_card", "hold", "release", "capture", "reverse")
 _CREDIT = "credit"  # needed only with wallet.credit_deposits
 
 
