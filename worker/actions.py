@@ -228,8 +228,8 @@ def approve(rec: TransactionRecord, save: Save, vip: VipApi, kind: ApprovalKind,
     def on_attempt(attempt: dict[str, Any]) -> None:
         # A failed attempt is its own step, stored at once, before a retry; the attempt that succeeded
         # is kept inside the approval's "done" step rather than repeated beside it.
-        if attempt.get("outcome") == "approved":
-            succeeded.update(attempt)
+        if attempt.get("outcome") == "approved":  # its answer is the step's result: keep only when and which
+            succeeded.update({k: attempt[k] for k in ("attempt", "at") if k in attempt})
             return
         state["rec"] = save(state["rec"].with_action("approve_attempt", "done", attempt))
 
