@@ -60,12 +60,15 @@ class PatronCards:
 
     def __init__(self, engine: Engine):
         self.engine = engine
+        # Reads stand alone: one round trip each on PostgreSQL (no BEGIN/ROLLBACK around them).
+        self._reads = engine.execution_options(isolation_level="AUTOCOMMIT") \
+            if engine.dialect.name == "postgresql" else engine
 
     def patron_of(self, vip_card_number: str) -> str | None:
         """The patron id last learned for ``vip_card_number``, or None when no notification taught it."""
         c = t.patron_cards.c
         try:
-            with self.engine.connect() as conn:
+            with self._reads.connect() as conn:
                 found = conn.execute(select(c.patron_id).where(c.vip_card_number == vip_card_number)).scalar()
         except SQLAlchemyError as exc:
             from worker.ledger.commit import unavailable

@@ -68,6 +68,9 @@ class SessionStore:
 
     def __init__(self, engine: Engine):
         self.engine = engine
+        # Reads stand alone: one round trip each on PostgreSQL (no BEGIN/ROLLBACK around them).
+        self._reads = engine.execution_options(isolation_level="AUTOCOMMIT") \
+            if engine.dialect.name == "postgresql" else engine
 
     def reserve(self, session: PatronSession) -> None:
         """Insert ``session`` as ``opening``; TransactionIdTaken when its id is used already."""
@@ -107,7 +110,7 @@ class SessionStore:
     def get(self, transaction_id: str) -> PatronSession | None:
         """The session of ``transaction_id`` whatever its status, or None."""
         try:
-            with self.engine.connect() as conn:
+            with self._reads.connect() as conn:
                 row = conn.execute(select(t.patron_sessions)
                                    .where(t.patron_sessions.c.transaction_id == transaction_id)).first()
         except SQLAlchemyError as exc:
