@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+import weakref
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -195,8 +196,20 @@ def _handle(entry: ArchivedNotification, rec: TransactionRecord, book: RuleBook,
 
 def finder(note: Notification, deps: Deps) -> PatronFinder:
     """The notification's patron finder on the ledger's sessions and learned cards and the wallet."""
-    return PatronFinder(note, sessions=SessionStore(deps.ledger.engine), cards=PatronCards(deps.ledger.engine),
-                        wallet=deps.wallet)
+    sessions, cards = _ledger_readers(deps.ledger)
+    return PatronFinder(note, sessions=sessions, cards=cards, wallet=deps.wallet)
+
+
+_READERS: weakref.WeakKeyDictionary[Ledger, tuple[SessionStore, PatronCards]] = weakref.WeakKeyDictionary()
+
+
+def _ledger_readers(ledger: Ledger) -> tuple[SessionStore, PatronCards]:
+    """The session and learned-card readers of ``ledger``, built once per ledger (each holds an engine
+    view, costly to make per notification)."""
+    found = _READERS.get(ledger)
+    if found is None:
+        found = _READERS[ledger] = (SessionStore(ledger.engine), PatronCards(ledger.engine))
+    return found
 
 
 def _conflict_seen(rec: TransactionRecord, entry_id: str) -> bool:

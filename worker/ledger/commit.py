@@ -68,6 +68,33 @@ def note_row(n: ArchivedNotification) -> dict[str, Any]:
             "body_sha256": n.body_sha256, "stored_at": time.time()}
 
 
+def fetch_one_postgresql(engine: Engine, sql: str, params: Sequence[Any], doing: str) -> dict[str, Any] | None:
+    """One row of a constant ``sql`` (``%s`` placeholders) as a dict by column name, or None: on the
+    driver's own connection in autocommit, a prepared statement, one round trip (the hot path's reads:
+    no SQLAlchemy work per call). Raises LedgerUnavailable while ``doing``."""
+    try:
+        raw = engine.raw_connection()
+    except SQLAlchemyError as exc:
+        raise unavailable(doing, exc) from None
+    try:
+        conn: Any = raw.driver_connection
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, params, prepare=True)
+                row = cur.fetchone()
+                names = [d.name for d in cur.description or ()]
+        finally:
+            if not conn.closed:
+                conn.autocommit = False
+    except psycopg.Error as exc:
+        raw.invalidate()
+        raise unavailable(doing, exc) from None
+    finally:
+        raw.close()
+    return None if row is None else dict(zip(names, row, strict=True))
+
+
 def write_postgresql(engine: Engine, prev_seq: int | None, prev_state: str | None, txid: str, row: dict[str, Any],
                      stored: TransactionRecord, events: list[dict[str, Any]],
                      notification: ArchivedNotification | None, done_entry: str | None, now: float,

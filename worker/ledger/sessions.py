@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from worker.errors import LedgerError
 from worker.ledger import tables as t
-from worker.ledger.commit import unavailable
+from worker.ledger.commit import fetch_one_postgresql, unavailable
 
 SessionStatus = Literal["opening", "open", "refused"]
 PatronKind = Literal["existing", "new"]
@@ -57,6 +57,7 @@ class PatronSession:
 
 
 _COLUMNS = tuple(PatronSession.__dataclass_fields__)
+_GET = f"SELECT {', '.join(_COLUMNS)} FROM patron_sessions WHERE transaction_id = %s"  # noqa: S608 - constant
 
 
 def _from_row(row: Any) -> PatronSession:
@@ -108,7 +109,11 @@ class SessionStore:
         return _from_row(row)
 
     def get(self, transaction_id: str) -> PatronSession | None:
-        """The session of ``transaction_id`` whatever its status, or None."""
+        """The session of ``transaction_id`` whatever its status, or None (read on every notification:
+        on PostgreSQL one prepared statement on the driver's connection)."""
+        if self.engine.dialect.name == "postgresql":
+            found = fetch_one_postgresql(self.engine, _GET, (transaction_id,), "read a patron session")
+            return None if found is None else PatronSession(**{name: found[name] for name in _COLUMNS})
         try:
             with self._reads.connect() as conn:
                 row = conn.execute(select(t.patron_sessions)
