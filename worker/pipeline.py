@@ -120,8 +120,8 @@ def process(entry_id: str, deps: Deps) -> TransactionRecord | None:
         # Commit what is staged with the done mark, then drop the buffer entry, release the lock and
         # move the transaction between the velocity tallies, in one Redis round trip.
         before = str(stored.record.state) if stored else None
-        save.finish(done_entry=entry_id,
-                    also=marker(deps.velocity, parsed.note, entry.received_at / 1000, before))
+        save.finish(done_entry=entry_id, also=marker(deps.velocity, parsed.note, entry.received_at / 1000, before),
+                    reload=deps.velocity.load_script)
         if entry.kind == "error" and save.latest is not None:
             mark_from_ledger(deps.velocity, deps.ledger, save.latest)
         finished = True

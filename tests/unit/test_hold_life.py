@@ -267,3 +267,17 @@ def test_expiry_leaves_a_review_vip_already_approved(world: World) -> None:
     done = expire_once(w.deps, now=(rec.created_at or 0) + MAX_AGE + 1)
     assert done.expired == [] and "approved" in done.skipped["wdcnf0002"]
     assert w.wallet.releases["wdcnf0002"] == 0
+
+
+def test_a_redis_that_forgot_its_scripts_still_gets_the_last_step(world: World) -> None:
+    """After a Redis restart empties its script cache, the task's last round trip (buffer entry gone,
+    lock released, velocity mark) loads the scripts again and runs: nothing is left pending."""
+    process(archive(world, "withdraw", withdraw("wdscr0001", "40.00")), world.deps)
+    world.client.script_flush()
+    entry = archive(world, "withdraw", withdraw("wdscr0002", "45.00"))
+    rec = process(entry, world.deps)
+    assert rec is not None and rec.state == State.APPROVED
+    assert entry not in {e.entry_id for e in world.archive.unprocessed()}
+    assert rec.facts is not None and rec.facts["velocity"]["approved"]["count_24h"] == 1
+    nxt = process(archive(world, "withdraw", withdraw("wdscr0003", "5.00")), world.deps)
+    assert nxt is not None and nxt.facts is not None and nxt.facts["velocity"]["approved"]["count_24h"] == 2

@@ -66,15 +66,15 @@ class RecordWriter:
 
     def finish(self, done_entry: str | None = None,
                also: Callable[[TransactionRecord | None], Callable[[Any], None] | None] | None = None,
-               ) -> TransactionRecord | None:
+               reload: Callable[[], None] | None = None) -> TransactionRecord | None:
         """Commit what is staged (and ``done_entry``'s done mark), then drop the entry from the intake
         buffer and release the lock in one Redis round trip; ``also(latest record)`` may give more Redis
-        commands to queue on that round trip."""
+        commands to queue on that round trip (``reload`` loads their scripts after a Redis restart)."""
         staged, self._staged = self._staged, None
         if staged is not None or done_entry:
             self._commit(staged or self.latest, done_entry=done_entry)
         self._run_after()
-        self.lock.finish(done_entry, also(self.latest) if also is not None else None)
+        self.lock.finish(done_entry, also(self.latest) if also is not None else None, reload)
         return self.latest
 
     def _commit(self, record: TransactionRecord | None, *, done_entry: str | None = None,

@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from redis.exceptions import NoScriptError
+
 from worker.errors import StoreError
 from worker.store import keys
 
@@ -146,15 +148,28 @@ class TxLock:
         """Release the lock if we still own it."""
         self._locks.release_script(keys=[self.key], args=[self.token])
 
-    def finish(self, entry_id: str | None, also: Callable[[Any], None] | None = None) -> None:
+    def finish(self, entry_id: str | None, also: Callable[[Any], None] | None = None,
+               reload: Callable[[], None] | None = None) -> None:
         """One round trip: drop ``entry_id`` from the intake buffer and its pending set, release the lock;
-        ``also`` queues more commands on the same pipeline (e.g. a velocity mark)."""
+        ``also`` queues more commands on the same pipeline (e.g. a velocity mark, by script SHA: a pipeline
+        given Script objects asks SCRIPT EXISTS first, a round trip more). After a Redis restart emptied
+        the script cache, the scripts are loaded (``reload`` loads those of ``also``) and it runs again."""
         p = self._locks.prefix
-        args = {"keys": [self.key, keys.pending(p), keys.archive(p)], "args": [self.token, entry_id or ""]}
+        keys_ = [self.key, keys.pending(p), keys.archive(p)]
+        args = [self.token, entry_id or ""]
         if also is None:
-            self._locks.finish_script(**args)
+            self._locks.finish_script(keys=keys_, args=args)
             return
-        pipe = self._locks.redis.pipeline(transaction=False)
-        also(pipe)
-        self._locks.finish_script(**args, client=pipe)
-        pipe.execute()
+        for attempt in (1, 2):
+            pipe = self._locks.redis.pipeline(transaction=False)
+            also(pipe)
+            pipe.evalsha(self._locks.finish_script.sha, len(keys_), *keys_, *args)
+            try:
+                pipe.execute()
+                return
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+                self._locks.redis.script_load(_FINISH)
+                if reload is not None:
+                    reload()

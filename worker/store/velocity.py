@@ -172,19 +172,19 @@ class VelocityStore:
 
     def queue_mark(self, pipe: Any, transaction_type: str, vip_card_number: str, transaction_id: str,
                    amount: Decimal, at: float, status: str) -> None:
-        """Queue, on pipeline ``pipe``, moving the transaction into the ``approved`` or ``pending`` tally,
-        or out of both (``ended``); ``amount`` in Decimal dollars, ``at`` its notification's receipt
-        (epoch seconds). Idempotent."""
+        """Queue, on pipeline ``pipe`` (by the script's SHA: see :meth:`queue_observe`), moving the
+        transaction into the ``approved`` or ``pending`` tally, or out of both (``ended``); ``amount`` in
+        Decimal dollars, ``at`` its notification's receipt (epoch seconds). Idempotent. On NoScriptError,
+        :meth:`load_script` and run the pipeline again."""
         _, _, approved, pending = self._keys(transaction_type, vip_card_number)
-        self._mark(keys=[approved, pending], args=[f"{transaction_id}|{to_cents(amount)}", repr(at), status,
-                                                   _TTL_S], client=pipe)
+        pipe.evalsha(self._mark.sha, 2, approved, pending, f"{transaction_id}|{to_cents(amount)}", repr(at), status,
+                     _TTL_S)
 
     def mark(self, transaction_type: str, vip_card_number: str, transaction_id: str, amount: Decimal,
              at: float, status: str) -> None:
-        """:meth:`queue_mark`, run now (one round trip)."""
-        pipe = self._redis.pipeline(transaction=False)
-        self.queue_mark(pipe, transaction_type, vip_card_number, transaction_id, amount, at, status)
-        pipe.execute()
+        """:meth:`queue_mark`, run now (one round trip; the script loaded again after a Redis restart)."""
+        _, _, approved, pending = self._keys(transaction_type, vip_card_number)
+        self._mark(keys=[approved, pending], args=[f"{transaction_id}|{to_cents(amount)}", repr(at), status, _TTL_S])
 
     def load_script(self) -> None:
         """Load the scripts into Redis (after a restart emptied its script cache)."""
