@@ -4,8 +4,8 @@ A dead letter stays open in the ledger until its transaction is final
 (``Ledger.dead_letters``); a replay never closes one by itself. For each open
 letter, oldest first, the replay does one of these, and says which:
 
-- ``requeued``: the transaction is unfinished (received, decided, frozen,
-  approving) or has no record yet: its notification is queued again and the
+- ``requeued``: the transaction is unfinished (received, decided, or an action
+  in flight: frozen, approving, capturing, crediting) or has no record yet: its notification is queued again and the
   worker carries it on (never approving twice).
 - ``redecided``: with ``force``, a transaction in review that may be decided
   again (``replay.force_eligible``): the ``redecide`` step is recorded under its
