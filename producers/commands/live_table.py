@@ -139,6 +139,10 @@ def _poll(ledger: Any, shown: dict[str, Row], since: float, expected: int, child
                            summary + "   (Ctrl-C stops)"))
         if len(shown) >= expected and done_at is None:
             done_at = time.monotonic()
+            if exit_after is None:  # running until Ctrl-C: say what the burst came to now, not only at the end
+                live.console.print("\n".join(["the burst is decided:", *summary_lines(shown.values()),
+                                              "(the table goes on with what reviewers do; Ctrl-C stops)"]),
+                                   soft_wrap=True, markup=False, highlight=False)
         if exit_after is not None and done_at is not None and time.monotonic() - done_at >= exit_after:
             return
         time.sleep(0.5)

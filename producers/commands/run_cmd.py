@@ -44,8 +44,8 @@ def add_parser(subparsers: Any) -> None:
     ports.add_argument("--ingest-port", type=_port, metavar="PORT", help="the ingestor (ingest.port, 8080)")
     ports.add_argument("--vip-port", type=_port, metavar="PORT", help="the VIP Connect simulator (vip.base_url, 8090)")
     ports.add_argument("--wallet-port", type=_port, metavar="PORT", help="the wallet simulator (wallet.url, 8091)")
-    ports.add_argument("--metrics-port", type=int, metavar="PORT",
-                       help="the worker's metrics (worker.metrics_port, 9108; 0: none)")
+    ports.add_argument("--metrics-port", metavar="PORT",
+                       help="the worker's metrics (worker.metrics_port, 9108; 0: any free port; off: none)")
     ports.add_argument("--redis-url", metavar="URL", help="Redis (redis.url); embedded there when none answers")
     parser.set_defaults(func=run)
 
@@ -152,6 +152,25 @@ def _wait_ready(name: str, line: str, url: str, children: _Children, timeout_s: 
                      f"{children.logs / name}.log")
 
 
+DEMO_SEED = 20240501  # the demo's traffic on a clean start: the same every run
+
+
+def _lock_var(var: Path) -> Any:
+    """An exclusive lock on ``var``'s run.lock, held while this process lives (the OS drops it when the
+    process ends, however it ends); DemoFailed when another `vipflow run` holds it."""
+    import fcntl
+
+    var.mkdir(parents=True, exist_ok=True)
+    handle = (var / "run.lock").open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise DemoFailed(f"another `vipflow run` is using {var}: stop it, or give this one a folder of its own "
+                         "with --var DIR (and other ports)") from None
+    return handle
+
+
 def _prepare(args: argparse.Namespace, var: Path) -> tuple[Any, dict[str, str]]:
     """Settings with the demo's overrides applied (also to this process's environment), ports checked."""
     from producers.commands.run_ports import check, needs
@@ -202,6 +221,7 @@ def run(args: argparse.Namespace) -> int:
     from worker.ledger import Ledger
 
     var = Path(args.var)
+    _held = _lock_var(var)  # held until this process ends: a second run in the same folder is refused
     settings, overrides = _prepare(args, var)
     own_ledger = overrides.get("VIPFLOW_DATABASE__URL") is not None
     if args.keep:
@@ -235,7 +255,11 @@ def run(args: argparse.Namespace) -> int:
                                  own_key="VIPFLOW_VIP__SECRET_KEY1" in overrides)
         print(run_state.how_to_review(env_file), flush=True)
         started = time.time()
-        children.start("sender", "sim", "--send", str(args.count), "--rate", str(args.rate), "--target", ingest)
+        # A clean start sends the same traffic every time (the same mix, the same reasons); kept state gets
+        # fresh transaction ids, which the same seed would repeat.
+        seed = [] if args.keep else ["--seed", str(DEMO_SEED)]
+        children.start("sender", "sim", "--send", str(args.count), "--rate", str(args.rate), "--target", ingest,
+                       *seed)
         from producers.commands.live_table import follow_decisions
 
         follow_decisions(settings, since=started, expected=args.count, children_check=children.check,

@@ -107,3 +107,16 @@ def test_summary_counts_each_state_with_its_reasons() -> None:
         "  review       2  large-withdrawal 1, VIP refused the approval (400) 1",
         "  rejected     1  exceeds-wallet-balance 1",
     ]
+
+
+def test_a_second_demo_in_the_same_folder_is_refused(tmp_path: Path) -> None:
+    """Two `vipflow run` in one --var folder would clean each other's state: the second is refused in one
+    line naming the folder and --var; once the first ends, the folder is free again."""
+    from producers.commands.run_cmd import DemoFailed, _lock_var
+
+    first = _lock_var(tmp_path)
+    with pytest.raises(DemoFailed, match=r"another `vipflow run` is using .*--var DIR"):
+        _lock_var(tmp_path)
+    first.close()
+    _lock_var(tmp_path).close()
+
