@@ -73,6 +73,12 @@ def open_session(stack: Stack, token: str, **overrides: Any) -> requests.Respons
                          timeout=10)
 
 
+def test_the_service_says_where_it_listens_once_bound(stack: Stack) -> None:
+    """`vipflow web` logs "web listening on http://HOST:PORT" once, with the port it bound."""
+    assert stack.web is not None
+    assert sum(f"web listening on {stack.web_url}" in line for line in list(stack.web.lines)) == 1, stack.web.lines
+
+
 def test_a_session_is_opened_at_vip_and_recorded(stack: Stack, token: str) -> None:
     """POST /api/v1/sessions issues a transaction id, opens the session at VIP and answers the web component URL."""
     answer = open_session(stack, token)
