@@ -355,3 +355,34 @@ def test_every_error_has_the_documented_shape(stack: Stack, token: str) -> None:
     assert answers["wrong method"].status_code == 405 and "POST" in answers["wrong method"].json()["error"]
     assert answers["invalid"].status_code == 422 and answers["invalid"].json()["error"].startswith("amount:")
     assert answers["no token"].status_code == 401
+
+
+@pytest.mark.parametrize("return_url", ["javascript:alert(1)", "JavaScript:alert(1)", "data:text/html,<b>x</b>",
+                                        "/cashier", "//evil.example/x", "ftp://casino.example/", "https://",
+                                        "https://casino.example/a b", "https://casino.example/\n"])
+def test_a_return_url_that_is_not_absolute_http_is_refused(stack: Stack, token: str, return_url: str) -> None:
+    """Only absolute http(s) URLs go to VIP as redirectUrl: anything else is 422 naming return_url, nothing opened."""
+    assert stack.sim is not None
+    before = len(requests.get(f"{stack.sim.vip_url}/sim/sessions", timeout=5).json())
+    answer = open_session(stack, token, return_url=return_url)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"].startswith("return_url: must be an absolute http:// or https:// URL")
+    assert len(requests.get(f"{stack.sim.vip_url}/sim/sessions", timeout=5).json()) == before
+
+
+@pytest.mark.parametrize("return_url", ["http://127.0.0.1:8080/back", "HTTPS://Casino.example?tx=1#done",
+                                        "https://[::1]:8443/return"])
+def test_absolute_http_return_urls_are_accepted(stack: Stack, token: str, return_url: str) -> None:
+    """http and https URLs with a host (name, IPv4, IPv6, a port, a query) are passed to VIP as given."""
+    answer = open_session(stack, token, return_url=return_url)
+    assert answer.status_code == 201, answer.text
+    assert parse_qs(urlsplit(answer.json()["web_component_url"]).query)["redirectUrl"] == [return_url]
+
+
+def test_the_openapi_document_states_the_return_url_rule(stack: Stack) -> None:
+    """The pattern the service enforces is the one its OpenAPI document gives (schemathesis generates from it)."""
+    from worker.patron_sessions import RETURN_URL
+
+    document = requests.get(f"{stack.web_url}/openapi.json", timeout=5).json()
+    field = document["components"]["schemas"]["SessionRequest"]["properties"]["return_url"]
+    assert field["pattern"] == RETURN_URL and field["maxLength"] == 2000
