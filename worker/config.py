@@ -280,6 +280,7 @@ class RedirectSettings(_Section):
 class WebSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8092, ge=0, le=65535)
+    max_body_bytes: int = Field(65536, ge=1024)  # larger request bodies get 413, unread
 
 
 class LogSettings(_Section):

@@ -49,6 +49,11 @@ def money(value: Decimal | str | None) -> str | None:
 # No control characters in any text: a NUL or line break in a name or URL is never meant, and PostgreSQL
 # refuses NUL outright. A pattern rather than a validator, so the OpenAPI document says it too.
 Text = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]*$")]
+# Where VIP sends the patron back: an absolute http(s) URL only (never javascript:, data: or a relative
+# path). One pattern, the same in Python and in the OpenAPI document; the validator names the rule.
+RETURN_URL = (r"^[Hh][Tt][Tt][Pp][Ss]?://(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])"
+              r"(?::[0-9]{1,5})?(?:[/?#][^\x00-\x20\x7f]*)?$")
+_RETURN_URL = re.compile(RETURN_URL)
 Money = Annotated[Decimal, Field(multiple_of=Decimal("0.01"), le=Decimal("9999999999.99"))]
 
 
@@ -89,7 +94,8 @@ class SessionRequest(BaseModel):
     wallet_balance: Money | None = Field(None, ge=0)
     remaining_daily_deposit: Money | None = Field(None, ge=0)
     product_type: Literal["preferred", "online"] = "preferred"
-    return_url: Text = Field(min_length=1, max_length=2000)
+    return_url: str = Field(min_length=1, max_length=2000, json_schema_extra={"pattern": RETURN_URL},
+                            description="where VIP sends the patron back: an absolute http:// or https:// URL")
     transaction_id: str | None = Field(None, description="8 to 25 letters or digits; issued when absent")
     native: bool = Field(False, description="the patron is in a native app's web view (VIP's native=true)")
     enrollment: Enrollment | None = None
@@ -99,6 +105,13 @@ class SessionRequest(BaseModel):
     def _txid(cls, value: str | None) -> str | None:
         if value is not None and not TRANSACTION_ID.fullmatch(value):
             raise ValueError("must be 8 to 25 letters or digits (VIP's rule for operator transaction ids)")
+        return value
+
+    @field_validator("return_url")
+    @classmethod
+    def _return_url(cls, value: str) -> str:
+        if not _RETURN_URL.fullmatch(value):  # not .match: Python's $ also matches before a final newline
+            raise ValueError("must be an absolute http:// or https:// URL (a host, then a path; no spaces)")
         return value
 
     @model_validator(mode="after")

@@ -7,7 +7,11 @@
 - ``GET /api/v1/transactions/{id}`` (scope ``status``): state, type, amount, redirect.
 - ``GET /healthz``; the OpenAPI document at ``/openapi.json``.
 
-Every error is ``{"error": "<one line>"}`` (plus VIP's status and body where VIP answered).
+The token is checked before the body is read (:class:`producers.web.auth.Guard`), and bodies are
+bounded (``web.max_body_bytes``, 413).
+
+Every error is ``{"error": "<one line>"}`` (plus VIP's status and body where VIP answered): an unknown
+route, a body that is not JSON (400), one that does not validate (422) included.
 Handlers are plain functions: FastAPI runs them in its thread pool, beside the blocking ledger
 and VIP calls.
 """
@@ -16,14 +20,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Path, Request
+from fastapi import Depends, FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from starlette.concurrency import run_in_threadpool
-from starlette.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from producers.web.auth import require
+from producers.web.auth import Guard, require
 from worker.config import Settings
 from worker.errors import LedgerUnavailable
 from worker.ledger import Ledger
@@ -95,28 +98,32 @@ def create_app(settings: Settings, *, ledger: Ledger | None = None, vip: PatronS
     app.state.tokens = TokenStore(ledger.engine)
     app.state.vip = vip
 
-    @app.middleware("http")
-    async def record_token_use(request: Request, call_next: Any) -> Response:
-        response: Response = await call_next(request)
-        name = getattr(request.state, "token_name", None)
-        if name is not None:
-            route = getattr(request.scope.get("route"), "path", request.url.path)
-            try:
-                await run_in_threadpool(app.state.tokens.record_use, name, request.method, route,
-                                        response.status_code)
-            except LedgerUnavailable:
-                return _error(503, "the ledger is unavailable; the request's use could not be recorded, try again")
-        return response
+    app.add_middleware(Guard, api=app, max_body=settings.web.max_body_bytes)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if any(e.get("type") == "json_invalid" for e in exc.errors()):
+            return _error(400, "the body is not JSON; send a JSON object with Content-Type: application/json")
         return _error(422, _first_problem(exc))
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        response = _error(exc.status_code, str(exc.detail))
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404 and exc.detail == "Not Found":
+            message = f"no such route: {request.method} {request.url.path}"
+        elif exc.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path}; allowed: " \
+                      f"{(exc.headers or {}).get('Allow', 'none')}"
+        elif exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+            message = "the body could not be read; send a JSON object with Content-Type: application/json"
+        else:
+            message = str(exc.detail)
+        response = _error(exc.status_code, message)
         response.headers.update(exc.headers or {})
         return response
+
+    @app.exception_handler(Exception)
+    async def failed(request: Request, exc: Exception) -> JSONResponse:
+        return _error(500, "internal error; the service's log says more")
 
     @app.exception_handler(LedgerUnavailable)
     async def ledger_down(request: Request, exc: LedgerUnavailable) -> JSONResponse:

@@ -70,6 +70,16 @@ def test_ingest_on_a_taken_port_names_the_port(env: dict[str, str], taken_port: 
                                                 "port with --port")
 
 
+def test_web_on_a_taken_port_names_the_port(env: dict[str, str], taken_port: int) -> None:
+    """`vipflow web` whose port is taken: one line naming host:port and --port (bound before uvicorn starts,
+    so none of uvicorn's own lines), exit 1."""
+    result = _vipflow(env, "web", "--port", str(taken_port))
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip() == (f"vipflow: cannot listen on 127.0.0.1:{taken_port}: the port is taken by "
+                                     "another process; stop what uses it, or choose another port with --port "
+                                     "(or web.port) (0 = any free port)"), result.stderr
+
+
 def test_a_closed_pipe_ends_the_process_quietly(env: dict[str, str]) -> None:
     """`vipflow rules check | head -0`: exit 141, nothing on stderr (not even at interpreter exit)."""
     read, write = os.pipe()

@@ -73,6 +73,12 @@ def open_session(stack: Stack, token: str, **overrides: Any) -> requests.Respons
                          timeout=10)
 
 
+def test_the_service_says_where_it_listens_once_bound(stack: Stack) -> None:
+    """`vipflow web` logs "web listening on http://HOST:PORT" once, with the port it bound."""
+    assert stack.web is not None
+    assert sum(f"web listening on {stack.web_url}" in line for line in list(stack.web.lines)) == 1, stack.web.lines
+
+
 def test_a_session_is_opened_at_vip_and_recorded(stack: Stack, token: str) -> None:
     """POST /api/v1/sessions issues a transaction id, opens the session at VIP and answers the web component URL."""
     answer = open_session(stack, token)
@@ -254,3 +260,129 @@ def test_the_status_api_says_nothing_personal(stack: Stack, token: str) -> None:
     text = requests.get(f"{stack.web_url}/api/v1/transactions/{txid}", headers=auth(token), timeout=5).text
     for personal in (PREFERRED_GOOD.patron_id, PREFERRED_GOOD.vip_card_number, RETURN_URL):
         assert personal not in text
+
+
+# --- authentication before the body, bounded bodies, one error shape -------------------------------------
+
+
+def _raw_post(stack: Stack, path: str, headers: dict[str, str], body: bytes,
+              declared: int) -> tuple[int, dict[str, Any], float]:
+    """POST over a bare socket declaring ``declared`` bytes but sending only ``body``: the status and JSON
+    body of the answer and how long it took. The service must answer without waiting for the rest."""
+    import json
+    import socket
+    import time
+
+    host, port = urlsplit(stack.web_url).hostname, urlsplit(stack.web_url).port
+    head = [f"POST {path} HTTP/1.1", f"Host: {host}:{port}", "Content-Type: application/json",
+            f"Content-Length: {declared}", "Connection: close", *(f"{k}: {v}" for k, v in headers.items())]
+    started = time.monotonic()
+    with socket.create_connection((str(host), int(port or 0)), timeout=5) as sock:
+        sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+        answer = b""
+        while chunk := sock.recv(65536):  # "Connection: close": until the service closes; a timeout: it waited
+            answer += chunk
+    elapsed = time.monotonic() - started
+    status_line, _, rest = answer.partition(b"\r\n")
+    return int(status_line.split()[1]), json.loads(rest.partition(b"\r\n\r\n")[2]), elapsed
+
+
+def test_a_large_body_without_a_token_gets_401_unread(stack: Stack) -> None:
+    """50 MB declared, 64 KB sent, no token: 401 at once (the body is not waited for nor read), error shape."""
+    status, body, elapsed = _raw_post(stack, "/api/v1/sessions", {}, b"x" * 65536, 50 * 1024 * 1024)
+    assert status == 401 and body["error"].startswith("no API token") and set(body) == {"error"}
+    assert elapsed < 2, elapsed
+    status, body, _ = _raw_post(stack, "/api/v1/sessions", {"Authorization": "Bearer vf_wrong"}, b"{",
+                                50 * 1024 * 1024)
+    assert status == 401 and "unknown or revoked" in body["error"]
+
+
+def test_a_large_body_with_a_token_lacking_the_scope_gets_403_unread(stack: Stack) -> None:
+    """The scope is checked before the body too."""
+    status_only = TokenStore(stack.ledger.engine).create("status-only-big", ["status"], "test")
+    status, body, elapsed = _raw_post(stack, "/api/v1/sessions", auth(status_only), b"{", 50 * 1024 * 1024)
+    assert status == 403 and "sessions" in body["error"] and elapsed < 2
+
+
+def test_a_50mb_body_without_a_token_from_requests_gets_401(stack: Stack) -> None:
+    """What the user did: requests sending 50 MB without a token gets 401, not 422/400."""
+    import time
+
+    started = time.monotonic()
+    answer = requests.post(f"{stack.web_url}/api/v1/sessions", data=b"x" * (50 * 1024 * 1024),
+                           headers={"Content-Type": "application/json"}, timeout=30)
+    assert answer.status_code == 401 and answer.json()["error"].startswith("no API token")
+    assert time.monotonic() - started < 10
+
+
+def test_bodies_over_the_limit_get_413(stack: Stack, token: str) -> None:
+    """Past web.max_body_bytes (64 KB): 413 with the error shape, declared (unread) or chunked (read no further)."""
+    status, body, elapsed = _raw_post(stack, "/api/v1/sessions", auth(token), b"{", 50 * 1024 * 1024)
+    assert status == 413 and "65536 bytes" in body["error"] and elapsed < 2
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"patron_id": "'
+        for _ in range(20):
+            yield b"x" * 8192
+        yield b'"}'
+
+    chunked = requests.post(f"{stack.web_url}/api/v1/sessions", data=chunks(),
+                            headers={**auth(token), "Content-Type": "application/json"}, timeout=10)
+    assert chunked.status_code == 413 and set(chunked.json()) == {"error"}
+    # Just under the limit is read and validated as usual.
+    assert open_session(stack, token, patron_id="p" * 150).status_code == 201
+
+
+def test_every_error_has_the_documented_shape(stack: Stack, token: str) -> None:
+    """Not JSON: 400; unknown route: 404; wrong method: 405; invalid: 422; each {"error": one line} only."""
+    url = f"{stack.web_url}/api/v1/sessions"
+    answers = {
+        "not json": requests.post(url, data=b"{not json", headers={**auth(token), "Content-Type": "application/json"},
+                                  timeout=5),
+        "unknown route": requests.get(f"{stack.web_url}/api/v1/nope", headers=auth(token), timeout=5),
+        "wrong method": requests.delete(url, headers=auth(token), timeout=5),
+        "invalid": open_session(stack, token, amount="-1"),
+        "no token": requests.post(url, json=session_body(), timeout=5),
+    }
+    for what, answer in answers.items():
+        assert answer.headers["content-type"] == "application/json", what
+        body = answer.json()
+        assert set(body) == {"error"} and body["error"] and "\n" not in body["error"], (what, body)
+    assert answers["not json"].status_code == 400
+    assert answers["not json"].json()["error"].startswith("the body is not JSON")
+    assert answers["unknown route"].status_code == 404
+    assert answers["unknown route"].json() == {"error": "no such route: GET /api/v1/nope"}
+    assert answers["wrong method"].status_code == 405 and "POST" in answers["wrong method"].json()["error"]
+    assert answers["invalid"].status_code == 422 and answers["invalid"].json()["error"].startswith("amount:")
+    assert answers["no token"].status_code == 401
+
+
+@pytest.mark.parametrize("return_url", ["javascript:alert(1)", "JavaScript:alert(1)", "data:text/html,<b>x</b>",
+                                        "/cashier", "//evil.example/x", "ftp://casino.example/", "https://",
+                                        "https://casino.example/a b", "https://casino.example/\n"])
+def test_a_return_url_that_is_not_absolute_http_is_refused(stack: Stack, token: str, return_url: str) -> None:
+    """Only absolute http(s) URLs go to VIP as redirectUrl: anything else is 422 naming return_url, nothing opened."""
+    assert stack.sim is not None
+    before = len(requests.get(f"{stack.sim.vip_url}/sim/sessions", timeout=5).json())
+    answer = open_session(stack, token, return_url=return_url)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"].startswith("return_url: must be an absolute http:// or https:// URL")
+    assert len(requests.get(f"{stack.sim.vip_url}/sim/sessions", timeout=5).json()) == before
+
+
+@pytest.mark.parametrize("return_url", ["http://127.0.0.1:8080/back", "HTTPS://Casino.example?tx=1#done",
+                                        "https://[::1]:8443/return"])
+def test_absolute_http_return_urls_are_accepted(stack: Stack, token: str, return_url: str) -> None:
+    """http and https URLs with a host (name, IPv4, IPv6, a port, a query) are passed to VIP as given."""
+    answer = open_session(stack, token, return_url=return_url)
+    assert answer.status_code == 201, answer.text
+    assert parse_qs(urlsplit(answer.json()["web_component_url"]).query)["redirectUrl"] == [return_url]
+
+
+def test_the_openapi_document_states_the_return_url_rule(stack: Stack) -> None:
+    """The pattern the service enforces is the one its OpenAPI document gives (schemathesis generates from it)."""
+    from worker.patron_sessions import RETURN_URL
+
+    document = requests.get(f"{stack.web_url}/openapi.json", timeout=5).json()
+    field = document["components"]["schemas"]["SessionRequest"]["properties"]["return_url"]
+    assert field["pattern"] == RETURN_URL and field["maxLength"] == 2000
