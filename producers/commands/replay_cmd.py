@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         book = _rulebook(args.rules or settings.rules.path)
         if book is None:
             return 2
-    st = stores(connect(settings.redis), settings.redis.key_prefix, Ledger.open(settings.database.url),
+    st = stores(connect(settings.redis), settings.redis.key_prefix, Ledger.open(settings.database.url, create=False),
                 settings.worker.lock_ttl_s)
     try:
         if args.dry_run:

@@ -54,7 +54,7 @@ def _ledger(args: argparse.Namespace) -> tuple[Any, Any]:
     from worker.ledger import Ledger
 
     settings = load_settings(getattr(args, "config", None))
-    return settings, Ledger.open(settings.database.url)
+    return settings, Ledger.open(settings.database.url, create=False)  # reads: creates no ledger
 
 
 def _age(seconds: float) -> str:
@@ -129,12 +129,14 @@ def show_cmd(args: argparse.Namespace) -> int:
 def _decide(args: argparse.Namespace, verdict: str) -> int:
     from worker.bootstrap import bootstrap
     from worker.config import load_settings
+    from worker.ledger import Ledger
     from worker.ledger.actor import cli_actor
     from worker.review_service import approve, reject
 
     settings = load_settings(getattr(args, "config", None))
     actor = cli_actor(settings)
-    deps = bootstrap(settings)
+    # It acts on a transaction already in the ledger: no ledger there is said, not created empty.
+    deps = bootstrap(settings, ledger=Ledger.open(settings.database.url, create=False))
     if verdict == "approve":
         rec = approve(deps, args.transaction_id, actor, args.reason, stated_name=args.reviewer)
     else:
