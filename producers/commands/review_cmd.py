@@ -17,6 +17,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from producers.commands.numbers import whole
+
 
 def add_parser(subparsers: Any) -> None:
     """Register ``review`` and its four subcommands."""
@@ -25,7 +27,7 @@ def add_parser(subparsers: Any) -> None:
 
     ls = sub.add_parser("list", help="queued transactions, oldest first; overdue ones flagged")
     ls.add_argument("--json", action="store_true", help="JSON lines, one per transaction")
-    ls.add_argument("--limit", type=int, default=1000, metavar="N", help="at most N (default 1000)")
+    ls.add_argument("--limit", type=whole(1), default=1000, metavar="N", help="at most N (default 1000)")
     ls.set_defaults(func=list_cmd)
 
     show = sub.add_parser("show", help="one queued transaction: why it waits, its decision and its events")
