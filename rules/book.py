@@ -78,7 +78,7 @@ def load_rulesets(paths: list[str | Path]) -> list[RuleSet]:
         if not files and Path(path).is_dir():
             problems.append(RuleFileError(str(path), None, "holds no rule files (*.yaml)"))
         elif not Path(path).exists():
-            problems.append(RuleFileError(str(path), None, "no such file or directory"))
+            problems.append(RuleFileError(str(path), None, "does not exist"))
             continue
         for file in files:
             try:

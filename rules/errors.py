@@ -13,6 +13,7 @@ here and the worker's sub-bases (in ``worker.errors``) derive from it::
     ├── ConfigError                    worker.errors: a bad configuration key
     ├── InputError                     worker.errors: a command's input (option, id, file) that cannot be used
     │   ├── SelectionError             worker.replay: a replay selection
+    │   ├── NoLedger                   worker.errors: a reading command found no SQLite ledger file
     │   ├── NotInReview                worker.review_service: the transaction is not waiting for review
     │   └── ReviewInputError           worker.review_service: a reviewer's command lacks an actor or reason
     ├── ListenError                    worker.errors: a server cannot listen on its address (port taken)

@@ -8,10 +8,12 @@ from typing import Any
 
 def add_parser(subparsers: Any) -> None:
     """Register ``worker``."""
+    from producers.commands.numbers import whole  # the CLI's argparse types (a count below 1 is refused)
+
     worker: argparse.ArgumentParser = subparsers.add_parser(
         "worker", help="run the Celery worker that decides and acts on notifications")
     worker.add_argument("--pool", help="worker pool (default: worker.pool)")
-    worker.add_argument("--concurrency", type=int, help="threads/processes (default: worker.concurrency)")
+    worker.add_argument("--concurrency", type=whole(1, 512), help="threads/processes (default: worker.concurrency)")
     worker.add_argument("--queue", help="queue to consume (default: worker.queue)")
     worker.set_defaults(func=run_worker)
 

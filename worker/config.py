@@ -38,7 +38,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from worker.config_file import config_path, read_config_file
-from worker.config_sources import YAML_DATA, CodeSource, YamlSource
+from worker.config_sources import YAML_DATA, CodeSource, KnownEnvSource, YamlSource
 from worker.envvars import PREFIX, warn_unknown_variables
 from worker.errors import ConfigError
 from worker.rule_paths import DEFAULT_RULES, resolve_rule_path
@@ -322,7 +322,8 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Highest first, merged key by key (see worker.config_sources); the defaults come last.
-        return CodeSource(settings_cls, init_settings), env_settings, YamlSource(settings_cls)
+        # The environment without mistyped VIPFLOW_* variables (warned about, then ignored).
+        return CodeSource(settings_cls, init_settings), KnownEnvSource(settings_cls), YamlSource(settings_cls)
 
 
 def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:

@@ -15,7 +15,9 @@ from contextvars import ContextVar
 from typing import Any
 
 from pydantic import BaseModel
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource
+
+from worker.envvars import is_setting
 
 # The YAML file's data while load_settings builds a Settings (a source cannot take arguments).
 YAML_DATA: ContextVar[Mapping[str, Any] | None] = ContextVar("vipflow_yaml_data", default=None)
@@ -56,3 +58,12 @@ class YamlSource(_Mapping):
 
     def __init__(self, settings_cls: type[BaseSettings]):
         super().__init__(settings_cls, YAML_DATA.get() or {})
+
+
+class KnownEnvSource(EnvSettingsSource):
+    """The environment without the ``VIPFLOW_*`` variables that set nothing: those are warned about
+    (``worker.envvars``) and ignored, never an "unknown key" error (``VIPFLOW_REDIS__URLL``)."""
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        env = super()._load_env_vars()
+        return {name: value for name, value in env.items() if is_setting(self.settings_cls, name)}

@@ -21,6 +21,16 @@ class InputError(VipflowError):
     names the input and what to give instead. The command exits 2, as for a bad configuration."""
 
 
+class NoLedger(InputError):
+    """A command that only reads the ledger found no SQLite file at ``database.url``: it creates none
+    (an empty ledger would answer "no such transaction", "0 waiting"); the message names the path."""
+
+    def __init__(self, path: str):
+        self.path = path
+        super().__init__(f"no ledger at {path} (database.url; a relative sqlite path is relative to the current "
+                         "directory): run from where the ledger is, or set database.url")
+
+
 class NotificationError(VipflowError):
     """A body that is not a valid VIP Connect notification; names the field."""
 

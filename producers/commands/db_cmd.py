@@ -32,12 +32,13 @@ def add_parser(subparsers: Any) -> None:
     prune.set_defaults(func=prune_cmd)
 
 
-def _engine(args: argparse.Namespace) -> tuple[Any, Any]:
+def _engine(args: argparse.Namespace, *, create: bool = False) -> tuple[Any, Any]:
+    # Only `db upgrade` creates a SQLite ledger; status and prune on a missing file say so (NoLedger, exit 2).
     from worker.config import load_settings
     from worker.ledger.schema import make_engine
 
     settings = load_settings(getattr(args, "config", None))
-    return settings, make_engine(settings.database.url, pool_size=1)
+    return settings, make_engine(settings.database.url, pool_size=1, create=create)
 
 
 def _where(engine: Any) -> str:
@@ -53,7 +54,7 @@ def upgrade_cmd(args: argparse.Namespace) -> int:
     from worker.errors import LedgerError
     from worker.ledger.schema import upgrade
 
-    _, engine = _engine(args)
+    _, engine = _engine(args, create=True)
     try:
         before, after = upgrade(engine)
     except CommandError as exc:  # e.g. the database is at a revision this code does not know

@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from producers.commands.numbers import whole
+
 
 def add_parser(subparsers: Any) -> None:
     """Register ``replay``."""
@@ -36,7 +38,7 @@ def add_parser(subparsers: Any) -> None:
                    help="backtest: decide in process, change nothing (no selection: the whole ledger)")
     p.add_argument("--rules", metavar="PATH", help="with --dry-run: these rules (default: rules.path)")
     p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
-    p.add_argument("--max-rows", type=int, default=200, metavar="N",
+    p.add_argument("--max-rows", type=whole(0), default=200, metavar="N",
                    help="table rows to print (default 200; --json prints every difference)")
     p.set_defaults(func=run)
 
@@ -105,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         book = _rulebook(args.rules or settings.rules.path)
         if book is None:
             return 2
-    st = stores(connect(settings.redis), settings.redis.key_prefix, Ledger.open(settings.database.url),
+    st = stores(connect(settings.redis), settings.redis.key_prefix, Ledger.open(settings.database.url, create=False),
                 settings.worker.lock_ttl_s)
     try:
         if args.dry_run:

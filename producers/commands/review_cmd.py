@@ -17,6 +17,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from producers.commands.numbers import whole
+
 
 def add_parser(subparsers: Any) -> None:
     """Register ``review`` and its four subcommands."""
@@ -25,7 +27,7 @@ def add_parser(subparsers: Any) -> None:
 
     ls = sub.add_parser("list", help="queued transactions, oldest first; overdue ones flagged")
     ls.add_argument("--json", action="store_true", help="JSON lines, one per transaction")
-    ls.add_argument("--limit", type=int, default=1000, metavar="N", help="at most N (default 1000)")
+    ls.add_argument("--limit", type=whole(1), default=1000, metavar="N", help="at most N (default 1000)")
     ls.set_defaults(func=list_cmd)
 
     show = sub.add_parser("show", help="one queued transaction: why it waits, its decision and its events")
@@ -54,7 +56,7 @@ def _ledger(args: argparse.Namespace) -> tuple[Any, Any]:
     from worker.ledger import Ledger
 
     settings = load_settings(getattr(args, "config", None))
-    return settings, Ledger.open(settings.database.url)
+    return settings, Ledger.open(settings.database.url, create=False)  # reads: creates no ledger
 
 
 def _age(seconds: float) -> str:
@@ -129,12 +131,14 @@ def show_cmd(args: argparse.Namespace) -> int:
 def _decide(args: argparse.Namespace, verdict: str) -> int:
     from worker.bootstrap import bootstrap
     from worker.config import load_settings
+    from worker.ledger import Ledger
     from worker.ledger.actor import cli_actor
     from worker.review_service import approve, reject
 
     settings = load_settings(getattr(args, "config", None))
     actor = cli_actor(settings)
-    deps = bootstrap(settings)
+    # It acts on a transaction already in the ledger: no ledger there is said, not created empty.
+    deps = bootstrap(settings, ledger=Ledger.open(settings.database.url, create=False))
     if verdict == "approve":
         rec = approve(deps, args.transaction_id, actor, args.reason, stated_name=args.reviewer)
     else:

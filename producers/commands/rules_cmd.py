@@ -33,6 +33,7 @@ def add_parser(subparsers: Any) -> None:
 
 def _paths(args: argparse.Namespace) -> list[str | Path]:
     if args.paths:
+        _exist(args.paths)
         return list(args.paths)
     from worker.config import load_settings
     from worker.rule_paths import rules_origin
@@ -40,6 +41,16 @@ def _paths(args: argparse.Namespace) -> list[str | Path]:
     path = load_settings(args.config).rules.path
     print(f"rules: {rules_origin(path)}")  # rules.path, resolved: say which directory this is
     return [path]
+
+
+def _exist(paths: list[str]) -> None:
+    """InputError (exit 2) naming the first path given that does not exist (not "holds no rule files")."""
+    from worker.errors import InputError
+
+    for path in paths:
+        if not Path(path).exists():
+            raise InputError(f"{path} does not exist; give rule files or a directory of them "
+                             "(vipflow rules check with no path checks rules.path)")
 
 
 def check_cmd(args: argparse.Namespace) -> int:

@@ -33,22 +33,22 @@ def add_parser(subparsers: Any) -> None:
     revoke.set_defaults(func=revoke_cmd)
 
 
-def _store(args: argparse.Namespace) -> tuple[Any, Any]:
+def _store(args: argparse.Namespace, create: bool) -> tuple[Any, Any]:
     from worker.config import load_settings
     from worker.ledger import Ledger
     from worker.ledger.api_tokens import TokenStore
 
     settings = load_settings(getattr(args, "config", None))
-    ledger = Ledger.open(settings.database.url)
+    ledger = Ledger.open(settings.database.url, create=create)
     return settings, (ledger, TokenStore(ledger.engine))
 
 
-def _run(args: argparse.Namespace, work: Any) -> int:
+def _run(args: argparse.Namespace, work: Any, *, create: bool = False) -> int:
     from worker.errors import LedgerUnavailable
     from worker.ledger.actor import cli_actor
     from worker.ledger.api_tokens import TokenRefused
 
-    settings, (ledger, store) = _store(args)
+    settings, (ledger, store) = _store(args, create)  # only `create` may start a new ledger
     try:
         return int(work(store, cli_actor(settings)))
     except TokenRefused as exc:
@@ -69,7 +69,7 @@ def create_cmd(args: argparse.Namespace) -> int:
         print(f"token {args.name!r} created with scopes {' '.join(sorted(set(args.scope)))}; it is shown only "
               "now: keep it in the operator site's secrets", file=sys.stderr)
         return 0
-    return _run(args, work)
+    return _run(args, work, create=True)
 
 
 def _when(at: float | None) -> str:

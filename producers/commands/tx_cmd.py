@@ -28,7 +28,7 @@ def run_tx_show(args: argparse.Namespace) -> int:
     from worker.ledger import Ledger
 
     settings = load_settings(getattr(args, "config", None))
-    with Ledger.open(settings.database.url) as ledger:  # its failures: one line from producers.exits
+    with Ledger.open(settings.database.url, create=False) as ledger:  # its failures: one line from producers.exits
         view = tx_view(ledger, args.transaction_id, rules=bool(getattr(args, "rules", False)))
     if view is None:
         from sqlalchemy.engine import make_url

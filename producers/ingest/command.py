@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from producers.commands.numbers import whole
+
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``ingest`` (with --host and --port overriding the configuration)."""
@@ -12,7 +14,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "ingest", help="receive VIP Connect notifications over HTTP and queue them"
     )
     parser.add_argument("--host", help="address to listen on (default: ingest.host)")
-    parser.add_argument("--port", type=int, help="port to listen on (default: ingest.port)")
+    parser.add_argument("--port", type=whole(1, 65535), help="port to listen on (default: ingest.port)")
     parser.set_defaults(func=run)
     return parser
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from producers.commands.numbers import number, whole
 from worker.errors import ConfigError, InputError
 
 
@@ -17,24 +18,24 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument(
         "--vip-port",
-        type=int,
+        type=whole(0, 65535),
         default=None,
         help="VIP API port (default: the port of vip.base_url, else 8090; 0 = any)",
     )
     parser.add_argument(
         "--wallet-port",
-        type=int,
+        type=whole(0, 65535),
         default=None,
         help="wallet port (default: the port of wallet.url, else 8091; 0 = any)",
     )
-    parser.add_argument("--latency-ms", type=float, default=None, help="latency added to every answer")
-    parser.add_argument("--error-rate", type=float, default=None, help="share of calls answered 500")
-    parser.add_argument("--timeout-ms", type=float, default=None, help="sleep before every answer")
+    parser.add_argument("--latency-ms", type=number(0), default=None, help="latency added to every answer")
+    parser.add_argument("--error-rate", type=number(0, 1), default=None, help="share of calls answered 500")
+    parser.add_argument("--timeout-ms", type=number(0), default=None, help="sleep before every answer")
     parser.add_argument("--faults", type=Path, default=None, help="JSON faults document to start with")
     parser.add_argument("--seed", type=int, default=None, help="random seed (faults, sending)")
     parser.add_argument(
         "--send",
-        type=int,
+        type=whole(1),
         nargs="?",
         const=1,
         default=None,
@@ -53,7 +54,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="with --file: the route to post to (default: the body's TransactionType)",
     )
-    parser.add_argument("--rate", type=float, default=50.0, help="notifications per second (--send)")
+    parser.add_argument("--rate", type=number(0, above=True), default=50.0, help="notifications per second (--send)")
     parser.add_argument("--target", default=None, help="ingestor base URL (default from ingest.*)")
     parser.add_argument("--rich", action="store_true",
                         help="with --send N: withdrawals carry the PatronId too (by default they have VIP's "
@@ -154,7 +155,24 @@ def _send(args: argparse.Namespace, settings: Any) -> int:
         **_signing(settings)
     )
     print(json.dumps(report.to_dict()))
+    if report.ok != report.sent:
+        print(f"vipflow: {_why_not_accepted(target, report)}", file=sys.stderr)
     return 0 if report.ok == report.sent else 1
+
+
+def _why_not_accepted(target: str, report: Any) -> str:
+    """One line naming the target and why not every notification got 200: a bad URL, nothing answering,
+    or the statuses it answered."""
+    unanswered = report.statuses.get(0, 0)
+    if unanswered:
+        parsed = urlparse(target)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            return (f"--target {target} is not an http:// or https:// URL (e.g. http://127.0.0.1:8080); "
+                    f"{unanswered} of {report.sent} not sent")
+        return (f"nothing answered at {target} ({report.no_answer or 'no answer'}) for {unanswered} of "
+                f"{report.sent}; is `vipflow ingest` running there? (--target URL)")
+    refused = ", ".join(f"{n} answered {status}" for status, n in sorted(report.statuses.items()) if status != 200)
+    return f"{target} did not accept every notification: {refused} (see the ingestor's log)"
 
 
 def _send_file(args: argparse.Namespace, target: str, paths: dict[str, str], settings: Any) -> int:

@@ -43,6 +43,7 @@ class SendReport:
     statuses: Counter[int] = field(default_factory=Counter)
     elapsed_s: float = 0.0
     transaction_ids: list[str] = field(default_factory=list)
+    no_answer: str | None = None  # why the first notification that got no answer (status 0) got none
 
     @property
     def ok(self) -> int:
@@ -230,8 +231,12 @@ def send_notifications(
         try:
             headers = {"Authorization": f"Bearer {tokens.token()}", "Content-Type": "application/json"}
             status = session.post(base + paths[kind], data=dumps(note), timeout=timeout_s, headers=headers).status_code
-        except requests.RequestException:
+        except requests.RequestException as exc:
+            from worker.errors import reason
+
             status = 0
+            with lock:
+                report.no_answer = report.no_answer or reason(exc)
         with lock:
             report.sent += 1
             report.statuses[status] += 1

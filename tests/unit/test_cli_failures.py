@@ -35,6 +35,7 @@ def configured(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("VIPFLOW_VIP__SECRET_KEY1", base64.b64encode(os.urandom(32)).decode())
     monkeypatch.setenv("VIPFLOW_VIP__OPERATOR_ID", "op-test")
     monkeypatch.setenv("VIPFLOW_RULES__PATH", str(ROOT / "rules" / "default"))
+    Ledger.open(sqlite_url).close()  # the reading commands find a ledger there (they create none)
     return sqlite_url
 
 

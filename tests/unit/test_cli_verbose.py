@@ -50,6 +50,7 @@ def test_verbose_names_the_redis_database_and_ledger_without_passwords(tmp_path:
     ledger and the rules, with where each came from; the Redis password is shown as ***."""
     config = tmp_path / "vipflow.yaml"
     config.write_text("redis: {key_prefix: mine}\n")
+    (tmp_path / "ledger.db").touch()  # db status reads a ledger; it creates none
     env = {**os.environ, "VIPFLOW_REDIS__URL": "redis://:hunter2@127.0.0.1:6379/11",
            "VIPFLOW_DATABASE__URL": f"sqlite:///{tmp_path / 'ledger.db'}"}
     proc = subprocess.run([sys.executable, "-m", "producers", "--config", str(config), "db", "status", "--verbose"],

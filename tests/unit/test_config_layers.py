@@ -81,6 +81,48 @@ def test_a_variable_far_from_any_setting_points_at_the_example(
     assert "VIPFLOW_ZZZ matches no setting" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("name", ["VIPFLOW_REDIS__URLL", "VIPFLOW_NOPE__URL", "VIPFLOW_REDIS__URL__X",
+                                  "vipflow_log__levle"])
+def test_a_variable_naming_no_key_is_a_warning_whatever_its_shape_never_an_error(
+        name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        fresh_warnings: None) -> None:
+    """VIPFLOW_REDIS__URLL (two underscores, a key that is not there) is warned about in one line and
+    ignored: no "redis.urll: unknown key", the settings load."""
+    monkeypatch.setenv(name, "redis://elsewhere:6379/0")
+    settings = load_settings(None)
+    assert settings.redis.url == Settings().redis.url
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "matches no setting and is ignored" in lines[0]
+
+
+def test_the_cli_with_a_mistyped_nested_variable_warns_once_and_succeeds(tmp_path: Path) -> None:
+    """`VIPFLOW_REDIS__URLL=... vipflow rules check`: one warning line, exit 0."""
+    env = {"PATH": "/usr/bin:/bin", "VIPFLOW_REDIS__URLL": "redis://127.0.0.1:1/0"}
+    proc = subprocess.run([sys.executable, "-m", "producers", "rules", "check"], capture_output=True, text=True,
+                          cwd=tmp_path, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "vipflow: warning: VIPFLOW_REDIS__URLL matches no setting and is ignored; did you mean VIPFLOW_REDIS__URL?"]
+
+
+@pytest.mark.parametrize(("name", "nearest"), [
+    ("VIPFLOW_VIP__SECRET_KEY", "VIPFLOW_VIP__SECRET_KEY1"),  # the first of equally near keys
+    ("VIPFLOW_REDIS_URL", "VIPFLOW_REDIS__URL"),
+    ("VIPFLOW_FOO", None),  # nothing near; never a section (VIPFLOW_LOG) as if it were a key
+    ("VIPFLOW_ZZZ", None),
+])
+def test_the_suggestion_is_the_first_nearest_whole_key_or_none(name: str, nearest: str | None) -> None:
+    """Suggestions name whole keys only, the first of equally near ones, and nothing when none is near."""
+    assert envvars.unknown_variables(Settings, {name: "x"}) == [(name, nearest)]
+
+
+def test_an_entry_of_a_table_setting_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """VIPFLOW_REDIRECTS__DEPOSIT__APPROVED sets one entry of the redirects.deposit table: not warned about."""
+    assert envvars.unknown_variables(Settings, {"VIPFLOW_REDIRECTS__DEPOSIT__APPROVED": "/x"}) == []
+    monkeypatch.setenv("VIPFLOW_REDIRECTS__DEPOSIT__APPROVED", "/x")
+    assert load_settings(None).redirects.deposit == {"approved": "/x"}
+
+
 @pytest.mark.parametrize("name", [
     "VIPFLOW_REDIS__URL", "vipflow_redis__key_prefix", "VIPFLOW_REDIS", "VIPFLOW_INGEST__AUTH__LEEWAY_S",
     "VIPFLOW_VIP__SECRET_KEY1_FILE", "VIPFLOW_WALLET__CLASS", "VIPFLOW_CONFIG", "VIPFLOW_TEST_ANYTHING",

@@ -109,6 +109,7 @@ def test_upgrade_reads_the_database_from_a_config_file(sqlite_url: str, tmp_path
 def test_status_of_an_empty_database_names_the_command_to_run(db_url: str,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
     """`vipflow db status` on an unmigrated database says it is empty and to run `vipflow db upgrade`."""
+    Path(db_url.removeprefix("sqlite:///")).touch()  # an empty file: a database with no schema yet
     code, out, _ = _run(capsys, "db", "status")
     assert code == 0
     assert "schema    empty" in out and "vipflow db upgrade" in out

@@ -41,6 +41,7 @@ def test_tx_show_lists_a_refused_notification(sqlite_url: str, monkeypatch: pyte
 def test_tx_show_names_the_ledger_it_looked_in(sqlite_url: str, monkeypatch: pytest.MonkeyPatch,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     """Nothing known: one line naming the transaction and the ledger searched, exit 2 (bad input)."""
+    Ledger.open(sqlite_url).close()
     monkeypatch.setenv("VIPFLOW_DATABASE__URL", sqlite_url)
     monkeypatch.delenv("VIPFLOW_CONFIG", raising=False)
     assert main(["tx", "show", "txnone0001"]) == 2

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from worker.errors import ConfigError, LedgerUnavailable, SchemaOutdated, reason
+from worker.errors import ConfigError, LedgerUnavailable, NoLedger, SchemaOutdated, reason
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # Alembic narrates every step at INFO; `vipflow db upgrade` prints the revisions itself.
@@ -36,17 +36,39 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_engine(url: str, *, pool_size: int = 32) -> Engine:
+def make_engine(url: str, *, pool_size: int = 32, create: bool = True) -> Engine:
     """An engine on ``url`` (``sqlite:///path`` or ``postgresql+psycopg://...``); ConfigError when it is
-    not a database URL vipflow can use. SQLite's folder is created when missing. A forked child (Celery's
-    prefork pool) drops the pooled connections it inherited, as SQLAlchemy advises, so parent and child
-    never share a socket."""
-    engine = _make_engine(url, pool_size)
+    not a database URL vipflow can use. SQLite's folder and file are created when missing; with
+    ``create=False`` (the commands that only read) a missing SQLite file raises NoLedger instead, and
+    nothing is created. A forked child (Celery's prefork pool) drops the pooled connections it inherited,
+    as SQLAlchemy advises, so parent and child never share a socket."""
+    engine = _make_engine(url, pool_size, create)
     os.register_at_fork(after_in_child=lambda: engine.dispose(close=False))
     return engine
 
 
-def _make_engine(url: str, pool_size: int) -> Engine:
+def sqlite_file(url: str) -> str | None:
+    """The absolute path of the file a ``sqlite:///PATH`` URL names (a relative PATH: from the current
+    directory); None for an in-memory SQLite or another database."""
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split("///", 1)[1] if "///" in url else ""
+    path = path.split("?", 1)[0]
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return None
+    return os.path.abspath(path)
+
+
+def require_ledger(url: str) -> None:
+    """NoLedger when ``url`` is a SQLite file that does not exist (nothing is created); else nothing."""
+    path = sqlite_file(url)
+    if path is not None and not os.path.isfile(path):
+        raise NoLedger(path)
+
+
+def _make_engine(url: str, pool_size: int, create: bool) -> Engine:
+    if not create:
+        require_ledger(url)
     try:
         if url.startswith("sqlite"):
             path = url.split("///", 1)[1] if "///" in url else ""

@@ -118,11 +118,13 @@ class Ledger:
         self._known_rulesets: set[str] = set()
 
     @classmethod
-    def open(cls, url: str) -> Ledger:
-        """The ledger at ``url``, its schema checked (SQLite upgraded; PostgreSQL: SchemaOutdated if old)."""
+    def open(cls, url: str, *, create: bool = True) -> Ledger:
+        """The ledger at ``url``, its schema checked (SQLite upgraded; PostgreSQL: SchemaOutdated if old).
+        ``create=False`` for a command that only reads (or acts on what is there): a SQLite file that does
+        not exist raises NoLedger (exit 2, naming the absolute path) and nothing is created."""
         from worker.ledger.schema import ensure_schema, make_engine
 
-        engine = make_engine(url)
+        engine = make_engine(url, create=create)
         try:
             ensure_schema(engine)
         except BaseException:
