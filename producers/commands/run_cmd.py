@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse, urlunparse
 
+from producers.commands.numbers import number, whole
 from rules.errors import VipflowError
 
 
@@ -33,12 +34,12 @@ class DemoFailed(VipflowError):
 def add_parser(subparsers: Any) -> None:
     """Register ``run``."""
     parser = subparsers.add_parser("run", help="run everything here with the simulator and show decisions")
-    parser.add_argument("--count", type=int, default=60, help="notifications in the burst")
-    parser.add_argument("--rate", type=float, default=20.0, help="notifications per second")
+    parser.add_argument("--count", type=whole(1), default=60, help="notifications in the burst")
+    parser.add_argument("--rate", type=number(0, above=True), default=20.0, help="notifications per second")
     parser.add_argument("--var", default="var", help="directory for the demo's state: logs, embedded Redis, ledger")
     parser.add_argument("--keep", action="store_true",
                         help="keep the state of earlier runs (default: start clean)")
-    parser.add_argument("--exit-after", type=float, default=None, metavar="S",
+    parser.add_argument("--exit-after", type=number(0), default=None, metavar="S",
                         help="stop S seconds after the burst is decided (default: run until Ctrl-C)")
     ports = parser.add_argument_group("ports (default: from the configuration)")
     ports.add_argument("--ingest-port", type=_port, metavar="PORT", help="the ingestor (ingest.port, 8080)")

@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from producers.commands.numbers import whole
+
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``web`` (with --host and --port overriding the configuration)."""
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "web", help="the operator site's API: open patron sessions, where a returning patron goes")
     parser.add_argument("--host", help="address to listen on (default: web.host)")
-    parser.add_argument("--port", type=int, help="port to listen on (default: web.port)")
+    parser.add_argument("--port", type=whole(0, 65535), help="port to listen on (default: web.port; 0: any free port)")
     parser.set_defaults(func=run)
     return parser
 

@@ -31,6 +31,10 @@ from producers.cli import main
     (["sim", "--wallet-port", "70000"], "--wallet-port"),
     (["ingest", "--port", "0"], "--port"),
     (["worker", "--concurrency", "0"], "--concurrency"),
+    (["run", "--count", "-5"], "--count"),
+    (["run", "--rate", "0"], "--rate"),
+    (["run", "--exit-after", "-1"], "--exit-after"),
+    (["web", "--port", "70000"], "--port"),
 ])
 def test_a_number_below_its_minimum_is_refused_naming_the_option(
         argv: list[str], option: str, capsys: pytest.CaptureFixture[str]) -> None:
