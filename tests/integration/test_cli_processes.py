@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
+from worker.ledger import Ledger
 
 pytestmark = pytest.mark.integration
 VIPFLOW = [sys.executable, "-m", "producers"]
@@ -25,6 +26,7 @@ def env(tmp_path: Path) -> dict[str, str]:
     """A clean environment: a ledger file, a VIP key and operator id, the shipped rules; no VIPFLOW_*
     from the developer's shell."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("VIPFLOW_")}
+    Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}").close()  # reading commands never create one
     return {**clean, "VIPFLOW_DATABASE__URL": f"sqlite:///{tmp_path / 'ledger.db'}",
             "VIPFLOW_VIP__SECRET_KEY1": base64.b64encode(os.urandom(32)).decode(),
             "VIPFLOW_VIP__OPERATOR_ID": "op-test", "VIPFLOW_RULES__PATH": str(ROOT / "rules" / "default")}
