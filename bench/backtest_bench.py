@@ -63,7 +63,7 @@ TEMPLATES = 4000  # distinct fact sets, cycled
 AMOUNTS = (25, 40, 80, 150, 150, 400, 400, 900, 1500, 2600, 6000)
 BASE_MS = 1_700_000_000_000
 # Placeholders in the templates, replaced per row (JSON strings, so a number can take a quoted one's place).
-TXID, ENTRY, RECEIVED, AT = "@@TXID@@", "@@ENTRY@@", "@@RECEIVED@@", '"@@AT@@"'
+TXID, ENTRY, RECEIVED, AT = "PLACEHOLDERTXID0", "@@ENTRY@@", "@@RECEIVED@@", '"@@AT@@"'  # TXID: a valid id
 STATE = {"approve": State.APPROVED, "review": State.REVIEW, "reject": State.REJECTED}
 ROW_BATCH = 5000  # rows per COPY write
 
