@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, inspect, select, text
 
-from tests.conftest import archived_note
+from tests.conftest import ROOT, archived_note
 from worker.errors import SchemaOutdated
 from worker.ledger import Ledger
 from worker.ledger import schema as schema_module
@@ -152,3 +152,19 @@ def test_the_0003_schema_upgrades_to_learned_cards(empty_engine: Engine) -> None
     Ledger(empty_engine).write(None, TransactionRecord(transaction_id="tx-3"),
                                card=CardSeen("7210695258", "P1", note.entry_id, note.received_at))
     assert PatronCards(empty_engine).patron_of("7210695258") == "P1"
+
+
+def test_processes_opening_a_fresh_sqlite_ledger_together_take_turns(tmp_path: Path) -> None:
+    """A worker, the web service and a CLI command starting together on a fresh SQLite file: each opens
+    the ledger (creating its tables once, under a lock beside the file), none fails with "table ...
+    already exists". Four processes, five fresh files."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from worker.ledger import Ledger; Ledger.open(sys.argv[1]).close()")
+    for n in range(5):
+        url = f"sqlite:///{tmp_path / f'fresh{n}.db'}"
+        procs = [subprocess.Popen([sys.executable, "-c", code, url], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+                 for _ in range(4)]
+        errors = [p.communicate(timeout=60)[1] for p in procs]
+        assert [p.returncode for p in procs] == [0, 0, 0, 0], [err[-400:] for err in errors]

@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -155,7 +157,9 @@ def ensure_schema(engine: Engine) -> None:
         head, current = head_revision(), current_revision(engine)
         if current != head:
             if engine.dialect.name == "sqlite":
-                upgrade(engine)
+                with _sqlite_migration_lock(engine):  # another process may be creating the same file's tables
+                    if current_revision(engine) != head:
+                        upgrade(engine)
             elif current is None or _is_older(current, head):
                 raise SchemaOutdated(
                     f"the ledger's schema is at {current or 'nothing (an empty database)'} and this code needs "
@@ -164,6 +168,25 @@ def ensure_schema(engine: Engine) -> None:
                 raise SchemaOutdated(f"the ledger's schema is at {current}, newer than this code ({head}): "
                                      "run the vipflow version that migrated it")
         _checked.add(key)
+
+
+@contextmanager
+def _sqlite_migration_lock(engine: Engine) -> Iterator[None]:
+    """An exclusive lock, across processes, on ``<database file>.lock`` while a SQLite ledger is migrated:
+    a worker, the web service and a CLI command starting together on a fresh file take turns instead of
+    racing to create the same tables ("table ... already exists")."""
+    import fcntl
+
+    path = engine.url.database
+    if not path or path == ":memory:":
+        yield
+        return
+    with open(f"{path}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _is_older(current: str, head: str) -> bool:
