@@ -121,6 +121,25 @@ def create_pg_database(url: str, *, fresh: bool = False) -> str:
     return url
 
 
+def stack_database(suffix: str) -> str | None:
+    """A fresh, migrated PostgreSQL database beside the test database (``<test database><suffix>``) for a
+    module's stack of processes; None (the stack's own SQLite file) when no PostgreSQL answers, except
+    under CI, where that is a failure."""
+    from worker.ledger.schema import make_engine, upgrade
+
+    url = TEST_DATABASE_URL + suffix
+    try:
+        create_pg_database(url, fresh=True)
+        engine = make_engine(url)
+        upgrade(engine)
+        engine.dispose()
+    except Exception:
+        if os.environ.get("CI"):
+            raise
+        return None
+    return url
+
+
 def _pg_unavailable(problem: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"no PostgreSQL at $VIPFLOW_TEST_DATABASE_URL ({problem}); CI must provide one")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 
 from starlette.applications import Starlette
@@ -25,6 +26,7 @@ from producers.sim.patrons import find, wallet_balances
 from worker.config import Settings
 from worker.errors import WalletRefusedError
 from worker.wallet.fake import InMemoryWallet
+from worker.wallet.protocol import Hold
 
 _STATUS = {"unknown_patron": 404, "no_such_hold": 404, "key_conflict": 409, "wrong_state": 409}
 
@@ -104,19 +106,17 @@ class WalletSim:
 
     async def capture(self, request: Request) -> Response:
         """POST /holds/{key}/capture."""
-        if (denied := self._denied(request)) is not None:
-            return denied
-        try:
-            return JSONResponse(self.wallet.capture(request.path_params["key"]).to_dict())
-        except WalletRefusedError as exc:
-            return _refused(exc)
+        return self._hold_step(request, self.wallet.capture)
 
     async def reverse(self, request: Request) -> Response:
         """POST /holds/{key}/reverse."""
+        return self._hold_step(request, self.wallet.reverse)
+
+    def _hold_step(self, request: Request, step: Callable[[str], Hold]) -> Response:
         if (denied := self._denied(request)) is not None:
             return denied
         try:
-            return JSONResponse(self.wallet.reverse(request.path_params["key"]).to_dict())
+            return JSONResponse(step(request.path_params["key"]).to_dict())
         except WalletRefusedError as exc:
             return _refused(exc)
 

@@ -5,7 +5,6 @@ lookups per key."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -31,19 +30,9 @@ pytestmark = pytest.mark.integration
 def stack() -> Iterator[Stack]:
     """One stack for the module, its ledger on PostgreSQL (a database of its own) when one answers
     (always under CI), else on SQLite."""
-    from tests.conftest import TEST_DATABASE_URL, create_pg_database
-    from worker.ledger.schema import make_engine, upgrade
+    from tests.conftest import stack_database
 
-    database_url: str | None = TEST_DATABASE_URL + "_patron"  # beside the test database, this module's own
-    try:
-        create_pg_database(str(database_url), fresh=True)
-        engine = make_engine(str(database_url))
-        upgrade(engine)
-        engine.dispose()
-    except Exception:
-        if os.environ.get("CI"):
-            raise
-        database_url = None  # no PostgreSQL here: the stack's own SQLite file
+    database_url = stack_database("_patron")  # else the stack's own SQLite file
     with running_stack(TEST_REDIS_URL, database_url) as s:
         yield s
 

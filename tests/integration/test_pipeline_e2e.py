@@ -23,24 +23,12 @@ pytestmark = pytest.mark.integration
 def stack() -> Iterator[Stack]:
     """One stack for the module, its ledger on PostgreSQL (a database of its own) when one answers
     (always under CI), else on SQLite."""
-    import os
-
     import redis
 
-    from tests.conftest import TEST_DATABASE_URL, TEST_REDIS_URL, create_pg_database
-    from worker.ledger.schema import make_engine, upgrade
+    from tests.conftest import TEST_REDIS_URL, stack_database
 
     redis.Redis.from_url(TEST_REDIS_URL).ping()
-    database_url: str | None = TEST_DATABASE_URL + "_e2e"  # beside the test database, never shared between runs
-    try:
-        create_pg_database(str(database_url), fresh=True)
-        engine = make_engine(str(database_url))
-        upgrade(engine)
-        engine.dispose()
-    except Exception:
-        if os.environ.get("CI"):
-            raise
-        database_url = None  # no PostgreSQL here: the stack's own SQLite file
+    database_url = stack_database("_e2e")  # else the stack's own SQLite file
     with running_stack(TEST_REDIS_URL, database_url) as s:
         yield s
 

@@ -26,21 +26,9 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def web() -> Iterator[tuple[Stack, str]]:
     """The simulator and `vipflow web`, and a token with every scope."""
-    import os
+    from tests.conftest import TEST_REDIS_URL, stack_database
 
-    from tests.conftest import TEST_DATABASE_URL, TEST_REDIS_URL, create_pg_database
-    from worker.ledger.schema import make_engine, upgrade
-
-    database_url: str | None = TEST_DATABASE_URL + "_api"
-    try:
-        create_pg_database(str(database_url), fresh=True)
-        engine = make_engine(str(database_url))
-        upgrade(engine)
-        engine.dispose()
-    except Exception:
-        if os.environ.get("CI"):
-            raise
-        database_url = None  # no PostgreSQL here: the stack's own SQLite file
+    database_url = stack_database("_api")  # else the stack's own SQLite file
     stack = Stack(TEST_REDIS_URL, database_url)
     try:
         stack.start_sim()
