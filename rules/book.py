@@ -11,6 +11,7 @@ from rules.decision import Decision, decide
 from rules.durable import DurableEngine, OracleEngine
 from rules.errors import RuleError, RuleFileError, RuleFilesInvalid
 from rules.facts import prepare
+from rules.lists import EMPTY, ListLookup, membership
 from rules.loader import load_ruleset_file
 from rules.model import RuleSet
 
@@ -58,10 +59,19 @@ class RuleBook:
         ruleset = self.rulesets.get(transaction_type)
         return ruleset is None or ruleset.reads(namespace)
 
-    def decide(self, transaction_type: str, facts: Mapping[str, Any]) -> Decision:
-        """Decide nested facts with the ruleset for the transaction type."""
+    def decide(self, transaction_type: str, facts: Mapping[str, Any], lists: ListLookup = EMPTY) -> Decision:
+        """Decide nested facts with the ruleset for the transaction type, against ``lists`` (name ->
+        ``rules.lists.NamedList``) for the rules that name lists; the Decision records each list's version.
+        RuleError when the ruleset names a list that ``lists`` lacks; FactError on facts that do not fit."""
         ruleset = self.get(transaction_type)
-        return decide(ruleset, self._engines[transaction_type].matched(prepare(facts)))
+        flat = prepare(facts)
+        versions = membership(ruleset.list_pairs, flat, lists) if ruleset.list_pairs else None
+        return decide(ruleset, self._engines[transaction_type].matched(flat), versions)
+
+    @property
+    def list_names(self) -> tuple[str, ...]:
+        """Every list any ruleset of the book names, sorted."""
+        return tuple(sorted({n for rs in self.rulesets.values() for n in rs.list_names}))
 
     def matched(self, transaction_type: str, flat_facts: dict[str, Any]) -> set[str]:
         """The raw matched ids for already prepared facts (benchmarks and the oracle test)."""

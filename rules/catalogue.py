@@ -49,6 +49,8 @@ FACTS: tuple[Fact, ...] = (
     _f("patron_id", "string", "the operator's patron id"),
     _f("vip_card_number", "string", "the patron's VIP card number"),
     _f("bank_name", "string", "the bank the patron chose"),
+    _f("bank_routing_number", "string", "the routing number of the patron's bank account"),
+    _f("location", "string", "the device's IP address, as VIP Connect sends it (Location)"),
     _f("product_type", "string", "VIP product: preferred or online", ("preferred", "online")),
     _f("fund_transfer_type", "string", "ACH, SDA (same-day ACH), INP (instant), or what VIP sends"),
     _f("instant_payment_eligible", "bool", "the notification says the bank supports instant payment"),

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from rules.model import SEVERITY, Outcome, RuleSet
@@ -28,6 +29,8 @@ class Decision:
     version: int
     content_hash: str
     freeze: bool
+    # The version of every list the ruleset names (``rules.lists``), as used for this decision.
+    lists: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def matched_ids(self) -> tuple[str, ...]:
@@ -35,8 +38,8 @@ class Decision:
         return tuple(m.id for m in self.matched)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready form, as recorded on the transaction."""
-        return {
+        """A JSON-ready form, as recorded on the transaction (``lists`` only when the ruleset names lists)."""
+        out: dict[str, Any] = {
             "outcome": self.outcome,
             "matched": [
                 {"id": m.id, "description": m.description, "outcome": m.outcome} for m in self.matched
@@ -47,6 +50,9 @@ class Decision:
             "content_hash": self.content_hash,
             "freeze": self.freeze,
         }
+        if self.lists:
+            out["lists"] = dict(sorted(self.lists.items()))
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Decision:
@@ -59,11 +65,13 @@ class Decision:
             version=int(data["version"]),
             content_hash=data["content_hash"],
             freeze=bool(data["freeze"]),
+            lists={str(k): int(v) for k, v in (data.get("lists") or {}).items()},
         )
 
 
-def decide(ruleset: RuleSet, matched_ids: set[str]) -> Decision:
-    """Combine matched rules: the most severe outcome wins; no match gives the default."""
+def decide(ruleset: RuleSet, matched_ids: set[str], lists: Mapping[str, int] | None = None) -> Decision:
+    """Combine matched rules: the most severe outcome wins; no match gives the default. ``lists``: the
+    version of each list the rules were given."""
     matched = tuple(
         MatchedRule(r.id, r.description, r.outcome) for r in ruleset.rules if r.id in matched_ids
     )
@@ -76,4 +84,5 @@ def decide(ruleset: RuleSet, matched_ids: set[str]) -> Decision:
         version=ruleset.version,
         content_hash=ruleset.content_hash,
         freeze=outcome in ruleset.freeze_on,
+        lists=dict(lists or {}),
     )

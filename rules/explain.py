@@ -10,7 +10,8 @@ from typing import Any
 from rules.catalogue import CATALOGUE
 from rules.decision import Decision, decide
 from rules.facts import prepare
-from rules.model import All, Any_, Compare, Condition, FieldRef, Not, Rule, RuleSet
+from rules.lists import EMPTY, ListLookup, membership, membership_key
+from rules.model import All, Any_, Compare, Condition, FieldRef, ListRef, Not, Rule, RuleSet
 from rules.predicate import compile_condition, evaluate, flat_key
 
 
@@ -71,8 +72,17 @@ def _shown(path: str, flat: dict[str, Any]) -> str:
     return f"{path} = {value!r}"
 
 
+def _on_list(c: Compare, flat: dict[str, Any], versions: dict[str, int]) -> str:
+    assert isinstance(c.value, ListRef)
+    member = flat.get(membership_key(flat_key(c.path), c.value.name))
+    verdict = "cannot be on" if member is None else "is on" if member else "is not on"
+    return f"{_shown(c.path, flat)}, which {verdict} list {c.value.name} v{versions.get(c.value.name, '?')}"
+
+
 def _text(c: Condition) -> str:
     if isinstance(c, Compare):
+        if isinstance(c.value, ListRef):
+            return f"{c.path} {c.op} {c.value.name}"
         if isinstance(c.value, FieldRef):
             return f"{c.path} {c.op} field {c.value.path}"
         if isinstance(c.value, tuple):
@@ -85,21 +95,23 @@ def _text(c: Condition) -> str:
     return "(" + joiner.join(_text(i) for i in c.items) + ")"
 
 
-def _first_failure(c: Condition, flat: dict[str, Any]) -> Failure | None:
+def _first_failure(c: Condition, flat: dict[str, Any], versions: dict[str, int]) -> Failure | None:
     if evaluate(compile_condition(c), flat):
         return None
     if isinstance(c, All):
         for item in c.items:
-            failure = _first_failure(item, flat)
+            failure = _first_failure(item, flat, versions)
             if failure is not None:
                 return failure
+    if isinstance(c, Compare) and isinstance(c.value, ListRef):
+        return Failure(c.line, _text(c), _on_list(c, flat, versions))
     if isinstance(c, Compare):
         actual = [_shown(c.path, flat)]
         if isinstance(c.value, FieldRef):
             actual.append(_shown(c.value.path, flat))
         return Failure(c.line, _text(c), ", ".join(actual))
     if isinstance(c, Any_):
-        inner = [_first_failure(i, flat) for i in c.items]
+        inner = [_first_failure(i, flat, versions) for i in c.items]
         shown = "; ".join(f.actual for f in inner if f is not None)
         return Failure(c.line, _text(c), f"no alternative held ({shown})")
     if isinstance(c, Not):
@@ -107,12 +119,15 @@ def _first_failure(c: Condition, flat: dict[str, Any]) -> Failure | None:
     return Failure(c.line, _text(c), "did not hold")
 
 
-def explain(ruleset: RuleSet, facts: dict[str, Any]) -> Explanation:
-    """Explain every rule of ``ruleset`` against nested facts."""
+def explain(ruleset: RuleSet, facts: dict[str, Any], lists: ListLookup = EMPTY) -> Explanation:
+    """Explain every rule of ``ruleset`` against nested facts and ``lists`` (name -> NamedList; RuleError
+    when the ruleset names a list not there). A list condition that failed says whether the fact is on
+    the list, and the list's version."""
     flat = prepare(facts)
+    versions = membership(ruleset.list_pairs, flat, lists) if ruleset.list_pairs else {}
     rows = []
     for rule in ruleset.rules:
-        failure = _first_failure(rule.when, flat)
+        failure = _first_failure(rule.when, flat, versions)
         rows.append(RuleExplanation(rule, failure is None, failure))
-    decision = decide(ruleset, {r.rule.id for r in rows if r.matched})
+    decision = decide(ruleset, {r.rule.id for r in rows if r.matched}, versions or None)
     return Explanation(tuple(rows), decision)

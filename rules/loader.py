@@ -20,7 +20,9 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from rules.catalogue import CATALOGUE
 from rules.errors import RuleFileError, RuleFilesInvalid
+from rules.lists import KIND_OF_FACT, LIST_NAME, LIST_NAME_RULE
 from rules.model import (
+    LIST_OPERATORS,
     OPERATORS,
     OUTCOMES,
     TRANSACTION_TYPES,
@@ -29,6 +31,7 @@ from rules.model import (
     Compare,
     Condition,
     FieldRef,
+    ListRef,
     Not,
     Outcome,
     Rule,
@@ -303,6 +306,8 @@ def _operator(r: _Reader, path: str, op: str, knode: Node, vnode: Node) -> Compa
             r.p.add(vnode, f"'{path}': exists takes true or false")
             return None
         return Compare(path, "exists", value, line)
+    if op in LIST_OPERATORS:
+        return _list_ref(r, path, op, vnode, line)
     if op in ("in", "not_in"):
         if not isinstance(vnode, SequenceNode):
             r.p.add(vnode, f"'{path}': {op} takes a list of values")
@@ -319,6 +324,19 @@ def _operator(r: _Reader, path: str, op: str, knode: Node, vnode: Node) -> Compa
         return Compare(path, op, ref, line) if ref is not None else None  # type: ignore[arg-type]
     value = _literal(r, path, op, vnode)
     return Compare(path, op, value, line) if value is not None else None  # type: ignore[arg-type]
+
+
+def _list_ref(r: _Reader, path: str, op: str, node: Node, line: int) -> Compare | None:
+    """``in_list: NAME``: the name's form here; whether the list exists is ``rules.lists.check_lists``."""
+    if path not in KIND_OF_FACT:
+        testable = ", ".join(sorted(KIND_OF_FACT))
+        r.p.add(node, f"'{path}' cannot be tested against a list; {op} takes one of {testable}")
+        return None
+    name = r.scalar(node) if isinstance(node, ScalarNode) else None
+    if not isinstance(name, str) or not LIST_NAME.match(name):
+        r.p.add(node, f"'{path}': {op} takes a list's name ({LIST_NAME_RULE})")
+        return None
+    return Compare(path, op, ListRef(name), line)  # type: ignore[arg-type]
 
 
 def _field_ref(r: _Reader, path: str, op: str, node: MappingNode) -> FieldRef | None:

@@ -11,8 +11,10 @@ Outcome = Literal["approve", "review", "reject"]
 OUTCOMES: tuple[Outcome, ...] = ("approve", "review", "reject")
 SEVERITY: dict[str, int] = {"approve": 0, "review": 1, "reject": 2}
 
-Op = Literal["eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "exists"]
-OPERATORS: tuple[str, ...] = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "exists")
+Op = Literal["eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "exists", "in_list", "not_in_list"]
+OPERATORS: tuple[str, ...] = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "exists", "in_list",
+                              "not_in_list")
+LIST_OPERATORS: tuple[str, ...] = ("in_list", "not_in_list")
 TRANSACTION_TYPES = ("deposit", "withdraw")
 
 Scalar = str | bool | int | Decimal
@@ -26,12 +28,20 @@ class FieldRef:
 
 
 @dataclass(frozen=True)
+class ListRef:
+    """The right-hand side of ``in_list``/``not_in_list``: a named list (``rules.lists``)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
 class Compare:
-    """``path op value``; for ``in``/``not_in`` the value is a tuple, for ``exists`` a bool."""
+    """``path op value``; for ``in``/``not_in`` the value is a tuple, for ``exists`` a bool, for
+    ``in_list``/``not_in_list`` a ListRef."""
 
     path: str
     op: Op
-    value: Scalar | FieldRef | tuple[Scalar, ...]
+    value: Scalar | FieldRef | ListRef | tuple[Scalar, ...]
     line: int
 
 
@@ -74,6 +84,16 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class ListUse:
+    """One use of a list by a rule: which fact is tested against which list, where."""
+
+    rule_id: str
+    path: str
+    name: str
+    line: int
+
+
+@dataclass(frozen=True)
 class RuleSet:
     """One rule file: the rules for one transaction type."""
 
@@ -105,6 +125,35 @@ class RuleSet:
         for r in self.rules:
             walk(r.when)
         return frozenset(out)
+
+    @cached_property
+    def list_refs(self) -> tuple[ListUse, ...]:
+        """Every (rule, fact, list) a rule names with ``in_list``/``not_in_list``, in file order."""
+        out: list[ListUse] = []
+
+        def walk(rule_id: str, cond: Condition) -> None:
+            if isinstance(cond, Compare):
+                if isinstance(cond.value, ListRef):
+                    out.append(ListUse(rule_id, cond.path, cond.value.name, cond.line))
+            elif isinstance(cond, Not):
+                walk(rule_id, cond.item)
+            else:
+                for item in cond.items:
+                    walk(rule_id, item)
+
+        for r in self.rules:
+            walk(r.id, r.when)
+        return tuple(out)
+
+    @cached_property
+    def list_pairs(self) -> tuple[tuple[str, str], ...]:
+        """The distinct (fact path, list name) pairs the rules test: one membership fact each."""
+        return tuple(dict.fromkeys((u.path, u.name) for u in self.list_refs))
+
+    @cached_property
+    def list_names(self) -> tuple[str, ...]:
+        """The distinct lists the rules name, sorted."""
+        return tuple(sorted({u.name for u in self.list_refs}))
 
     def reads(self, namespace: str) -> bool:
         """True when some rule reads a fact under ``namespace`` (``wallet`` reads ``wallet.balance``)."""

@@ -6,6 +6,8 @@ plain-Python oracle (``evaluate`` here). Compiling does three things:
 * fact paths become flat keys (``account.found`` -> ``account__found``), and
   money literals become integer cents (see ``rules.money``);
 * ``in`` becomes an ``or`` of equalities, ``not_in`` an ``and`` of inequalities;
+* ``in_list``/``not_in_list`` become a test of the membership fact the caller computed
+  (``rules.lists.membership``: true, false, or null when the fact is unknown) for true/false;
 * ``not`` is pushed down to the leaves with null-aware complements: a
   comparison with an unknown (null) fact is false, so ``not (x > 5)`` is
   ``x is null or x <= 5``. durable_rules' not-exists operator (``$nex``)
@@ -19,7 +21,8 @@ from decimal import Decimal
 from typing import Any
 
 from rules.catalogue import CATALOGUE
-from rules.model import All, Any_, Compare, Condition, FieldRef, Not
+from rules.lists import membership_key
+from rules.model import All, Any_, Compare, Condition, FieldRef, ListRef, Not
 from rules.money import to_cents
 
 Value = str | bool | int
@@ -109,6 +112,12 @@ def _compare(c: Compare, negate: bool) -> Pred:
     if c.op == "exists":
         present = bool(c.value) != negate
         return NotNull(key) if present else IsNull(key)
+    if isinstance(c.value, ListRef):
+        # The caller computed membership (``rules.lists.membership``): true, false, or unknown (None).
+        member = membership_key(key, c.value.name)
+        positive = (c.op == "in_list") != negate
+        test = Cmp(member, "eq", positive)
+        return Or((IsNull(member), test)) if negate else test
     if c.op in ("in", "not_in"):
         assert isinstance(c.value, tuple)
         positive = (c.op == "in") != negate

@@ -2,6 +2,10 @@
 
 A case gives (partial) facts and expects an outcome and, optionally, the exact
 set of matched rules. Cases run through the production engine (durable_rules).
+Rules that name lists are tested against the entries the test file gives
+(``lists: {name: [entry, ...]}`` at the top for every case, or in a case for
+that case alone); a list given nowhere is empty. The tests never read the
+ledger's lists: a rule file's tests pass or fail the same everywhere.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import yaml
 
 from rules.book import TEST_SUFFIX, RuleBook, load_rulesets, rule_files
 from rules.errors import FactError, RuleError, RuleFileError, RuleFilesInvalid
+from rules.lists import KIND_OF_FACT, NamedList
 from rules.model import OUTCOMES
 
 
@@ -107,7 +112,8 @@ def _run_file(book: RuleBook, file: Path) -> list[CaseResult]:
         cases = top.get("cases")
         if not isinstance(cases, yaml.SequenceNode):
             raise RuleFilesInvalid([RuleFileError(str(file), 1, "'cases' must be a list")])
-        return [_run_case(book, str(file), ruleset, loader, node) for node in cases.value]
+        shared = _scalar(loader, top["lists"]) if "lists" in top else {}
+        return [_run_case(book, str(file), ruleset, loader, node, shared) for node in cases.value]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise RuleFilesInvalid([RuleFileError(str(file), mark.line + 1 if mark else None,
@@ -116,8 +122,28 @@ def _run_file(book: RuleBook, file: Path) -> list[CaseResult]:
         loader.dispose()
 
 
+def _case_lists(book: RuleBook, kind: str, shared: Any, given: Any) -> dict[str, NamedList]:
+    """The lists a case decides against: every list the ruleset names, with the entries the test file's
+    top-level ``lists:`` and then the case's own ``lists:`` give it (``{name: [entry, ...]}``), else empty.
+    A list's kind is the one its fact takes. RuleError naming the list when an entry does not fit."""
+    for where, value in (("lists", shared), ("case lists", given)):
+        if not isinstance(value, dict) or not all(isinstance(v, list) for v in value.values()):
+            raise RuleError(f"{where} must map list names to lists of entries")
+    ruleset = book.rulesets[kind]
+    out: dict[str, NamedList] = {}
+    for use in ruleset.list_refs:
+        if use.name in out:
+            continue
+        entries = given.get(use.name, shared.get(use.name, []))
+        out[use.name] = NamedList.of(use.name, KIND_OF_FACT[use.path], entries, version=0)
+    stray = sorted(set(given) - set(out))
+    if stray:
+        raise RuleError(f"case lists names list(s) the ruleset does not use: {', '.join(map(str, stray))}")
+    return out
+
+
 def _run_case(book: RuleBook, file: str, ruleset: Any, loader: yaml.SafeLoader,
-              node: yaml.Node) -> CaseResult:
+              node: yaml.Node, shared: Any = None) -> CaseResult:
     line = node.start_mark.line + 1
     case = _scalar(loader, node)
     if not isinstance(case, dict):
@@ -128,7 +154,7 @@ def _run_case(book: RuleBook, file: str, ruleset: Any, loader: yaml.SafeLoader,
     matched = expect.get("matched") if isinstance(expect, dict) else None
     expected_matched = tuple(matched) if isinstance(matched, list) else None
     base = CaseResult(file, line, name, outcome, expected_matched)
-    unknown = set(case) - {"name", "facts", "expect", "ruleset"}
+    unknown = set(case) - {"name", "facts", "expect", "ruleset", "lists"}
     if unknown:
         return _with(base, error=f"unknown key(s) in case: {', '.join(sorted(map(str, unknown)))}")
     if outcome not in OUTCOMES:
@@ -144,8 +170,9 @@ def _run_case(book: RuleBook, file: str, ruleset: Any, loader: yaml.SafeLoader,
         if stray:
             return _with(base, error=f"expect.matched names unknown rule(s): {', '.join(stray)}")
     try:
-        decision = book.decide(kind, facts)
-    except FactError as exc:
+        lists = _case_lists(book, kind, shared if shared is not None else {}, case.get("lists") or {})
+        decision = book.decide(kind, facts, lists)
+    except (FactError, RuleError) as exc:
         return _with(base, error=str(exc))
     return _with(base, actual_outcome=decision.outcome, actual_matched=decision.matched_ids)
 

@@ -3,7 +3,8 @@
 Pure: a notification and what enrichment found in, a nested mapping out, every
 catalogued path present and None when unknown. Money stays Decimal here; the
 stored copy (:func:`facts_for_record`) has money as strings and no personal data
-beyond the identifiers the rules may name (card number, patron id).
+beyond the identifiers the rules may name (card number, patron id, routing number, the
+device's IP address for the lists); every view of it masks those (``worker.masking``).
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ VELOCITY_KINDS = ("attempts", "approved", "pending", "committed")
 
 _NOTIFICATION_FIELDS = (
     "transaction_id", "transaction_type", "amount", "patron_id", "vip_card_number", "bank_name",
-    "product_type", "fund_transfer_type", "instant_payment_eligible", "one_click_discount_applied",
-    "is_warrantied",
+    "bank_routing_number", "location", "product_type", "fund_transfer_type", "instant_payment_eligible",
+    "one_click_discount_applied", "is_warrantied",
 )
 _LIMITS = ("min_deposit", "max_deposit", "remaining_daily_deposit", "min_withdraw", "max_withdraw")
 

@@ -51,7 +51,7 @@ def test_check_reports_a_broken_rule_file_at_its_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stdout.strip() == (
         f"{path}:{line}: rule 'large-withdrawal': unknown operator 'gtt' "
-        "(expected one of eq, ne, gt, gte, lt, lte, in, not_in, exists)"
+        "(expected one of eq, ne, gt, gte, lt, lte, in, not_in, exists, in_list, not_in_list)"
     )
 
 

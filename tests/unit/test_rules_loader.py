@@ -37,7 +37,7 @@ def test_unknown_operator_message_has_the_documented_form() -> None:
     problem = _only(_one_rule("{amount: {gtt: 5}}", rule_id="large-inp"))
     assert problem.render() == (
         "rules/withdraw.yaml:5: rule 'large-inp': unknown operator 'gtt' "
-        "(expected one of eq, ne, gt, gte, lt, lte, in, not_in, exists)"
+        "(expected one of eq, ne, gt, gte, lt, lte, in, not_in, exists, in_list, not_in_list)"
     )
 
 

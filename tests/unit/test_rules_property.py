@@ -1,12 +1,14 @@
 """Property: durable_rules, the plain-Python oracle and a direct reading of the rule tree agree.
 
-Random rulesets (every operator, field references, exists, all/any/not nesting,
-over catalogue paths of every type) meet random facts (unknown values included).
+Random rulesets (every operator, field references, exists, in_list/not_in_list
+against card, bank-name and CIDR lists, all/any/not nesting, over catalogue
+paths of every type) meet random facts (unknown values included).
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 from decimal import Decimal
 from typing import Any
@@ -17,7 +19,8 @@ from hypothesis import strategies as st
 from rules.book import RuleBook
 from rules.durable import DurableEngine, OracleEngine, ruleset_definition
 from rules.errors import RuleFilesInvalid
-from rules.model import OUTCOMES, All, Any_, Compare, Condition, FieldRef, Not, Op, Rule, RuleSet
+from rules.lists import NamedList
+from rules.model import OUTCOMES, All, Any_, Compare, Condition, FieldRef, ListRef, Not, Op, Rule, RuleSet
 
 PATHS: dict[str, tuple[str, ...]] = {
     "money": ("amount", "wallet.balance", "limits.max_withdraw", "account.available_amount"),
@@ -25,7 +28,21 @@ PATHS: dict[str, tuple[str, ...]] = {
     "string": ("fund_transfer_type", "bank_name", "product_type"),
     "bool": ("account.found", "bank.instant_payment_eligible", "is_warrantied"),
 }
+# Lists, as people write them, by the fact they are tested against (read directly in _on_list below).
+LIST_ENTRIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "blocked-cards": ("vip_card_number", "card", ("1234567", "7210695258")),
+    "vip_cards": ("vip_card_number", "card", ()),
+    "bad-banks": ("bank_name", "bank", ("Chase  Bank", "ach")),
+    "bad-nets": ("location", "cidr", ("10.0.0.0/8", "192.168.1.1", "2001:db8::/32")),
+}
+LISTS = {name: NamedList.of(name, kind, entries, version=n)
+         for n, (name, (_, kind, entries)) in enumerate(LIST_ENTRIES.items(), 1)}
+LIST_FACT_VALUES: dict[str, tuple[str, ...]] = {
+    "vip_card_number": ("1234567", "7210695258", "999999999"),
+    "location": ("10.1.2.3", "192.168.1.1", "192.168.1.2", "2001:db8::1", "::ffff:10.0.0.1", "not-an-ip", "11.0.0.1"),
+}
 TYPE_OF = {path: kind for kind, paths in PATHS.items() for path in paths}
+TYPE_OF.update({"vip_card_number": "string", "location": "string"})
 ALL_PATHS = tuple(TYPE_OF)
 
 MONEY = st.one_of(
@@ -53,6 +70,10 @@ def _literal(path: str) -> st.SearchStrategy[Any]:
 def _fact_value(path: str) -> st.SearchStrategy[Any]:
     """A fact value for the path: unknown, or a value of its type (strings outside value lists too)."""
     known = st.sampled_from(["preferred", "online", "other"]) if path == "product_type" else _literal(path)
+    if path in LIST_FACT_VALUES:
+        known = st.sampled_from(LIST_FACT_VALUES[path])
+    elif path == "bank_name":
+        known = st.one_of(known, st.sampled_from(["chase bank", " CHASE   BANK ", "Chase"]))
     return st.one_of(st.none(), known)
 
 
@@ -63,9 +84,14 @@ def _compare(draw: st.DrawFn) -> Compare:
     ops: list[Op] = ["eq", "ne", "in", "not_in", "exists"]
     if kind in ("money", "count"):
         ops += ["gt", "gte", "lt", "lte"]
+    lists = [name for name, (fact, _, _) in LIST_ENTRIES.items() if fact == path]
+    if lists:
+        ops += ["in_list", "not_in_list", "in_list", "not_in_list"]
     op = draw(st.sampled_from(ops))
     value: Any
-    if op == "exists":
+    if op in ("in_list", "not_in_list"):
+        value = ListRef(draw(st.sampled_from(lists)))
+    elif op == "exists":
         value = draw(st.booleans())
     elif op in ("in", "not_in"):
         value = tuple(draw(st.lists(_literal(path), min_size=1, max_size=3)))
@@ -129,11 +155,33 @@ def _reference(c: Condition, facts: dict[str, Any]) -> bool:
     if c.op in ("in", "not_in"):
         assert isinstance(c.value, tuple)
         return left is not None and ((left in c.value) is (c.op == "in"))
+    if isinstance(c.value, ListRef):
+        member = _on_list(c.value.name, left)
+        return member is not None and member is (c.op == "in_list")
     right = facts.get(c.value.path) if isinstance(c.value, FieldRef) else c.value
     if left is None or right is None:
         return False
     return bool({"eq": left == right, "ne": left != right}.get(c.op) if c.op in ("eq", "ne") else
                 {"gt": left > right, "gte": left >= right, "lt": left < right, "lte": left <= right}[c.op])
+
+
+def _on_list(name: str, value: Any) -> bool | None:
+    """Membership read directly: equal card numbers, bank names equal but for case and spacing, an IP
+    address inside any range; None for an unknown value or a location that is not an address."""
+    _, kind, entries = LIST_ENTRIES[name]
+    if value is None:
+        return None
+    if kind == "card":
+        return value in entries
+    if kind == "bank":
+        return " ".join(value.split()).lower() in {" ".join(e.split()).lower() for e in entries}
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in ipaddress.ip_network(e) for e in entries)
 
 
 def _keys(node: Any) -> set[str]:
@@ -161,10 +209,11 @@ def test_durable_rules_oracle_and_reference_agree(ruleset: RuleSet, fact_sets: l
     for flat in fact_sets:
         nested = _nested(flat)
         expected = {r.id for r in ruleset.rules if _reference(r.when, flat)}
-        by_oracle = oracle.decide("withdraw", nested)
+        by_oracle = oracle.decide("withdraw", nested, LISTS)
         assert set(by_oracle.matched_ids) == expected
+        assert by_oracle.lists == {name: LISTS[name].version for name in ruleset.list_names}
         if durable is not None:
-            assert durable.decide("withdraw", nested) == by_oracle
+            assert durable.decide("withdraw", nested, LISTS) == by_oracle
 
 
 @settings(max_examples=200, deadline=None)
