@@ -10,6 +10,8 @@ import threading
 
 from worker.config import Settings
 from worker.ledger import Ledger
+from worker.lists.holder import ListHolder
+from worker.lists.store import ListStore
 from worker.masking import keep_operator_hosts, operator_hosts
 from worker.pipeline import Deps, RuleSource
 from worker.reload import RuleHolder
@@ -44,11 +46,13 @@ def bootstrap(settings: Settings, *, vip: VipApi | None = None, wallet: Wallet |
         from worker.wallet import make_wallet
 
         wallet = make_wallet(settings.wallet)
+    lists = ListHolder(ListStore(ledger.engine, settings.lists.max_entries))
+    lists.start(settings.lists.reload_interval_s)
     if rules is None:
-        holder = RuleHolder(settings.rules.path)
+        holder = RuleHolder(settings.rules.path, accept=lists.require)
         holder.start(settings.rules.reload_interval_s, sighup=False)
         rules = holder
-    shadow = shadow_holder(settings)
+    shadow = shadow_holder(settings, accept=lists.require)
     if shadow is not None:
         shadow.start(settings.rules.reload_interval_s, sighup=False)
     return Deps(
@@ -62,6 +66,7 @@ def bootstrap(settings: Settings, *, vip: VipApi | None = None, wallet: Wallet |
         wallet=wallet,
         rules=rules,
         shadow=shadow,
+        lists=lists,
     )
 
 

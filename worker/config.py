@@ -167,6 +167,14 @@ class RulesSettings(_Section):
     reload_interval_s: float = Field(5.0, gt=0)
 
 
+class ListsSettings(_Section):
+    # How often a worker asks the ledger for the lists' versions and reads the ones that changed.
+    reload_interval_s: float = Field(5.0, gt=0)
+    # The most entries one list may hold: every worker keeps every list in memory (100,000 card numbers
+    # take about 10 MB); an add or import past it is refused, changing nothing.
+    max_entries: int = Field(1_000_000, ge=1)
+
+
 class LimitsSettings(_Section):
     min_deposit: Decimal = Decimal("10.00")
     max_deposit: Decimal = Decimal("99999.99")
@@ -301,6 +309,7 @@ class Settings(BaseSettings):
     vip: VipSettings = VipSettings()
     ingest: IngestSettings = IngestSettings()
     rules: RulesSettings = RulesSettings()
+    lists: ListsSettings = ListsSettings()
     limits: LimitsSettings = LimitsSettings()
     wallet: WalletSettings = WalletSettings()
     worker: WorkerSettings = WorkerSettings()

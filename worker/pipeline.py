@@ -13,12 +13,14 @@ import contextlib
 import logging
 import time
 import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import redis
 
 from rules import RuleBook
+from rules.lists import EMPTY, NamedList
 from worker import actions, deliveries
 from worker.config import Settings
 from worker.enrich import SOURCES, enrich
@@ -58,6 +60,14 @@ class RuleSource(Protocol):
         ...
 
 
+class ListSource(Protocol):
+    """Where a task gets the named lists it decides with (``worker.lists.holder.ListHolder``)."""
+
+    def current(self) -> Mapping[str, NamedList]:
+        """The lists in force now, by name."""
+        ...
+
+
 @dataclass(frozen=True)
 class Deps:
     """Everything a task needs; built by ``worker.bootstrap``, or by tests with fakes."""
@@ -73,6 +83,7 @@ class Deps:
     rules: RuleSource
     sleep: Any = time.sleep
     shadow: RuleSource | None = None  # rules.shadow: decided beside the live rules, never acted on
+    lists: ListSource | None = None  # the named lists in force (``worker.lists.holder.ListHolder``)
 
 
 def notification(entry_id: str, deps: Deps) -> ArchivedNotification | None:
@@ -245,13 +256,14 @@ def _decide(note: Notification, entry: ArchivedNotification, rec: TransactionRec
                    wallet=deps.wallet, velocity=deps.velocity, asks=_asks(str(note.transaction_type), book, deps),
                    patrons=patrons, sessions_required=deps.settings.sessions.required, retry=retry)
     facts = build_facts(note, found.found, deps.settings.limits)
-    decision = book.decide(str(note.transaction_type), facts)
+    lists = deps.lists.current() if deps.lists is not None else EMPTY  # read once, as the book
+    decision = book.decide(str(note.transaction_type), facts, lists)
     deps.ledger.remember_rulesets(book.rulesets.values())  # the rule text, once per version
     for problem in found.problems:
         rec = rec.with_error(problem)
     shadow = None
     if deps.shadow is not None:
-        shadow = decide_shadow(deps.shadow, str(note.transaction_type), facts, decision, rec.transaction_id)
+        shadow = decide_shadow(deps.shadow, str(note.transaction_type), facts, decision, rec.transaction_id, lists)
     rec = replace(rec, transaction_type=note.transaction_type, amount=str(note.amount),
                   references=_references(note), decision=decision.to_dict(), shadow_decision=shadow,
                   facts=facts_for_record(facts), unasked=found.unasked, decided_at=time.time()).moved(State.DECIDED)

@@ -13,6 +13,7 @@ import hashlib
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +41,17 @@ def files_hash(path: str | Path) -> str:
 class RuleHolder:
     """Holds the RuleBook in force; ``check()`` reloads it when the files changed."""
 
-    def __init__(self, path: str | Path, book: RuleBook | None = None):
+    def __init__(self, path: str | Path, book: RuleBook | None = None,
+                 accept: Callable[[RuleBook], None] | None = None):
+        """``accept``: a further gate a new book must pass (raise RuleError to refuse it), e.g. that the lists
+        it names exist (``worker.lists.holder.ListHolder.require``); also applied to the first book."""
         self.path = Path(path)
         self._lock = threading.Lock()
+        self._accept = accept
         self._files_hash = files_hash(self.path)
         self._book = book if book is not None else verify_rulebook(self.path)
+        if accept is not None:
+            accept(self._book)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._log_accepted("loaded")
@@ -62,6 +69,8 @@ class RuleHolder:
             self._files_hash = seen  # refuse a bad version once, not on every tick
             try:
                 book = verify_rulebook(self.path)
+                if self._accept is not None:
+                    self._accept(book)
             except (RuleError, OSError) as exc:
                 log.error("rule files refused; keeping the previous version", extra={
                     "rules_path": str(self.path), "problem": str(exc),

@@ -13,11 +13,12 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from rules import Decision, RuleBook
 from rules.errors import VipflowError
+from rules.lists import EMPTY, ListLookup
 from worker.config import Settings
 from worker.metrics import SHADOW_DECISIONS
 from worker.reload import RuleHolder
@@ -25,11 +26,12 @@ from worker.reload import RuleHolder
 log = logging.getLogger("vipflow.shadow")
 
 
-def shadow_holder(settings: Settings) -> RuleHolder | None:
-    """The shadow rules' holder when ``rules.shadow`` is set (loaded and verified now), else None."""
+def shadow_holder(settings: Settings, accept: Callable[[RuleBook], None] | None = None) -> RuleHolder | None:
+    """The shadow rules' holder when ``rules.shadow`` is set (loaded and verified now, and passing ``accept``
+    as ``RuleHolder`` takes it), else None."""
     if settings.rules.shadow is None:
         return None
-    return RuleHolder(settings.rules.shadow)
+    return RuleHolder(settings.rules.shadow, accept=accept)
 
 
 def start_reloading(holder: RuleHolder, interval_s: float, *, sighup: bool) -> None:
@@ -60,14 +62,14 @@ class BookSource(Protocol):
 
 
 def decide_shadow(source: BookSource, transaction_type: str, facts: Mapping[str, Any], live: Decision,
-                  transaction_id: str) -> dict[str, Any]:
-    """The shadow decision for the live decision's facts, as recorded; never raises.
+                  transaction_id: str, lists: ListLookup = EMPTY) -> dict[str, Any]:
+    """The shadow decision for the live decision's facts and lists, as recorded; never raises.
 
     Any failure gives ``{"error": ...}`` (counted as shadow outcome ``error``).
     """
     try:
         book = source.current()
-        shadow = book.decide(transaction_type, facts)
+        shadow = book.decide(transaction_type, facts, lists)
     except Exception as exc:  # noqa: BLE001 - the candidate must never break the live decision
         log.warning("shadow rules could not decide", extra={
             "transaction_id": transaction_id, "error": type(exc).__name__})

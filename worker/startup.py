@@ -9,16 +9,22 @@ naming the key (``configuration: vip.operator_id: ...``).
 What is checked is what every task needs and nothing a task could wait for:
 ``vip.operator_id`` and ``vip.secret_key1`` (every approval is signed with them),
 the rules at ``rules.path`` (loaded, their own tests passing: the same gate a
-hot reload passes), and the wallet adapter (built: a ``wallet.class`` that does
-not import is found here, not on the first withdrawal). Redis and the ledger
+hot reload passes; the lists they name in the ledger, of the kinds their facts
+take), and the wallet adapter (built: a ``wallet.class`` that does not import is
+found here, not on the first withdrawal). Redis and the ledger
 are checked by each entry point on its own (a Redis still starting is waited for).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rules.errors import VipflowError
 from worker.config import Settings
 from worker.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rules import RuleBook
 
 EXIT_CANNOT_WORK = 2  # as for any bad configuration (``producers.exits``)
 
@@ -46,9 +52,26 @@ def _check_rules(settings: Settings) -> None:
         raise ConfigError("rules.path", f"{path}: no such file or directory; point rules.path "
                                         "(VIPFLOW_RULES__PATH) at a rule file or folder")
     try:
-        verify_rulebook(path)
+        book = verify_rulebook(path)
     except ConfigError:
         raise
     except (VipflowError, OSError) as exc:
         raise ConfigError("rules.path", f"{exc}; fix the rules (vipflow rules check) or point rules.path "
                                         "elsewhere") from None
+    if book.list_names:
+        _check_lists(settings, book)
+
+
+def _check_lists(settings: Settings, book: RuleBook) -> None:
+    """ConfigError naming each rule that names a list the ledger lacks (or of the wrong kind). Opens the
+    ledger only for rules that name lists; a ledger that does not answer raises StoreError (exit 1)."""
+    from rules.lists import check_lists
+    from worker.ledger import Ledger
+    from worker.lists.store import ListStore
+
+    with Ledger.open(settings.database.url) as ledger:
+        kinds = ListStore(ledger.engine).kinds()
+    problems = [p.render() for rs in book.rulesets.values() for p in check_lists(rs, kinds)]
+    if problems:
+        raise ConfigError("rules.path", f"{'; '.join(problems)}; create the list (vipflow lists create) or fix "
+                                        "the rules")

@@ -32,10 +32,13 @@ def _check_can_work(**_: Any) -> None:
     from worker.startup import EXIT_CANNOT_WORK, check_can_work
 
     try:
-        check_can_work(app.vipflow_settings)
+        check_can_work(app.vipflow_settings)  # rules naming lists read the ledger: it may fail below's way
     except ConfigError as exc:
         log.critical("cannot start: %s", exc)
         raise SystemExit(EXIT_CANNOT_WORK) from None
+    except (LedgerError, StoreError) as exc:
+        log.critical("cannot start: %s", exc)
+        raise SystemExit(1) from None
     try:
         Ledger.open(app.vipflow_settings.database.url).close()
     except (LedgerError, ConfigError, StoreError) as exc:

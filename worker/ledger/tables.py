@@ -20,6 +20,10 @@
   first ledger write, changed only when a card's patron changes.
 - ``api_tokens``: the operator site's bearer tokens (only a sha256 of each), their scopes and revocation;
   ``api_token_uses``: every request made with one, by the token's name. Append-only.
+- ``lists``: the named lists the rules test facts against (``in_list``), one row each: kind, current
+  version and size; ``list_entries``: what each holds now; ``list_changes`` and ``list_change_entries``:
+  every version of every list, who made it, when and what it added or removed (append-only: any
+  version can be rebuilt from them).
 
 Times are epoch seconds (double precision) unless a name ends in ``_ms``;
 amounts are Numeric dollars, exact.
@@ -33,6 +37,7 @@ from sqlalchemy import (
     Column,
     Double,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
@@ -198,4 +203,46 @@ patron_cards = Table(
     Column("entry_id", String(40), nullable=False),  # the notification that taught it
     Column("received_at_ms", BigInteger, nullable=False),  # that notification's receipt: the newest wins
     Column("learned_at", Double, nullable=False),  # when (re)learned: the last change of patron
+)
+
+lists = Table(
+    "lists", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("kind", String(16), nullable=False),  # card | patron | routing | bank | cidr (rules.lists.KINDS)
+    Column("description", Text, nullable=True),
+    Column("version", Integer, nullable=False),  # the latest change's version: 1 when created, +1 per change
+    Column("entries", Integer, nullable=False),  # how many entries it holds now
+    Column("created_at", Double, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("updated_at", Double, nullable=False),
+    Column("updated_by", String(200), nullable=False),
+)
+
+list_entries = Table(
+    "list_entries", metadata,
+    Column("list_name", String(64), ForeignKey("lists.name"), primary_key=True),
+    Column("value", String(200), primary_key=True),  # normalized (rules.lists.normalize); personal data
+    Column("added_version", Integer, nullable=False),
+)
+
+list_changes = Table(
+    "list_changes", metadata,
+    Column("list_name", String(64), ForeignKey("lists.name"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("action", String(16), nullable=False),  # create | add | remove | import
+    Column("at", Double, nullable=False),
+    Column("actor", String(200), nullable=False),  # worker.ledger.actor: "os:alice", "config:ops-team"
+    Column("added", Integer, nullable=False),
+    Column("removed", Integer, nullable=False),
+    Column("source", Text, nullable=True),  # an import's file name and sha256
+    Column("note", Text, nullable=True),  # the reason given
+)
+
+list_change_entries = Table(
+    "list_change_entries", metadata,
+    Column("list_name", String(64), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("value", String(200), primary_key=True),
+    Column("op", String(8), nullable=False),  # add | remove
+    ForeignKeyConstraint(["list_name", "version"], ["list_changes.list_name", "list_changes.version"]),
 )
