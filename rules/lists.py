@@ -196,13 +196,16 @@ def membership_key(flat_path: str, name: str) -> str:
 
 def membership(refs: Iterable[tuple[str, str]], flat: dict[str, Any], lists: ListLookup) -> dict[str, int]:
     """Add to prepared ``flat`` facts one membership fact per (fact path, list name) in ``refs``; return
-    the version of each list used. RuleError when a list named is not in ``lists`` (a rule must never
-    decide on a list it cannot see: the caller sends the transaction to review)."""
+    the version of each list used. RuleError when a list named is not in ``lists``, or holds another kind
+    than the fact (a rule must never decide on a list it cannot see: the caller sends the transaction to
+    review)."""
     versions: dict[str, int] = {}
     for path, name in refs:
         found = lists.get(name)
         if found is None:
             raise RuleError(f"the rules name list '{name}', which is not known (vipflow lists show)")
+        if FACT_OF_KIND[found.kind] != path:
+            raise RuleError(f"list '{name}' holds {KIND_WORDS[found.kind]}; the rules test '{path}' against it")
         flat_path = path.replace(".", "__")
         flat[membership_key(flat_path, name)] = found.contains(flat.get(flat_path))
         versions[name] = found.version

@@ -17,6 +17,8 @@ def add_parser(subparsers: Any) -> None:
 
     check = sub.add_parser("check", help="validate rule files; every problem as file:line")
     check.add_argument("paths", nargs="*", help="rule files or directories (default: rules.path)")
+    check.add_argument("--no-ledger", action="store_true",
+                       help="do not read the ledger's lists: list names are checked for their form only")
     check.set_defaults(func=check_cmd)
 
     test = sub.add_parser("test", help="run the *_test.yaml cases beside the rule files")
@@ -56,12 +58,16 @@ def _exist(paths: list[str]) -> None:
 def check_cmd(args: argparse.Namespace) -> int:
     """Exit 0 when every rule file is valid; else print each problem and exit 1."""
     from producers.commands.output import plural
+    from producers.commands.rules_lists import check_rule_lists
     from rules.book import RuleBook, load_rulesets
     from rules.errors import RuleFilesInvalid
 
     try:
         rulesets = load_rulesets(_paths(args))
         RuleBook(rulesets)  # compiling also catches rules too complex for durable_rules
+        problems = check_rule_lists(args, rulesets)  # the lists they name, against the ledger's
+        if problems:
+            raise RuleFilesInvalid(problems)
     except RuleFilesInvalid as exc:
         for problem in exc.problems:
             print(problem.render())
@@ -137,7 +143,9 @@ def explain_cmd(args: argparse.Namespace) -> int:
         if not Path(args.ruleset).is_file() and args.ruleset not in rulesets:
             print(f"vipflow: no ruleset '{args.ruleset}' in {source}", file=sys.stderr)
             return 2
-        result = explain(ruleset, facts)
+        from producers.commands.rules_lists import ledger_lists
+
+        result = explain(ruleset, facts, ledger_lists(args, ruleset))  # the ledger's lists, as they are now
     except RuleFilesInvalid as exc:
         for problem in exc.problems:
             print(problem.render())
@@ -157,4 +165,6 @@ def explain_cmd(args: argparse.Namespace) -> int:
     d = result.decision
     how = "default" if d.used_default else "most severe of " + ", ".join(d.matched_ids)
     print(f"outcome: {d.outcome} ({how})")
+    if d.lists:
+        print("lists: " + ", ".join(f"{name} v{version}" for name, version in sorted(d.lists.items())))
     return 0

@@ -194,3 +194,11 @@ def test_explain_says_whether_the_fact_is_on_the_list_and_which_version() -> Non
     assert row.failure.condition == "vip_card_number in_list blocked-cards"
     assert row.failure.actual == "vip_card_number = '1111111', which is not on list blocked-cards v5"
     assert result.decision.lists["blocked-cards"] == 5
+
+
+def test_a_list_of_another_kind_than_the_fact_is_an_error(book: RuleBook) -> None:
+    """A list that holds other things than the fact tested (a card list for location) is refused, not matched."""
+    lists = _lists()
+    lists["risky-nets"] = NamedList.of("risky-nets", "card", ["1234567"], 1)
+    with pytest.raises(RuleError, match="list 'risky-nets' holds VIP card numbers; the rules test 'location'"):
+        book.decide("withdraw", {"location": "10.0.0.1"}, lists)
