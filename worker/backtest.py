@@ -20,6 +20,12 @@ next ones), and differences go to ``on_difference`` as they are found (the
 report keeps the first ``keep``). Other selections (ids, dead letters, unfinished) are small:
 their records are read a page at a time with ``Ledger.load_many``.
 
+Rules that name lists decide with the lists given (``lists``: the command passes the
+ledger's lists as they are now, so a backtest answers "what would these rules and
+today's lists decide"). A transaction decided before with other versions of those
+lists is counted (``other_list_versions``): its difference may come from the lists,
+not the rules.
+
 The worker asks only the sources its rules read (``TransactionRecord.unasked``
 lists the others). When the candidate rules read such a source, those facts are
 unknown in the stored record, not absent in the world: the report counts those
@@ -34,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rules import RuleBook, RuleError
+from rules.lists import EMPTY, ListLookup
 from worker.config import LimitsSettings
 from worker.errors import NotificationError
 from worker.facts import Enrichment, build_facts
@@ -91,6 +98,8 @@ class BacktestReport:
     after: Counter[str] = field(default_factory=Counter)
     unasked: Counter[str] = field(default_factory=Counter)  # source -> transactions decided without it
     missing: list[str] = field(default_factory=list)  # dead letters' entries no longer stored
+    lists: dict[str, int] = field(default_factory=dict)  # the version of each list decided with
+    other_list_versions: int = 0  # decided before with another version of a list decided with here
     interrupted: bool = False
     on_difference: Callable[[Difference], None] | None = None
 
@@ -120,7 +129,8 @@ class BacktestReport:
                 "outcome_changes": self.outcome_changes, "rule_changes": self.rule_changes,
                 "never_decided": self.never_decided, "errors": self.errors, "differences": self.different,
                 "before": dict(sorted(self.before.items())), "after": dict(sorted(self.after.items())),
-                "unasked": dict(sorted(self.unasked.items())), "interrupted": self.interrupted}
+                "unasked": dict(sorted(self.unasked.items())), "lists": dict(sorted(self.lists.items())),
+                "other_list_versions": self.other_list_versions, "interrupted": self.interrupted}
 
 
 def _facts(row: Recorded, st: Stores, limits: LimitsSettings) -> tuple[str | None, Mapping[str, Any]]:
@@ -138,7 +148,8 @@ def _facts(row: Recorded, st: Stores, limits: LimitsSettings) -> tuple[str | Non
     return note.transaction_type, build_facts(note, Enrichment(), limits)
 
 
-def _compare(report: BacktestReport, row: Recorded, st: Stores, book: RuleBook, limits: LimitsSettings) -> None:
+def _compare(report: BacktestReport, row: Recorded, st: Stores, book: RuleBook, limits: LimitsSettings,
+             lists: ListLookup = EMPTY) -> None:
     recorded_decision = row.decision
     if recorded_decision:
         recorded = str(recorded_decision.get("outcome"))
@@ -150,7 +161,7 @@ def _compare(report: BacktestReport, row: Recorded, st: Stores, book: RuleBook, 
     ttype = row.transaction_type
     try:
         ttype, facts = _facts(row, st, limits)
-        decision = book.decide(str(ttype), facts)
+        decision = book.decide(str(ttype), facts, lists)
     except (RuleError, NotificationError, ValueError, ArithmeticError) as exc:
         report.after[ERROR] += 1
         message = (str(exc) if isinstance(exc, RuleError | NotificationError)
@@ -158,6 +169,12 @@ def _compare(report: BacktestReport, row: Recorded, st: Stores, book: RuleBook, 
         report.add(Difference(str(row.transaction_id), ttype, recorded, ERROR, error=message, change=FAILED))
         return
     report.after[decision.outcome] += 1
+    if decision.lists:
+        report.lists.update(decision.lists)
+        if recorded_decision:
+            was_lists = recorded_decision.get("lists") or {}
+            if any(was_lists.get(name) != version for name, version in decision.lists.items()):
+                report.other_list_versions += 1
     if recorded_decision and row.unasked:
         for source in row.unasked:
             if book.reads(str(ttype), source):
@@ -200,10 +217,12 @@ def _listed(selected: Selected, st: Stores, page: int) -> Iterator[Recorded]:
 
 def backtest(selection: Selection, st: Stores, book: RuleBook, limits: LimitsSettings, *, page: int = PAGE,
              keep: int | None = 1000, on_difference: Callable[[Difference], None] | None = None,
-             on_progress: Progress | None = None, should_stop: StopFlag | None = None) -> BacktestReport:
-    """Decide each selected transaction once with ``book`` (its first decidable notification in the
-    selection); nothing is called and nothing written. ``page``: notifications per ledger query (progress
-    and stop requests are looked at between pages). SelectionError as ``replay.select`` raises it."""
+             on_progress: Progress | None = None, should_stop: StopFlag | None = None,
+             lists: ListLookup = EMPTY) -> BacktestReport:
+    """Decide each selected transaction once with ``book`` and ``lists`` (name -> NamedList, for rules that
+    name lists) (its first decidable notification in the selection); nothing is called and nothing written.
+    ``page``: notifications per ledger query (progress and stop requests are looked at between pages).
+    SelectionError as ``replay.select`` raises it."""
     report = BacktestReport(keep=keep, on_difference=on_difference)
     rows: Iterator[Recorded]
     if selection.by_time:
@@ -217,7 +236,7 @@ def backtest(selection: Selection, st: Stores, book: RuleBook, limits: LimitsSet
     for done, row in enumerate(rows, 1):
         # One per transaction: duplicates, invalid bodies and VIP error notifications aside.
         if not (row.repeat or row.status == "invalid" or row.kind == "error" or not row.transaction_id):
-            _compare(report, row, st, book, limits)
+            _compare(report, row, st, book, limits, lists)
             report.transactions += 1
         if done % page == 0:
             if on_progress is not None:

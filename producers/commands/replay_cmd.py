@@ -132,9 +132,13 @@ def _backtest(args: argparse.Namespace, settings: Any, st: Any, selection: Any, 
     def emit(diff: Any) -> None:
         print(json.dumps(diff.to_dict()))
 
+    from worker.lists.store import ListStore
+
+    lists = ListStore(st.ledger.engine).load_named(book.list_names)  # as they are now; ListRefused: exit 2
     with _stop_on_ctrl_c() as stop, _progress("backtest") as progress:
         report = backtest(selection, st, book, settings.limits, keep=0 if args.json else max(0, args.max_rows),
-                          on_difference=emit if args.json else None, on_progress=progress, should_stop=stop)
+                          on_difference=emit if args.json else None, on_progress=progress, should_stop=stop,
+                          lists=lists)
     _missing(report.missing)
     _print_backtest(report, as_json=args.json, max_rows=args.max_rows)
     if report.interrupted:
@@ -265,6 +269,13 @@ def _print_backtest(report: Any, *, as_json: bool, max_rows: int) -> None:
     for outcome in sorted(set(report.before) | set(report.after)):
         totals.add_row(outcome, str(report.before.get(outcome, 0)), str(report.after.get(outcome, 0)))
     print_table(totals)
+    if report.lists:
+        used = ", ".join(f"{name} v{version}" for name, version in sorted(report.lists.items()))
+        console.print(f"lists as they are now: {used}")
+    if report.other_list_versions:
+        console.print(f"note: {plural(report.other_list_versions, 'transaction')} decided before "
+                      f"{'was' if report.other_list_versions == 1 else 'were'} decided with other versions of these "
+                      "lists: their differences may come from the lists' changes, not the rules'")
     for source, n in sorted(report.unasked.items()):
         console.print(f"note: {plural(n, 'transaction')} {'was' if n == 1 else 'were'} decided here on {source}.* "
                       f"facts the live rules never read, so the worker never asked for them: they are unknown in "

@@ -257,6 +257,15 @@ class ListStore:
         except SQLAlchemyError as exc:
             raise unavailable(f"read list {name}", exc) from None
 
+    def load_named(self, names: Iterable[str]) -> dict[str, NamedList]:
+        """The lists named, as they are now; ListRefused naming every one the ledger lacks."""
+        wanted = sorted(set(names))
+        known = self.versions()
+        missing = [n for n in wanted if n not in known]
+        if missing:
+            raise ListRefused(f"no list named {', '.join(missing)} in the ledger (vipflow lists show names them)")
+        return {name: self.load(name) for name in wanted}
+
     def load_version(self, name: str, version: int) -> NamedList:
         """The list as it was at ``version``, rebuilt from its history."""
         c = t.list_change_entries.c
