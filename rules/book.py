@@ -11,7 +11,7 @@ from rules.decision import Decision, decide
 from rules.durable import DurableEngine, OracleEngine
 from rules.errors import RuleError, RuleFileError, RuleFilesInvalid
 from rules.facts import prepare
-from rules.lists import EMPTY, ListLookup, membership
+from rules.lists import EMPTY, ListLookup, membership, membership_checks
 from rules.loader import load_ruleset_file
 from rules.model import RuleSet
 
@@ -43,6 +43,7 @@ class RuleBook:
     def __init__(self, rulesets: list[RuleSet], engine: type[Engine] = DurableEngine):
         self.rulesets = {rs.name: rs for rs in rulesets}
         self._engines: dict[str, Engine] = {rs.name: engine(rs) for rs in rulesets}
+        self._lists = {rs.name: membership_checks(rs.list_pairs) for rs in rulesets}
         joined = "".join(f"{n}:{rs.content_hash};" for n, rs in sorted(self.rulesets.items()))
         self.content_hash = hashlib.sha256(joined.encode()).hexdigest()
 
@@ -65,7 +66,8 @@ class RuleBook:
         RuleError when the ruleset names a list that ``lists`` lacks; FactError on facts that do not fit."""
         ruleset = self.get(transaction_type)
         flat = prepare(facts)
-        versions = membership(ruleset.list_pairs, flat, lists) if ruleset.list_pairs else None
+        checks = self._lists[transaction_type]
+        versions = membership(checks, flat, lists) if checks else None
         return decide(ruleset, self._engines[transaction_type].matched(flat), versions)
 
     @property
