@@ -213,6 +213,9 @@ def render(rec: dict[str, Any], events: list[dict[str, Any]] | None = None,
                      + (" [default: no rule matched]" if decision.get("used_default") else ""))
         if events is not None:
             lines.append(f"  rules hash {decision['content_hash']} (the text: vipflow tx show ID --rules)")
+        if decision.get("lists"):  # the version of each list the rules decided with (vipflow lists show NAME)
+            lines.append("  lists " + ", ".join(f"{name} v{version}"
+                                                for name, version in sorted(decision["lists"].items())))
         for m in decision.get("matched", ()):
             lines.append(f"  matched {m['id']} -> {m['outcome']}: {m.get('description', '')}")
         lines.extend(render_facts(rec.get("facts"), rec.get("unasked")))

@@ -151,3 +151,28 @@ def test_rules_explain_decides_with_the_ledgers_lists(ledger_env: str, list_rule
     assert "  MATCH blocked-card -> reject" in out
     assert "location in_list risky-nets; location = '10.1.1.1', which is not on list risky-nets v1" in out
     assert out.rstrip().endswith("lists: blocked-cards v2, risky-nets v1")
+
+
+def test_a_worker_refuses_to_start_on_rules_naming_a_list_the_ledger_lacks(
+        ledger_env: str, list_rules: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """check_can_work (both ways of starting a worker) refuses rules.path naming a missing list, at file:line."""
+    import base64
+    import os
+
+    from worker.config import load_settings
+    from worker.errors import ConfigError
+    from worker.startup import check_can_work
+
+    monkeypatch.setenv("VIPFLOW_VIP__SECRET_KEY1", base64.b64encode(os.urandom(32)).decode())
+    monkeypatch.setenv("VIPFLOW_VIP__OPERATOR_ID", "op-test")
+    monkeypatch.setenv("VIPFLOW_RULES__PATH", str(list_rules))
+    settings = load_settings()
+    _run(capsys, "lists", "create", "blocked-cards", "--kind", "card")
+    with pytest.raises(ConfigError) as info:
+        check_can_work(settings)
+    line = _line_of(list_rules / "withdraw.yaml", "in_list: risky-nets")
+    assert str(info.value).startswith(f"configuration: rules.path: {list_rules / 'withdraw.yaml'}:{line}: rule "
+                                      "'risky-network': unknown list 'risky-nets'")
+    _run(capsys, "lists", "create", "risky-nets", "--kind", "cidr")
+    check_can_work(settings)

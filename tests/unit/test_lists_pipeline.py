@@ -119,3 +119,19 @@ def test_the_backtest_decides_with_todays_lists_and_counts_older_versions(world:
     assert [(d.transaction_id, d.recorded, d.new, d.added) for d in report.differences] == [
         ("wdlp00004", "approve", "reject", ("blocked-card",))]
     assert (report.lists, report.other_list_versions) == ({"blocked-cards": 2}, 1)
+
+
+def test_tx_show_names_the_list_versions_and_masks_the_list_facts(world: World) -> None:
+    """`tx show` says which list versions decided; the routing number and the device address stay masked."""
+    from producers.commands.txview import render, tx_view
+
+    world.store.add("blocked-cards", [CARD], "os:tester")
+    world.holder.check()
+    _decide(world, "wdlp00005")
+    view = tx_view(world.deps.ledger, "wdlp00005")
+    assert view is not None
+    out = render(view["record"], view["events"], view["notifications"])
+    assert "  lists blocked-cards v2" in out
+    assert CARD not in out and "22222222" not in out
+    location = json.loads((FIXTURES / "vip-connect" / "withdraw-approval-request.json").read_text())["location"]
+    assert view["record"]["facts"]["location"] == "***" and location not in json.dumps(view["record"]["facts"])
