@@ -10,7 +10,7 @@ import threading
 
 from worker.config import Settings
 from worker.ledger import Ledger
-from worker.lists.holder import ListHolder
+from worker.lists.holder import shared_holder
 from worker.lists.store import ListStore
 from worker.masking import keep_operator_hosts, operator_hosts
 from worker.pipeline import Deps, RuleSource
@@ -46,8 +46,8 @@ def bootstrap(settings: Settings, *, vip: VipApi | None = None, wallet: Wallet |
         from worker.wallet import make_wallet
 
         wallet = make_wallet(settings.wallet)
-    lists = ListHolder(ListStore(ledger.engine, settings.lists.max_entries))
-    lists.start(settings.lists.reload_interval_s)
+    lists = shared_holder(settings.database.url, ListStore(ledger.engine, settings.lists.max_entries),
+                          settings.lists.reload_interval_s)
     if rules is None:
         holder = RuleHolder(settings.rules.path, accept=lists.require)
         holder.start(settings.rules.reload_interval_s, sighup=False)

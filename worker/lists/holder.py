@@ -14,6 +14,7 @@ its fact) is refused like a rule file that fails its tests.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Mapping
 
@@ -26,6 +27,22 @@ from worker.lists.store import ListStore
 log = logging.getLogger("vipflow.lists")
 
 
+_SHARED: dict[tuple[str, int], ListHolder] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_holder(url: str, store: ListStore, interval_s: float) -> ListHolder:
+    """The process's one holder for the ledger at ``url`` (started): each keeps every list in memory, so the
+    worker's tasks and its expiry share one rather than hold two copies."""
+    with _SHARED_LOCK:
+        key = (url, store.max_entries)
+        holder = _SHARED.get(key)
+        if holder is None:
+            holder = _SHARED[key] = ListHolder(store)
+            holder.start(interval_s)
+        return holder
+
+
 class ListHolder:
     """The lists in force (name -> NamedList); ``check()`` reads again those whose version changed."""
 
@@ -35,6 +52,8 @@ class ListHolder:
         self._lists: Mapping[str, NamedList] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._interval_s = 0.0
+        self._fork_hook = False
         self.check()  # the first read: a ledger that fails here stops the start (StoreError)
 
     def current(self) -> Mapping[str, NamedList]:
@@ -73,11 +92,22 @@ class ListHolder:
             raise RuleFilesInvalid(problems)
 
     def start(self, interval_s: float) -> None:
-        """Check every ``interval_s`` seconds in a daemon thread."""
+        """Check every ``interval_s`` seconds in a daemon thread (started again in a forked child, which
+        inherits the holder but not the thread: a prefork pool's replacement children)."""
         if self._thread is None:
+            self._interval_s = interval_s
             self._thread = threading.Thread(target=self._loop, args=(interval_s,), name="vipflow-lists-reload",
                                             daemon=True)
             self._thread.start()
+            if not self._fork_hook:
+                self._fork_hook = True
+                os.register_at_fork(after_in_child=self._after_fork)
+
+    def _after_fork(self) -> None:
+        if self._thread is not None and not self._stop.is_set():
+            self._lock = threading.Lock()  # a lock held by another thread at the fork stays held in the child
+            self._thread = None
+            self.start(self._interval_s)
 
     def stop(self) -> None:
         """Stop the background checks."""
