@@ -70,7 +70,8 @@ def normalize(kind: str, value: str) -> str:
 
     ``card``/``routing``: digits as VIP sends them; ``patron``: trimmed; ``bank``: trimmed, runs of
     spaces as one, lower case (matched without regard to case); ``cidr``: the canonical network
-    (``10.0.0.0/8``; one address is ``/32`` or ``/128``); host bits set are refused, not guessed.
+    (``10.0.0.0/8``; one address is ``/32`` or ``/128``; an IPv4-mapped IPv6 range is its IPv4 range);
+    host bits set are refused, not guessed.
     """
     text = value.strip()
     if kind == "card":
@@ -99,6 +100,9 @@ def normalize(kind: str, value: str) -> str:
             except ValueError:
                 raise EntryError("an IP range is an address or address/prefix, e.g. 203.0.113.0/24") from None
             raise EntryError(f"an IP range has no host bits set past its prefix (did you mean {loose}?)") from None
+        mapped = network.network_address.ipv4_mapped if isinstance(network, ipaddress.IPv6Network) else None
+        if mapped is not None and network.prefixlen >= 96:  # ::ffff:a.b.c.d/120 is an IPv4 range: kept as one
+            return str(ipaddress.IPv4Network((mapped, network.prefixlen - 96)))
         return str(network)
     raise EntryError(f"unknown list kind '{kind}'; use one of {', '.join(KINDS)}")
 

@@ -129,21 +129,26 @@ def show_cmd(args: argparse.Namespace) -> int:
             return _show_has(store, info, args.has, args.json)
         history = store.history(args.name)
         entries = store.entries(args.name, args.limit) if args.entries else []
+    from worker.masking import mask_text
+
+    def said(note: str | None) -> str | None:  # free text: masked like a reviewer's reason
+        return None if note is None else mask_text(note)
+
     if args.json:
         print(json.dumps(_info_dict(info)))
         for change in history:
             print(json.dumps({"version": change.version, "action": change.action, "at": change.at,
                               "actor": change.actor, "added": change.added, "removed": change.removed,
-                              "source": change.source, "reason": change.note}))
+                              "source": change.source, "reason": said(change.note)}))
         for entry in entries:
             print(json.dumps({"entry": masked(info.kind, entry)}))
         return 0
     print(f"list {info.name}: kind {info.kind}, v{info.version}, {info.entries:,} entries"
-          + (f" - {info.description}" if info.description else ""))
+          + (f" - {said(info.description)}" if info.description else ""))
     for change in history:
         what = f"+{change.added:,} -{change.removed:,}" if change.action != "create" else "created"
         source = f"  from {change.source}" if change.source else ""
-        reason = f"  ({change.note})" if change.note and change.action != "create" else ""
+        reason = f"  ({said(change.note)})" if change.note and change.action != "create" else ""
         print(f"  v{change.version:<4} {_when(change.at)}  {change.actor:<24} {change.action:<7} {what}"
               f"{source}{reason}")
     if args.entries:
@@ -155,7 +160,10 @@ def show_cmd(args: argparse.Namespace) -> int:
 
 
 def _info_dict(info: Any) -> dict[str, Any]:
-    return {"name": info.name, "kind": info.kind, "description": info.description, "version": info.version,
+    from worker.masking import mask_text
+
+    description = None if info.description is None else mask_text(info.description)
+    return {"name": info.name, "kind": info.kind, "description": description, "version": info.version,
             "entries": info.entries, "created_at": info.created_at, "created_by": info.created_by,
             "updated_at": info.updated_at, "updated_by": info.updated_by}
 

@@ -176,3 +176,13 @@ def test_a_worker_refuses_to_start_on_rules_naming_a_list_the_ledger_lacks(
                                       "'risky-network': unknown list 'risky-nets'")
     _run(capsys, "lists", "create", "risky-nets", "--kind", "cidr")
     check_can_work(settings)
+
+
+def test_a_reason_is_kept_and_shown_masked_like_any_free_text(ledger_env: str,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """The reason given is kept with the version; `show` masks personal data in it as in every view."""
+    _run(capsys, "lists", "create", "blocked-cards", "--kind", "card")
+    _run(capsys, "lists", "add", "blocked-cards", CARD, "--reason", f"called Mr Smith about card {CARD}")
+    code, out, _ = _run(capsys, "lists", "show", "blocked-cards")
+    assert code == 0 and "(called Mr *** about card ******5258)" in out
+    assert "Smith" not in out and CARD not in out

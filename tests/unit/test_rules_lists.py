@@ -141,6 +141,7 @@ def test_a_list_the_caller_did_not_give_is_an_error_never_a_default(book: RuleBo
     ("bank", "  Chase   BANK ", "chase bank"),
     ("cidr", "203.0.113.7", "203.0.113.7/32"),
     ("cidr", "2001:DB8::/32", "2001:db8::/32"),
+    ("cidr", "::ffff:192.0.2.0/120", "192.0.2.0/24"),
 ])
 def test_entries_are_stored_in_one_canonical_form(kind: str, value: str, stored: str) -> None:
     """Each kind's entries are normalized once, so that a lookup is one set membership."""
