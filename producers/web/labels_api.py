@@ -55,7 +55,7 @@ class ProblemsBody(BaseModel):
     """Why nothing was recorded: the first problems in one line, and every one."""
 
     error: str
-    problems: list[str]
+    problems: list[str] = []
 
 
 def add_routes(app: FastAPI, errors: dict[int | str, dict[str, Any]]) -> None:

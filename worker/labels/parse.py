@@ -85,7 +85,10 @@ def check_date(text: str) -> date:
         raise ValueError(f"date {shown(cell)} is not a date; write it as YYYY-MM-DD") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return when.astimezone(UTC).date()
+    try:
+        return when.astimezone(UTC).date()
+    except OverflowError:  # 0001-01-01T00:00+05:00 has no UTC date
+        raise ValueError(f"date {shown(cell)} is out of range") from None
 
 
 def check_item(where: str, line: int, transaction_id: str, label: str, occurred: str) -> LabelRow | Problem:
