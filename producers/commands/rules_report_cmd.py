@@ -12,7 +12,7 @@ from collections import Counter
 from typing import Any
 
 REPORT_HELP = """For each rule: how often it matched, the outcomes of the decisions it matched in
-(and how many it decided: its own outcome won), the amounts, and its precision and recall against
+(and how many it caused: its own outcome won), the amounts, and its precision and recall against
 the outcome labels (`vipflow labels import`); per ruleset over all its versions, then per ruleset
 version (shadow versions too). Each transaction first received in the window counts once, with the
 decision it was acted on and its latest label.
@@ -106,13 +106,13 @@ def _scope(scope: dict[str, Any], title: str) -> None:
               + (f" ({_labels(a['bad_labels'])})" if a["bad_labels"] else ""))
     table = Table(box=None, pad_edge=False)
     for name, justify in (("rule", "left"), ("outcome", "left"), ("matched", "right"), ("amount", "right"),
-                          ("decided", "right"), ("approve/review/reject", "right"), ("labelled", "right"),
+                          ("caused", "right"), ("approve/review/reject", "right"), ("labelled", "right"),
                           ("bad", "right"), ("bad amount", "right"), ("good", "right"), ("precision", "right"),
                           ("recall", "right"), ("bad labels", "left")):
         table.add_column(name, justify=justify, no_wrap=name != "bad labels")  # type: ignore[arg-type]
     for r in scope["rules"]:
         ro = r["outcomes"]
-        table.add_row(r["rule"], r["outcome"], f"{r['matched']:,}", r["amount"], f"{r['decisive']:,}",
+        table.add_row(r["rule"], r["outcome"], f"{r['matched']:,}", r["amount"], f"{r['caused']:,}",
                       f"{ro['approve']}/{ro['review']}/{ro['reject']}", f"{r['labelled']:,}", f"{r['bad']:,}",
                       r["bad_amount"], f"{r['good']:,}", _pct(r["precision"]), _pct(r["recall"]),
                       _labels(r["bad_labels"]))

@@ -143,7 +143,7 @@ def test_labels_from_a_csv_give_the_precision_worked_out_by_hand(stack: Stack, t
     assert (approve["matched"], approve["labelled"], approve["hits"], approve["positives"]) == (4, 3, 2, 3)
     assert approve["precision"] == round(2 / 3, 4) and approve["recall"] == round(2 / 3, 4)
     assert (approve["amount"], approve["bad_amount"], approve["bad_labels"]) == ("260.00", "50.00", {"R01": 1})
-    assert approve["outcomes"] == {"approve": 4, "review": 0, "reject": 0} and approve["decisive"] == 4
+    assert approve["outcomes"] == {"approve": 4, "review": 0, "reject": 0} and approve["caused"] == 4
     reject = rule(doc, "account-not-in-good-standing")
     assert (reject["matched"], reject["labelled"], reject["hits"], reject["positives"]) == (2, 2, 1, 2)
     assert reject["precision"] == 0.5 and reject["recall"] == 0.5

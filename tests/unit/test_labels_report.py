@@ -73,7 +73,7 @@ def test_precision_and_recall_of_each_rule_over_all_versions(ledger_db: Ledger) 
     small = rules["small"]
     assert (small["matched"], small["labelled"], small["hits"], small["positives"]) == (5, 4, 1, 3)
     assert (small["precision"], small["recall"]) == (0.25, 0.3333)
-    assert small["outcomes"] == {"approve": 4, "review": 1, "reject": 0} and small["decisive"] == 4
+    assert small["outcomes"] == {"approve": 4, "review": 1, "reject": 0} and small["caused"] == 4
     assert (small["amount"], small["bad_amount"], small["good_amount"]) == ("180.00", "140.00", "10.00")
     assert small["bad_labels"] == {"R01": 1, "R10": 1, "confirmed_fraud": 1}
     assert (rules["big"]["precision"], rules["big"]["recall"]) == (0.5, 0.25)

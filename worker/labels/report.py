@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from worker.labels.codes import verdict
@@ -60,7 +60,7 @@ class Tally:
     matched: int = 0
     amount: Decimal = Decimal(0)
     outcomes: Counter[str] = field(default_factory=Counter)
-    decisive: int = 0  # decisions whose outcome is the rule's own (it caused the outcome, alone or not)
+    caused: int = 0  # decisions whose outcome is the rule's own (it caused the outcome, alone or with others)
     labelled: int = 0
     bad: int = 0
     bad_amount: Decimal = Decimal(0)
@@ -74,7 +74,7 @@ class Tally:
         self.amount += amount
         self.outcomes[outcome] += 1
         if own_outcome == outcome:
-            self.decisive += 1
+            self.caused += 1
         if label is None:
             return
         self.labelled += 1
@@ -113,7 +113,7 @@ class RuleStats:
         """JSON-ready form."""
         hits, _labelled, positives, precision, recall = self.measures(scope)
         return {"rule": self.rule_id, "outcome": self.outcome, **self.tally.base(),
-                "decisive": self.tally.decisive, "predicts": "bad" if self.outcome in FLAGGING else "good",
+                "caused": self.tally.caused, "predicts": "bad" if self.outcome in FLAGGING else "good",
                 "hits": hits, "positives": positives, "precision": precision, "recall": recall}
 
 
@@ -206,11 +206,12 @@ def _rows(engine: Engine, since_ms: int | None, until_ms: int | None,
     """(transaction id, amount, decision JSON, shadow decision JSON, latest label) of every decided
     transaction first received in the window, ``batch`` at a time (keyset on the id: constant memory)."""
     tx, lb = t.transactions.c, t.labels.c
-    latest = select(lb.transaction_id, func.max(lb.id).label("last")).group_by(lb.transaction_id).subquery()
+    # The latest label of each transaction: one step down the (transaction_id, id) index per row, so a
+    # page costs the same however many labels the ledger holds.
+    latest = (select(lb.label).where(lb.transaction_id == tx.transaction_id).order_by(lb.id.desc()).limit(1)
+              .correlate(t.transactions).scalar_subquery())
     base = (select(tx.transaction_id, tx.amount, tx.record["decision"].as_string(),
-                   tx.record["shadow_decision"].as_string(), t.labels.c.label)
-            .select_from(t.transactions.outerjoin(latest, latest.c.transaction_id == tx.transaction_id)
-                         .outerjoin(t.labels, t.labels.c.id == latest.c.last))
+                   tx.record["shadow_decision"].as_string(), latest)
             .where(tx.outcome.is_not(None)).order_by(tx.transaction_id).limit(batch))
     if since_ms is not None:
         base = base.where(tx.created_at >= since_ms / 1000)
