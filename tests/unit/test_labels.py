@@ -236,3 +236,20 @@ def test_rules_report_refuses_a_bad_window(cli_ledger: Ledger, capsys: pytest.Ca
     assert "--since: 'yesterday' is not an ISO time" in capsys.readouterr().err
     assert main(["rules", "report", "--since", "2026-11-02", "--until", "2026-11-01"]) == 2
     assert "--until" in capsys.readouterr().err
+
+
+def test_tx_show_lists_the_transactions_labels(cli_ledger: Ledger, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """`tx show` ends with the transaction's labels, oldest first, each with its actor; --json has them too."""
+    path = tmp_path / "returns.csv"
+    path.write_text(f"tx000001,confirmed_good,{TODAY.isoformat()}\n")
+    assert main(["labels", "import", str(path)]) == 0
+    path.write_text(f"tx000001,R10,{TODAY.isoformat()}\n")
+    assert main(["labels", "import", str(path)]) == 0
+    capsys.readouterr()
+    assert main(["tx", "show", "tx000001"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    start = lines.index("labels (what happened after the decision; the last is the transaction's label):")
+    assert "confirmed_good" in lines[start + 1] and "R10 Customer Advises" in lines[start + 2]
+    assert main(["tx", "show", "tx000001", "--json"]) == 0
+    assert [lab["label"] for lab in json.loads(capsys.readouterr().out)["labels"]] == ["confirmed_good", "R10"]
