@@ -30,7 +30,7 @@ _COLUMNS = {
 _PRINTABLE_ID = re.compile(r"[\x21-\x7e]{1,64}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LabelRow:
     """One label to record: ``where`` names its place for messages (``returns.csv:7``, ``labels[6]``);
     ``line`` is the line number (or the item's place, from 1) kept with it in the ledger."""

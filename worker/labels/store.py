@@ -25,7 +25,7 @@ from worker.ledger import tables as t
 from worker.ledger.commit import unavailable
 
 GRACE = timedelta(days=1)
-_BATCH = 500
+_BATCH = 2000  # ids per lookup, rows per insert
 
 
 @dataclass(frozen=True)
@@ -91,11 +91,11 @@ class LabelStore:
                     at=now, actor=actor, source=source, name=name, sha256=sha256, rows=len(rows),
                     recorded=len(fresh)))
                 import_id = int(result.inserted_primary_key[0])  # type: ignore[index]
-                if fresh:
+                for start in range(0, len(fresh), _BATCH):  # a page of parameters at a time: bounded memory
                     conn.execute(insert(t.labels), [
                         {"import_id": import_id, "transaction_id": r.transaction_id, "label": r.label,
                          "kind": kind_of(r.label), "occurred_on": r.occurred_on, "line": r.line, "at": now}
-                        for r in fresh])
+                        for r in fresh[start:start + _BATCH]])
         except IntegrityError:  # a transaction pruned between the check and the insert
             raise LabelsRefused([Problem(name or source, "a transaction of the batch left the ledger while it was "
                                                          "being recorded; import it again")]) from None
