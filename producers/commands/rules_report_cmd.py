@@ -79,10 +79,14 @@ def _print(report: dict[str, Any]) -> None:
     for scope in report["rulesets"]:
         _scope(scope, f"ruleset {scope['ruleset']}, all versions")
     live = Counter(s["ruleset"] for s in report["versions"] if s["role"] == "live")
+    live_texts = {(s["ruleset"], s["content_hash"]) for s in report["versions"] if s["role"] == "live"}
     for scope in report["versions"]:
         title = f"ruleset {scope['ruleset']} v{scope['version']} (sha256 {str(scope['content_hash'])[:12]})"
         if scope["role"] == "live" and live[scope["ruleset"]] == 1:
             out.print(f"\n[bold]{title}[/]: the only live version of {scope['ruleset']}: as above")
+            continue
+        if scope["role"] == "shadow" and (scope["ruleset"], scope["content_hash"]) in live_texts:
+            out.print(f"\n[bold]{title}[/], shadow: the same text as the live version, so the same figures")
             continue
         _scope(scope, title + (", shadow: decided beside the live rules, never acted on"
                                if scope["role"] == "shadow" else ""))
