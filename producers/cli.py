@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "producers.web.command",
     "producers.commands.tokens_cmd",
     "producers.commands.lists_cmd",
+    "producers.commands.labels_cmd",
 )
 
 

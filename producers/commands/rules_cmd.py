@@ -1,4 +1,4 @@
-"""``vipflow rules check|test|explain``: thin wrappers over the rules package."""
+"""``vipflow rules check|test|explain|report``: thin wrappers over the rules package (``report``: its own module)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 def add_parser(subparsers: Any) -> None:
     """Register ``rules`` and its three subcommands."""
-    rules = subparsers.add_parser("rules", help="check, test and explain rule files")
+    rules = subparsers.add_parser("rules", help="check, test, explain rule files; report rules against labels")
     sub = rules.add_subparsers(dest="rules_command", required=True)
 
     check = sub.add_parser("check", help="validate rule files; every problem as file:line")
@@ -31,6 +31,10 @@ def add_parser(subparsers: Any) -> None:
     explain.add_argument("--rules", dest="rules_path", help="rules directory (default: rules.path)")
     explain.add_argument("--json", action="store_true", help="print JSON")
     explain.set_defaults(func=explain_cmd)
+
+    from producers.commands.rules_report_cmd import add_report
+
+    add_report(sub)
 
 
 def _paths(args: argparse.Namespace) -> list[str | Path]:

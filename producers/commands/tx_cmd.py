@@ -22,7 +22,7 @@ def add_parser(subparsers: Any) -> None:
 def run_tx_show(args: argparse.Namespace) -> int:
     """Print one transaction from the ledger, personal data masked; InputError (exit 2) when the ledger
     knows nothing of it."""
-    from producers.commands.txview import render, render_refused, render_rules, tx_view
+    from producers.commands.txview import render, render_labels, render_refused, render_rules, tx_view
     from worker.config import load_settings
     from worker.errors import InputError
     from worker.ledger import Ledger
@@ -43,6 +43,7 @@ def run_tx_show(args: argparse.Namespace) -> int:
         print(render_refused(args.transaction_id, view["notifications"]))
         return 0
     print(render(view["record"], view["events"], view["notifications"]))
+    print(render_labels(view["labels"]))
     if "rules" in view:
         print(render_rules(view["record"], view["rules"]))
     return 0

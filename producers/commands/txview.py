@@ -85,6 +85,7 @@ def tx_view(ledger: Ledger, transaction_id: str, *, rules: bool = False) -> dict
     notifications masked in all that free text too; names, kinds, states and actors are vipflow's own words.
     Notification bodies are never included; rule text is the operator's, shown exactly.
     """
+    from worker.labels.store import LabelStore
     from worker.masking import mask_mapping
 
     received = ledger.notifications_of(transaction_id)
@@ -105,7 +106,8 @@ def tx_view(ledger: Ledger, transaction_id: str, *, rules: bool = False) -> dict
     events = [e.to_dict() for e in ledger.events(transaction_id)]
     for event in events:
         event["data"] = _amounts(mask_mapping(event["data"], names))
-    view: dict[str, Any] = {"record": record, "events": events, "notifications": _notes(received, names)}
+    view: dict[str, Any] = {"record": record, "events": events, "notifications": _notes(received, names),
+                            "labels": [lab.to_dict() for lab in LabelStore(ledger.engine).of(transaction_id)]}
     if rules:
         content_hash = (rec.decision or {}).get("content_hash")
         view["rules"] = ledger.ruleset(str(content_hash)) if content_hash else None
@@ -243,6 +245,20 @@ def render(rec: dict[str, Any], events: list[dict[str, Any]] | None = None,
         lines.append(f"  {_t(a['at'])}  {a['name']:<16} {a['status']:<8} {result}")
     for e in rec.get("errors", ()):
         lines.append(f"error {_t(e.get('at'))}: {e.get('message')}")
+    return "\n".join(lines)
+
+
+def render_labels(labels: list[dict[str, Any]]) -> str:
+    """The outcome labels of a transaction (``tx_view``'s ``labels``), oldest first: the last is its label."""
+    from worker.labels.codes import describe
+
+    if not labels:
+        return "labels: none (what happened after the decision: vipflow labels import)"
+    lines = ["labels (what happened after the decision; the last is the transaction's label):"]
+    for lab in labels:
+        origin = f"{lab['source']} {lab['name']}" if lab.get("name") else lab["source"]
+        lines.append(f"  {lab['occurred_on']}  {describe(lab['label'])}  recorded {_t(lab['at'])} by {lab['actor']} "
+                     f"({origin})")
     return "\n".join(lines)
 
 

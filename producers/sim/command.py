@@ -62,6 +62,10 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--for-sessions", action="store_true",
                         help="with --send: one notification per patron session the simulator at vip.base_url "
                              "opened (their transaction ids, patrons, cards and amounts)")
+    parser.add_argument("--labels", type=Path, default=None, metavar="FILE",
+                        help="write a labels CSV (transaction_id,label,date) for the settled transactions in the "
+                             "ledger (database.url): plausible ACH returns, chargebacks, confirmed fraud and good, "
+                             "the same for the same --seed; for `vipflow labels import`")
     parser.set_defaults(func=run)
 
 
@@ -96,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
     from worker.config import load_settings
 
     settings = load_settings(getattr(args, "config", None))
+    if args.labels is not None:
+        return _write_labels(args, settings)
     if args.file is not None and args.send is None:
         raise InputError("--file goes with --send: vipflow sim --send --file FILE")
     if args.rich and (args.send is None or args.file is not None):
@@ -109,6 +115,24 @@ def run(args: argparse.Namespace) -> int:
     run_simulator(
         settings, host=args.host, vip_port=vip_port, wallet_port=wallet_port, faults=_faults(args), seed=args.seed
     )
+    return 0
+
+
+def _write_labels(args: argparse.Namespace, settings: Any) -> int:
+    """Write the simulator's labels CSV for the ledger's settled transactions; say how many of each."""
+    from producers.sim.labels import write_labels
+    from worker.ledger import Ledger
+
+    if args.send is not None:
+        raise InputError("--labels writes a file from the ledger; it does not go with --send")
+    with Ledger.open(settings.database.url, create=False) as ledger:
+        text, counts = write_labels(ledger.engine, seed=args.seed or 0)
+    try:
+        args.labels.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"--labels: cannot write {args.labels} ({exc.strerror})") from None
+    summary = ", ".join(f"{label} {n}" for label, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    print(f"{args.labels}: {sum(counts.values())} labels ({summary or 'no settled transactions'})")
     return 0
 
 

@@ -5,6 +5,7 @@
   passed on with VIP's error body (401/403 from VIP: 502, they are vipflow's credentials),
   502 when VIP failed or did not answer. Nothing refused is recorded as open.
 - ``GET /api/v1/transactions/{id}`` (scope ``status``): state, type, amount, redirect.
+- ``POST /api/v1/labels`` (scope ``labels``): record outcome labels (``producers.web.labels_api``).
 - ``GET /healthz``; the OpenAPI document at ``/openapi.json``.
 
 The token is checked before the body is read (:class:`producers.web.auth.Guard`), and bodies are
@@ -27,6 +28,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from producers.web.auth import Guard, require
+from producers.web.labels_api import add_routes as add_label_routes
 from worker.config import Settings
 from worker.errors import LedgerUnavailable
 from worker.ledger import Ledger
@@ -163,4 +165,5 @@ def create_app(settings: Settings, *, ledger: Ledger | None = None, vip: PatronS
             return _error(404, f"no transaction or open session {transaction_id!r}")
         return found.to_dict()
 
+    add_label_routes(app, _errors(413))
     return app

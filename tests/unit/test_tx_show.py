@@ -90,7 +90,7 @@ def test_json_shows_the_row_events_actors_and_notifications(world: World,
     code, out, _ = _show(capsys, "txshow0001", as_json=True)
     assert code == 0
     view = json.loads(out)
-    assert set(view) == {"record", "events", "notifications"}
+    assert set(view) == {"record", "events", "notifications", "labels"} and view["labels"] == []
     assert view["record"]["state"] == "approved" and view["record"]["amount"] == "3000.00"
     events = view["events"]
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))

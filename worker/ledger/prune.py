@@ -4,7 +4,8 @@ What goes, once it is older than the cutoff (now minus ``ledger.retention_days``
 
 - every transaction whose state is final (``states.FINAL``) and whose current row
   has not changed since the cutoff (``updated_at``), with its events, its
-  notifications (and their "done" marks) and its dead letters; a transaction that
+  notifications (and their "done" marks), its dead letters and its outcome labels (their
+  ``label_imports`` rows stay: the audit of who recorded what); a transaction that
   received a notification after the cutoff stays;
 - every notification received before the cutoff that belongs to no transaction
   (those archived as invalid), with its "done" mark and dead letters.
@@ -128,6 +129,7 @@ def _delete_transactions(conn: Connection, cutoff_at: float, batch: int, after: 
     dead = conn.execute(delete(t.dead_letters).where(or_(dl.transaction_id.in_(ids), dl.entry_id.in_(entry_ids))))
     conn.execute(delete(t.notification_done).where(t.notification_done.c.entry_id.in_(entry_ids)))
     events = conn.execute(delete(t.events).where(t.events.c.transaction_id.in_(ids)))
+    conn.execute(delete(t.labels).where(t.labels.c.transaction_id.in_(ids)))
     notes = conn.execute(delete(t.notifications).where(n.entry_id.in_(entry_ids)))
     txs = conn.execute(delete(t.transactions).where(tx.transaction_id.in_(ids)))
     counts = {"transactions": txs.rowcount, "events": events.rowcount, "notifications": notes.rowcount,

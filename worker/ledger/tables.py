@@ -24,6 +24,11 @@
   version and size; ``list_entries``: what each holds now; ``list_changes`` and ``list_change_entries``:
   every version of every list, who made it, when and what it added or removed (append-only: any
   version can be rebuilt from them).
+- ``label_imports``: every batch of outcome labels recorded (a CSV file or one API request): who, when,
+  from what (file name and sha256, or the token's name), how many rows. Append-only.
+- ``labels``: what happened to a transaction after its decision (an ACH return code, a chargeback,
+  confirmed fraud or good; ``worker.labels.codes``), one row per label recorded, in its import. The
+  latest row of a transaction is its label; earlier ones stay. Append-only; pruned with the transaction.
 
 Times are epoch seconds (double precision) unless a name ends in ``_ms``;
 amounts are Numeric dollars, exact.
@@ -35,6 +40,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
+    Date,
     Double,
     ForeignKey,
     ForeignKeyConstraint,
@@ -246,3 +252,28 @@ list_change_entries = Table(
     Column("op", String(8), nullable=False),  # add | remove
     ForeignKeyConstraint(["list_name", "version"], ["list_changes.list_name", "list_changes.version"]),
 )
+label_imports = Table(
+    "label_imports", metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("at", Double, nullable=False),
+    Column("actor", String(200), nullable=False),  # "os:alice", "config:ops", "token:bank-returns"
+    Column("source", String(16), nullable=False),  # csv | api
+    Column("name", String(200), nullable=True),  # the CSV file's name (no directory)
+    Column("sha256", String(64), nullable=False),  # of the file, or of the request's body
+    Column("rows", Integer, nullable=False),  # rows given
+    Column("recorded", Integer, nullable=False),  # rows recorded (the others said what was already recorded)
+)
+
+labels = Table(
+    "labels", metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("import_id", BigInteger().with_variant(Integer(), "sqlite"), ForeignKey("label_imports.id"),
+           nullable=False),
+    Column("transaction_id", String(64), ForeignKey("transactions.transaction_id"), nullable=False),
+    Column("label", String(32), nullable=False),  # R01 ... R85 | chargeback | confirmed_fraud | confirmed_good
+    Column("kind", String(16), nullable=False),  # ach_return | chargeback | fraud | good
+    Column("occurred_on", Date, nullable=False),  # when it happened (the return's or dispute's date)
+    Column("line", Integer, nullable=False),  # its line in the CSV file (the item's place in the API request)
+    Column("at", Double, nullable=False),
+)
+Index("ix_labels_transaction_id", labels.c.transaction_id, labels.c.id)
