@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import threading
 
+from rules.testing import verify_tested_rulebook
 from worker.config import Settings
 from worker.ledger import Ledger
+from worker.ledger.rule_history import CANDIDATE, CURRENT, RuleHistory
 from worker.masking import keep_operator_hosts, operator_hosts
 from worker.pipeline import Deps, RuleSource
 from worker.reload import RuleHolder
+from worker.rule_live import LiveRecorder
 from worker.shadow import shadow_holder
 from worker.store.accounts import AccountCache
 from worker.store.archive import Archive
@@ -24,11 +27,15 @@ from worker.wallet.protocol import Wallet
 
 
 def bootstrap(settings: Settings, *, vip: VipApi | None = None, wallet: Wallet | None = None,
-              rules: RuleSource | None = None, ledger: Ledger | None = None) -> Deps:
-    """Deps on the configured Redis, ledger, VIP Connect client, wallet and rules (each replaceable).
+              rules: RuleSource | None = None, ledger: Ledger | None = None, record_live: bool = False) -> Deps:
+    """Deps on the configured Redis, ledger, VIP Connect client, wallet and rules (each replaceable), with
+    the rollout's candidate rules when ``rules.candidate`` is set.
 
-    Raises SchemaOutdated when the ledger's PostgreSQL schema is older than the code. The configured
-    hosts are the operator's own from here on: error messages name them in clear (``worker.masking``).
+    ``record_live``: this process decides traffic (a worker's tasks), so the rule versions it loads are
+    recorded in the ledger's history as gone live (``worker.rule_live``). Raises SchemaOutdated when the
+    ledger's PostgreSQL schema is older than the code, and RuleError when the rules (or the candidate) do not
+    pass their gate. The configured hosts are the operator's own from here on: error messages name them in
+    clear (``worker.masking``).
     """
     keep_operator_hosts(operator_hosts(settings))
     client = connect(settings.redis)
@@ -44,13 +51,22 @@ def bootstrap(settings: Settings, *, vip: VipApi | None = None, wallet: Wallet |
         from worker.wallet import make_wallet
 
         wallet = make_wallet(settings.wallet)
+    history = RuleHistory(ledger.engine) if record_live else None
     if rules is None:
         holder = RuleHolder(settings.rules.path)
+        if history is not None:
+            holder.listen(LiveRecorder(history, CURRENT))
         holder.start(settings.rules.reload_interval_s, sighup=False)
         rules = holder
     shadow = shadow_holder(settings)
     if shadow is not None:
         shadow.start(settings.rules.reload_interval_s, sighup=False)
+    candidate = None
+    if settings.rules.candidate is not None:
+        candidate = RuleHolder(settings.rules.candidate, verify=verify_tested_rulebook)
+        if history is not None:
+            candidate.listen(LiveRecorder(history, CANDIDATE, share=settings.rules.candidate_share))
+        candidate.start(settings.rules.reload_interval_s, sighup=False)
     return Deps(
         settings=settings,
         archive=Archive(client, prefix),
@@ -62,6 +78,7 @@ def bootstrap(settings: Settings, *, vip: VipApi | None = None, wallet: Wallet |
         wallet=wallet,
         rules=rules,
         shadow=shadow,
+        candidate=candidate,
     )
 
 
@@ -74,5 +91,5 @@ def process_deps(settings: Settings) -> Deps:
     global _deps
     with _deps_lock:
         if _deps is None:
-            _deps = bootstrap(settings)
+            _deps = bootstrap(settings, record_live=True)
         return _deps

@@ -13,6 +13,7 @@ import hashlib
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,31 +38,65 @@ def files_hash(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-class RuleHolder:
-    """Holds the RuleBook in force; ``check()`` reloads it when the files changed."""
+# Told of the book in force: "loaded" (at start), "reloaded" (a new version took over) or "kept" (a check
+# found nothing new): ``worker.rule_live.LiveRecorder`` records the versions that went live.
+BookListener = Callable[[RuleBook, str], None]
 
-    def __init__(self, path: str | Path, book: RuleBook | None = None):
+
+class RuleHolder:
+    """Holds the RuleBook in force; ``check()`` reloads it when the files changed.
+
+    ``verify`` is the gate a version passes before it is used (``verify_rulebook``: ``rules check`` and the
+    tests beside the files; a rollout's candidate uses ``verify_tested_rulebook``). ``on_book`` is told of
+    the book after every check (see ``BookListener``); its failures are logged, never raised.
+    """
+
+    def __init__(self, path: str | Path, book: RuleBook | None = None, *,
+                 verify: Callable[[Path], RuleBook] = verify_rulebook, on_book: BookListener | None = None):
         self.path = Path(path)
+        self._verify = verify
+        self._on_book = on_book
         self._lock = threading.Lock()
         self._files_hash = files_hash(self.path)
-        self._book = book if book is not None else verify_rulebook(self.path)
+        self._book = book if book is not None else verify(self.path)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._log_accepted("loaded")
+        self._tell("loaded")
+
+    def listen(self, on_book: BookListener) -> None:
+        """Tell ``on_book`` of the book in force now ("loaded") and after every check from now on."""
+        self._on_book = on_book
+        self._tell("loaded")
+
+    def _tell(self, how: str) -> None:
+        if self._on_book is None:
+            return
+        try:
+            self._on_book(self._book, how)
+        except Exception:
+            log.exception("could not record the rules in force; trying again at the next check",
+                          extra={"rules_path": str(self.path)})
 
     def current(self) -> RuleBook:
         """The rule book in force now (read it once per task)."""
         return self._book
 
     def check(self) -> bool:
-        """Reload if the rule files changed and the new ones pass; True when a new book took over."""
+        """Reload if the rule files changed and the new ones pass; True when a new book took over. The
+        listener is told either way (after the reload lock is released)."""
+        changed = self._check()
+        self._tell("reloaded" if changed else "kept")
+        return changed
+
+    def _check(self) -> bool:
         with self._lock:
             seen = files_hash(self.path)
             if seen == self._files_hash:
                 return False
             self._files_hash = seen  # refuse a bad version once, not on every tick
             try:
-                book = verify_rulebook(self.path)
+                book = self._verify(self.path)
             except (RuleError, OSError) as exc:
                 log.error("rule files refused; keeping the previous version", extra={
                     "rules_path": str(self.path), "problem": str(exc),
