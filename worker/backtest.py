@@ -33,13 +33,16 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from rules import RuleBook, RuleError
+from rules import Decision, RuleBook, RuleError
 from worker.config import LimitsSettings
 from worker.errors import NotificationError
 from worker.facts import Enrichment, build_facts
 from worker.ledger.store import Recorded
 from worker.notification import decode_body, parse_notification
 from worker.replay import Progress, Selected, Selection, StopFlag, Stores, select
+
+# Which book decides a transaction (its id and type), and the rollout side it is on (``worker.rollout``).
+Pick = Callable[[str, str], tuple[RuleBook, str]]
 
 NONE = "(none)"
 ERROR = "(error)"
@@ -91,6 +94,8 @@ class BacktestReport:
     after: Counter[str] = field(default_factory=Counter)
     unasked: Counter[str] = field(default_factory=Counter)  # source -> transactions decided without it
     missing: list[str] = field(default_factory=list)  # dead letters' entries no longer stored
+    sides: Counter[str] = field(default_factory=Counter)  # rollout side -> transactions it decided (with pick)
+    baseline: str | None = None  # what "recorded" means when not the ledger's decisions (--compare A B)
     interrupted: bool = False
     on_difference: Callable[[Difference], None] | None = None
 
@@ -120,7 +125,9 @@ class BacktestReport:
                 "outcome_changes": self.outcome_changes, "rule_changes": self.rule_changes,
                 "never_decided": self.never_decided, "errors": self.errors, "differences": self.different,
                 "before": dict(sorted(self.before.items())), "after": dict(sorted(self.after.items())),
-                "unasked": dict(sorted(self.unasked.items())), "interrupted": self.interrupted}
+                "unasked": dict(sorted(self.unasked.items())), "interrupted": self.interrupted,
+                **({"sides": dict(sorted(self.sides.items()))} if self.sides else {}),
+                **({"baseline": self.baseline} if self.baseline else {})}
 
 
 def _facts(row: Recorded, st: Stores, limits: LimitsSettings) -> tuple[str | None, Mapping[str, Any]]:
@@ -138,8 +145,36 @@ def _facts(row: Recorded, st: Stores, limits: LimitsSettings) -> tuple[str | Non
     return note.transaction_type, build_facts(note, Enrichment(), limits)
 
 
-def _compare(report: BacktestReport, row: Recorded, st: Stores, book: RuleBook, limits: LimitsSettings) -> None:
+@dataclass(frozen=True)
+class Against:
+    """How a backtest decides and what it compares with. ``pick``: the book per transaction (a rollout)
+    instead of the one book; ``baseline``: compare with this book's decisions on the same facts instead of
+    the recorded ones (two versions from the history, ``--compare A B``); ``only_type``: skip the other
+    transaction types (not counted)."""
+
+    pick: Pick | None = None
+    baseline: RuleBook | None = None
+    only_type: str | None = None
+
+
+def _compare(report: BacktestReport, row: Recorded, st: Stores, book: RuleBook, limits: LimitsSettings,
+             against: Against = Against()) -> bool:
+    """Decide one transaction and count it; False when ``against.only_type`` skips it (not counted)."""
+    ttype = row.transaction_type
+    facts: Mapping[str, Any] | None = None
+    failed: str | None = None
+    try:
+        ttype, facts = _facts(row, st, limits)
+    except (RuleError, NotificationError, ValueError, ArithmeticError) as exc:
+        failed = _why(exc)
+    if against.only_type is not None and (facts is None or ttype != against.only_type):
+        return False
     recorded_decision = row.decision
+    if against.baseline is not None and facts is not None:
+        try:
+            recorded_decision = against.baseline.decide(str(ttype), facts).to_dict()
+        except (RuleError, ValueError, ArithmeticError) as exc:
+            failed, recorded_decision = f"the baseline cannot decide it: {_why(exc)}", None
     if recorded_decision:
         recorded = str(recorded_decision.get("outcome"))
         was = tuple([str(m.get("id")) for m in recorded_decision.get("matched", ())])
@@ -147,16 +182,20 @@ def _compare(report: BacktestReport, row: Recorded, st: Stores, book: RuleBook, 
     else:
         recorded, was = NONE, ()
     report.before[recorded] += 1
-    ttype = row.transaction_type
-    try:
-        ttype, facts = _facts(row, st, limits)
-        decision = book.decide(str(ttype), facts)
-    except (RuleError, NotificationError, ValueError, ArithmeticError) as exc:
+    decision: Decision | None = None
+    if failed is None and facts is not None:
+        try:
+            used = book
+            if against.pick is not None:
+                used, side = against.pick(str(row.transaction_id), str(ttype))
+                report.sides[side] += 1
+            decision = used.decide(str(ttype), facts)
+        except (RuleError, ValueError, ArithmeticError) as exc:
+            failed = _why(exc)
+    if decision is None:
         report.after[ERROR] += 1
-        message = (str(exc) if isinstance(exc, RuleError | NotificationError)
-                   else "a recorded fact has a value of the wrong kind for the rules")
-        report.add(Difference(str(row.transaction_id), ttype, recorded, ERROR, error=message, change=FAILED))
-        return
+        report.add(Difference(str(row.transaction_id), ttype, recorded, ERROR, error=failed, change=FAILED))
+        return True
     report.after[decision.outcome] += 1
     if recorded_decision and row.unasked:
         for source in row.unasked:
@@ -170,10 +209,16 @@ def _compare(report: BacktestReport, row: Recorded, st: Stores, book: RuleBook, 
     elif set(now) != set(was):
         change = RULE_ONLY
     else:
-        return
+        return True
     report.add(Difference(str(row.transaction_id), ttype, recorded, decision.outcome,
                           added=tuple(i for i in now if i not in was),
                           removed=tuple(i for i in was if i not in now), change=change))
+    return True
+
+
+def _why(exc: Exception) -> str:
+    return (str(exc) if isinstance(exc, RuleError | NotificationError)
+            else "a recorded fact has a value of the wrong kind for the rules")
 
 
 def _listed(selected: Selected, st: Stores, page: int) -> Iterator[Recorded]:
@@ -200,11 +245,13 @@ def _listed(selected: Selected, st: Stores, page: int) -> Iterator[Recorded]:
 
 def backtest(selection: Selection, st: Stores, book: RuleBook, limits: LimitsSettings, *, page: int = PAGE,
              keep: int | None = 1000, on_difference: Callable[[Difference], None] | None = None,
-             on_progress: Progress | None = None, should_stop: StopFlag | None = None) -> BacktestReport:
+             on_progress: Progress | None = None, should_stop: StopFlag | None = None,
+             against: Against = Against(), baseline_label: str | None = None) -> BacktestReport:
     """Decide each selected transaction once with ``book`` (its first decidable notification in the
-    selection); nothing is called and nothing written. ``page``: notifications per ledger query (progress
-    and stop requests are looked at between pages). SelectionError as ``replay.select`` raises it."""
-    report = BacktestReport(keep=keep, on_difference=on_difference)
+    selection), or as ``against`` says; nothing is called and nothing written. ``page``: notifications per
+    ledger query (progress and stop requests are looked at between pages). SelectionError as
+    ``replay.select`` raises it."""
+    report = BacktestReport(keep=keep, on_difference=on_difference, baseline=baseline_label)
     rows: Iterator[Recorded]
     if selection.by_time:
         total = st.ledger.count_notifications(selection.since_ms, selection.until_ms)
@@ -216,8 +263,8 @@ def backtest(selection: Selection, st: Stores, book: RuleBook, limits: LimitsSet
     done = 0
     for done, row in enumerate(rows, 1):
         # One per transaction: duplicates, invalid bodies and VIP error notifications aside.
-        if not (row.repeat or row.status == "invalid" or row.kind == "error" or not row.transaction_id):
-            _compare(report, row, st, book, limits)
+        decidable = not (row.repeat or row.status == "invalid" or row.kind == "error" or not row.transaction_id)
+        if decidable and _compare(report, row, st, book, limits, against):
             report.transactions += 1
         if done % page == 0:
             if on_progress is not None:
