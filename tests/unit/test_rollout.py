@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import shutil
 from dataclasses import replace
 from decimal import Decimal
@@ -185,3 +186,28 @@ def test_the_ledger_keeps_the_side_in_the_decided_event_on_sqlite(ledger: Ledger
     stored = ledger.load("roll00009")
     assert stored is not None and stored.record.decision is not None
     assert stored.record.decision["side"] == CANDIDATE
+
+
+def test_rules_explain_uses_the_side_the_transaction_id_lands_on(candidate_dir: Path, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a rollout configured, explain says which side the facts' transaction_id is on and explains with
+    that side's rules; --side overrides."""
+    from producers.cli import main
+
+    on_candidate = next(f"x{i}" for i in range(1000) if side_for(f"x{i}", Decimal(30)) == CANDIDATE)
+    on_current = next(f"x{i}" for i in range(1000) if side_for(f"x{i}", Decimal(30)) == CURRENT)
+    monkeypatch.setenv("VIPFLOW_RULES__CANDIDATE", str(candidate_dir))
+    monkeypatch.setenv("VIPFLOW_RULES__CANDIDATE_SHARE", "30")
+    facts = tmp_path / "facts.json"
+    facts.write_text(json.dumps({"transaction_id": on_candidate, "amount": 50}))
+    assert main(["rules", "explain", "deposit", str(facts)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"side: candidate (transaction {on_candidate} is in bucket {bucket(on_candidate)} ")
+    assert "ruleset deposit v40" in out and "outcome: reject (default)" in out
+    facts.write_text(json.dumps({"transaction_id": on_current, "amount": 50}))
+    assert main(["rules", "explain", "deposit", str(facts), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["side"].startswith("current (") and shown["decision"]["version"] == 2
+    assert main(["rules", "explain", "deposit", str(facts), "--side", "candidate"]) == 0
+    assert "ruleset deposit v40" in capsys.readouterr().out
