@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import redis
 
-from rules import RuleBook
+from rules import Decision, RuleBook
 from worker import actions, deliveries, rollout
 from worker.config import Settings
 from worker.enrich import SOURCES, enrich
@@ -259,7 +259,7 @@ def _decide(note: Notification, entry: ArchivedNotification, rec: TransactionRec
     if deps.shadow is not None:
         shadow = decide_shadow(deps.shadow, str(note.transaction_type), facts, decision, rec.transaction_id)
     rec = replace(rec, transaction_type=note.transaction_type, amount=str(note.amount),
-                  references=_references(note), decision={**decision.to_dict(), "side": side}, shadow_decision=shadow,
+                  references=_references(note), decision=_recorded(decision, side, deps), shadow_decision=shadow,
                   facts=facts_for_record(facts), unasked=found.unasked, decided_at=time.time()).moved(State.DECIDED)
     log.info("decided", extra={
         "transaction_id": rec.transaction_id, "outcome": decision.outcome,
@@ -274,6 +274,16 @@ def _decide(note: Notification, entry: ArchivedNotification, rec: TransactionRec
 
     # Stored with the first action's "started" step (before any side effect), or at the end.
     return save.stage(rec, after=counted)
+
+
+def _recorded(decision: Decision, side: Side, deps: Deps) -> dict[str, Any]:
+    """The decision as recorded: its rollout side always; while a rollout runs (a candidate with a share above
+    0), the share too, so that a reader of the record knows a candidate could have decided it."""
+    out = {**decision.to_dict(), "side": side}
+    share = deps.settings.rules.candidate_share
+    if deps.candidate is not None and share > 0:
+        out["candidate_share"] = f"{share:.2f}"
+    return out
 
 
 def _asks(transaction_type: str, book: RuleBook, deps: Deps) -> frozenset[str]:

@@ -211,3 +211,20 @@ def test_rules_explain_uses_the_side_the_transaction_id_lands_on(candidate_dir: 
     assert shown["side"].startswith("current (") and shown["decision"]["version"] == 2
     assert main(["rules", "explain", "deposit", str(facts), "--side", "candidate"]) == 0
     assert "ruleset deposit v40" in capsys.readouterr().out
+
+
+def test_tx_show_names_the_rollout_side_while_a_rollout_runs(world: World, candidate_dir: Path) -> None:
+    """A decision taken during a rollout shows its side and the share; one taken without a rollout shows
+    neither (its record still says side 'current')."""
+    from producers.commands.txview import render
+
+    w = with_rollout(world, candidate_dir, "100")
+    rec = process(archive(w, "deposit", deposit("roll00010")), w.deps)
+    assert rec is not None
+    events = [e.to_dict() for e in w.ledger.events("roll00010")]
+    text = render(rec.to_dict(), events)
+    assert "  rollout side: candidate (rules.candidate_share 100.00 %)" in text
+    assert "ruleset deposit v40 (" in text and ", side candidate" in text
+    plain = process(archive(world, "deposit", deposit("roll00011")), world.deps)
+    assert plain is not None and plain.decision is not None and plain.decision["side"] == CURRENT
+    assert "rollout side" not in render(plain.to_dict())
