@@ -27,12 +27,13 @@ from worker.wallet.protocol import Wallet
 
 
 def bootstrap(settings: Settings, *, vip: VipApi | None = None, wallet: Wallet | None = None,
-              rules: RuleSource | None = None, ledger: Ledger | None = None, record_live: bool = False) -> Deps:
-    """Deps on the configured Redis, ledger, VIP Connect client, wallet and rules (each replaceable), with
-    the rollout's candidate rules when ``rules.candidate`` is set.
+              rules: RuleSource | None = None, ledger: Ledger | None = None, deciding: bool = False) -> Deps:
+    """Deps on the configured Redis, ledger, VIP Connect client, wallet and rules (each replaceable).
 
-    ``record_live``: this process decides traffic (a worker's tasks), so the rule versions it loads are
-    recorded in the ledger's history as gone live (``worker.rule_live``). Raises SchemaOutdated when the
+    ``deciding``: this process decides traffic (a worker's tasks): the rollout's candidate rules are loaded
+    when ``rules.candidate`` is set, and the rule versions it loads are recorded in the ledger's history as
+    gone live (``worker.rule_live``). Other processes (a reviewer's command, the expiry) decide nothing, so a
+    candidate being worked on never stops them. Raises SchemaOutdated when the
     ledger's PostgreSQL schema is older than the code, and RuleError when the rules (or the candidate) do not
     pass their gate. The configured hosts are the operator's own from here on: error messages name them in
     clear (``worker.masking``).
@@ -51,7 +52,7 @@ def bootstrap(settings: Settings, *, vip: VipApi | None = None, wallet: Wallet |
         from worker.wallet import make_wallet
 
         wallet = make_wallet(settings.wallet)
-    history = RuleHistory(ledger.engine) if record_live else None
+    history = RuleHistory(ledger.engine) if deciding else None
     if rules is None:
         holder = RuleHolder(settings.rules.path)
         if history is not None:
@@ -62,7 +63,7 @@ def bootstrap(settings: Settings, *, vip: VipApi | None = None, wallet: Wallet |
     if shadow is not None:
         shadow.start(settings.rules.reload_interval_s, sighup=False)
     candidate = None
-    if settings.rules.candidate is not None:
+    if deciding and settings.rules.candidate is not None:
         candidate = RuleHolder(settings.rules.candidate, verify=verify_tested_rulebook)
         if history is not None:
             candidate.listen(LiveRecorder(history, CANDIDATE, share=settings.rules.candidate_share))
@@ -91,5 +92,5 @@ def process_deps(settings: Settings) -> Deps:
     global _deps
     with _deps_lock:
         if _deps is None:
-            _deps = bootstrap(settings, record_live=True)
+            _deps = bootstrap(settings, deciding=True)
         return _deps

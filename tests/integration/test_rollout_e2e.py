@@ -224,3 +224,28 @@ def test_rollback_restores_the_old_decisions(stack: Stack, folders: tuple[Path, 
     assert {(s[1], s[2]) for s in sides(stack, after, 120).values()} == {("approved", 31)}
     # The worker found v31 recorded by the rollback: no second row for it.
     assert [r.version for r in history.rows("deposit", role="current")] == [2, 3, 31]
+
+
+@pytest.mark.timeout(120)
+def test_a_worker_whose_candidate_fails_its_tests_refuses_to_start(redis_url: str, tmp_path: Path) -> None:
+    """`celery -A worker worker` with a candidate whose own tests fail exits 2 naming rules.candidate, before
+    it is ready (no traffic reaches the candidate)."""
+    from tests.integration.harness import Proc
+
+    candidate = tmp_path / "candidate"
+    shutil.copytree(ROOT / "rules" / "default", candidate)
+    _with_candidate_rule(candidate, 30, tests=REVIEW_ALL_TESTS.replace("outcome: review", "outcome: approve"))
+    stack = Stack(redis_url)
+    try:
+        bad = Proc([sys.executable, "-m", "celery", "-A", "worker", "worker", "--pool", "threads", "--concurrency",
+                    "2", "-Q", stack.prefix, "--without-gossip", "--without-mingle", "--without-heartbeat"],
+                   {**stack.env, "VIPFLOW_RULES__CANDIDATE": str(candidate), "VIPFLOW_RULES__CANDIDATE_SHARE": "30"})
+        code = wait_until(lambda: bad.process.poll() is not None and (bad.process.returncode,), 60,
+                          "the worker to exit")
+        bad.stop()
+        assert code[0] == 2, "\n".join(bad.lines[-30:])
+        refusals = [line for line in bad.lines if "rules.candidate" in line]
+        assert refusals and "rule test(s) failed" in refusals[0], "\n".join(bad.lines[-30:])
+        assert not bad.saw(" ready.")
+    finally:
+        stack.stop()
