@@ -104,8 +104,10 @@ def run(args: argparse.Namespace) -> int:
     from worker.replay import make_selection, stores
     from worker.store.connection import connect
 
-    if (args.rules or args.candidate or args.rollout or args.compare) and not args.dry_run:
-        raise InputError("--rules, --candidate, --rollout and --compare only go with --dry-run")
+    for flag, given in (("--rules", args.rules), ("--candidate", args.candidate), ("--rollout", args.rollout),
+                        ("--compare", args.compare)):
+        if given and not args.dry_run:
+            raise InputError(f"{flag} only goes with --dry-run")
     if sum(map(bool, (args.rules, args.candidate, args.rollout, args.compare))) > 1:
         raise InputError("choose one of --rules, --candidate, --rollout and --compare")
     if args.force and args.dry_run:

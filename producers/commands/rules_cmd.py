@@ -187,4 +187,10 @@ def _side_rules(args: argparse.Namespace, facts: dict[str, Any]) -> tuple[Path, 
     side = side_for(txid, rules.candidate_share)
     how = (f"transaction {txid} is in bucket {bucket(txid)} of {BUCKETS}, rules.candidate_share "
            f"{rules.candidate_share:.2f} % takes buckets below {int(rules.candidate_share * 100)}")
-    return (rules.candidate if side == "candidate" else rules.path), f"{side} ({how})"
+    if side == "candidate":
+        from worker.rule_versions import file_for
+
+        if file_for(rules.candidate, args.ruleset) is None:  # as in the worker: that type stays current
+            return rules.path, f"current ({how}, but the candidate has no {args.ruleset} ruleset)"
+        return rules.candidate, f"candidate ({how})"
+    return rules.path, f"current ({how})"

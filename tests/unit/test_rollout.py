@@ -211,6 +211,11 @@ def test_rules_explain_uses_the_side_the_transaction_id_lands_on(candidate_dir: 
     assert shown["side"].startswith("current (") and shown["decision"]["version"] == 2
     assert main(["rules", "explain", "deposit", str(facts), "--side", "candidate"]) == 0
     assert "ruleset deposit v40" in capsys.readouterr().out
+    facts.write_text(json.dumps({"transaction_id": on_candidate, "amount": 50}))
+    assert main(["rules", "explain", "withdraw", str(facts)]) == 0  # the candidate has no withdraw ruleset
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].endswith("but the candidate has no withdraw ruleset)")
+    assert "ruleset withdraw v" in out
 
 
 def test_tx_show_names_the_rollout_side_while_a_rollout_runs(world: World, candidate_dir: Path) -> None:

@@ -133,19 +133,6 @@ class RuleHistory:
         result: list[HistoryRow] = self._run(op, "read the ruleset history")
         return result
 
-    def find(self, name: str, ref: str) -> list[HistoryRow]:
-        """The rows of ruleset ``name`` that ``ref`` names: a version number (``7``) or a hash prefix (at least
-        6 hex digits), newest first."""
-        h = t.ruleset_history.c
-        cond = h.version == int(ref) if ref.isdigit() else h.content_hash.startswith(ref.lower(), autoescape=True)
-
-        def op() -> list[HistoryRow]:
-            with self.engine.connect() as conn:
-                return [_row(r) for r in conn.execute(
-                    select(t.ruleset_history).where(h.name == name, cond).order_by(h.id.desc()))]
-        result: list[HistoryRow] = self._run(op, "read the ruleset history")
-        return result
-
     def texts(self, name: str, ref: str) -> list[dict[str, Any]]:
         """The stored rule texts (``rulesets`` rows: content_hash, name, version, file, text, first_used_at) of
         ruleset ``name`` that ``ref`` names (a version number or a hash prefix): every version that went live
