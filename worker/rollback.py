@@ -24,6 +24,7 @@ import yaml
 
 from rules.book import rule_files
 from rules.loader import parse_ruleset
+from rules.model import RuleSet
 from rules.testing import test_file_for, verify_rulebook
 from worker.errors import InputError
 from worker.ledger.rule_history import CURRENT, HistoryRow, LiveVersion, RuleHistory
@@ -43,6 +44,9 @@ class RolledBack:
     file: Path
     tests_restored: bool
     recorded: HistoryRow | None
+    replaced: RuleSet | None = None  # the version the file held before (None: none, or it did not load)
+    new: RuleSet | None = None  # the version written (or, with dry_run, that would be)
+    written: bool = True  # False for a dry run
 
 
 def with_version(text: str, version: int) -> str:
@@ -72,11 +76,12 @@ def _write_atomically(path: Path, text: str) -> None:
         raise
 
 
-def rollback(rules_path: Path, name: str, which: str, history: RuleHistory, actor: str) -> RolledBack:
+def rollback(rules_path: Path, name: str, which: str, history: RuleHistory, actor: str, *,
+             dry_run: bool = False) -> RolledBack:
     """Write ruleset ``name``'s version ``which`` (a number or a hash prefix) back into ``rules_path`` as a
-    new version, after it passes the gate; record it with ``actor``. InputError (nothing named, the shipped
-    rules, a folder that is not there), RuleFilesInvalid / RuleTestsFailed (the gate refused: nothing is
-    written), LedgerUnavailable."""
+    new version, after it passes the gate; record it with ``actor``. ``dry_run``: the gate only, nothing
+    written or recorded. InputError (nothing named, the shipped rules, a folder that is not there),
+    RuleFilesInvalid / RuleTestsFailed (the gate refused: nothing is written), LedgerUnavailable."""
     if rules_path.resolve() == SHIPPED_RULES.resolve():
         raise InputError("rules.path is the rule set shipped with vipflow; copy it to a folder of your own and "
                          "point rules.path there before rolling back")
@@ -86,10 +91,11 @@ def rollback(rules_path: Path, name: str, which: str, history: RuleHistory, acto
     target = file_for(rules_path, name)
     if target is None:
         target = rules_path / f"{name}.yaml" if rules_path.is_dir() else rules_path
-    current_version = -1
+    current_version, replaced = -1, None
     if target.exists():
         try:
-            current_version = parse_ruleset(target.read_bytes(), str(target)).version
+            replaced = parse_ruleset(target.read_bytes(), str(target))
+            current_version = replaced.version
         except Exception:  # noqa: BLE001 - a broken file now does not stop a rollback to a good one
             current_version = -1
     new_version = max(history.highest_version(name), current_version, old.ruleset.version) + 1
@@ -97,6 +103,9 @@ def rollback(rules_path: Path, name: str, which: str, history: RuleHistory, acto
     new = parse_ruleset(text.encode("utf-8"), str(target))  # the same checks as any rule file
     tests_path = test_file_for(target)
     _gate(rules_path, target, text, tests_path, old.tests_text)
+    if dry_run:
+        return RolledBack(name, old.ruleset.version, old.ruleset.content_hash, new_version, new.content_hash,
+                          target, old.tests_text is not None, None, replaced, new, written=False)
     if old.tests_text is not None:
         _write_atomically(tests_path, old.tests_text)  # tests first: a reload in between refuses, then retries
     _write_atomically(target, text)
@@ -107,7 +116,7 @@ def rollback(rules_path: Path, name: str, which: str, history: RuleHistory, acto
                        note=f"rollback to v{old.ruleset.version} (sha256 {old.ruleset.content_hash[:12]})")
     recorded = history.record(live, actor=actor, how="rollback")
     return RolledBack(name, old.ruleset.version, old.ruleset.content_hash, new_version, new.content_hash,
-                      target, old.tests_text is not None, recorded)
+                      target, old.tests_text is not None, recorded, replaced, new)
 
 
 def _read(path: Path) -> str | None:

@@ -34,6 +34,8 @@ def add_parsers(sub: Any) -> None:
     rollback = sub.add_parser("rollback", help="write an old version back as a new version (checked first)")
     rollback.add_argument("ruleset", help="deposit or withdraw")
     rollback.add_argument("version", help="the version number to restore, or at least 6 hex digits of its sha256")
+    rollback.add_argument("--dry-run", action="store_true",
+                          help="run the checks and show the changes; write and record nothing")
     rollback.set_defaults(func=rollback_cmd)
 
 
@@ -130,7 +132,8 @@ def rollback_cmd(args: argparse.Namespace) -> int:
         raise InputError("give the version number to restore, or at least 6 hex digits of its sha256")
     with _history(args) as (settings, history):
         try:
-            done = rollback(settings.rules.path, name, which, history(), cli_actor(settings))
+            done = rollback(settings.rules.path, name, which, history(), cli_actor(settings),
+                            dry_run=args.dry_run)
         except RuleFilesInvalid as exc:
             print(f"refused: {name} v{which} does not pass rules check as the folder would be; nothing was written")
             for problem in exc.problems:
@@ -145,7 +148,18 @@ def rollback_cmd(args: argparse.Namespace) -> int:
             return 1
         interval = settings.rules.reload_interval_s
     tests = "its tests restored beside it" if done.tests_restored else "the tests there kept (none were recorded)"
-    print(f"{done.name}: v{done.restored_version} (sha256 {done.restored_hash[:12]}) written back as "
-          f"v{done.new_version} (sha256 {done.new_hash[:12]}) to {done.file}, {tests}; recorded in the history. "
-          f"Workers load it within {interval:g} s (rules.reload_interval_s).")
+    if not done.written:
+        print(f"dry run: {done.name} v{done.restored_version} (sha256 {done.restored_hash[:12]}) passes the checks "
+              f"and would be written back as v{done.new_version} to {done.file}, {tests}; nothing was written")
+    else:
+        print(f"{done.name}: v{done.restored_version} (sha256 {done.restored_hash[:12]}) written back as "
+              f"v{done.new_version} (sha256 {done.new_hash[:12]}) to {done.file}, {tests}; recorded in the "
+              f"history. Workers load it within {interval:g} s (rules.reload_interval_s).")
+    if done.replaced is not None and done.new is not None:
+        from rules.diff import diff_rulesets
+        from worker.rule_versions import label
+
+        for line in diff_rulesets(done.replaced, done.new, label(done.replaced, "before"),
+                                  label(done.new, "written" if done.written else "would be written")).render():
+            print(line)
     return 0

@@ -259,9 +259,15 @@ def test_rules_history_and_rollback_commands(rules_dir: Path, sqlite_url: str, c
     monkeypatch.setenv("VIPFLOW_DATABASE__URL", sqlite_url)
     monkeypatch.setenv("VIPFLOW_RULES__PATH", str(rules_dir))
     monkeypatch.setenv("VIPFLOW_LEDGER__ACTOR", "ops-team")
+    assert main(["rules", "rollback", "withdraw", "1", "--dry-run"]) == 0
+    said = capsys.readouterr().out.splitlines()
+    assert said[0].startswith("dry run: withdraw v1 (sha256 ") and said[0].endswith("nothing was written")
+    assert said[-1] == "1 added, 1 removed, 2 changed, 0 unchanged"  # from v2 back to v1's rules
+    assert "- rule burst -> review" in said and (rules_dir / "withdraw.yaml").read_text() == WITHDRAW_V2
     assert main(["rules", "rollback", "withdraw", "1"]) == 0
-    said = capsys.readouterr().out
-    assert said.startswith("withdraw: v1 (sha256 ") and " written back as v3 " in said
+    said = capsys.readouterr().out.splitlines()
+    assert said[0].startswith("withdraw: v1 (sha256 ") and " written back as v3 " in said[0]
+    assert said[1].startswith("--- withdraw v2 (sha256 ") and said[2].startswith("+++ withdraw v3 (sha256 ")
     assert main(["rules", "history", "withdraw", "--json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(r["version"], r["how"], r["actor"]) for r in rows] == [
