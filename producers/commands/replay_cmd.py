@@ -159,11 +159,14 @@ def _backtest_books(args: argparse.Namespace, settings: Any, ledger: Any) -> tup
         if settings.rules.candidate is None:
             raise InputError("--candidate and --rollout need rules.candidate (the rollout's candidate rules)")
         candidate = _rulebook(settings.rules.candidate)
-        if args.candidate or candidate is None:
-            return candidate, Against(), None
-        current = _rulebook(settings.rules.path)
-        if current is None:
+        current = _rulebook(settings.rules.path) if candidate is not None else None
+        if candidate is None or current is None:
             return None, None, None
+        if args.candidate:  # a type the candidate has no ruleset for stays with the current rules, as in the worker
+            from rules import RuleBook
+
+            kept = [rs for name, rs in current.rulesets.items() if name not in candidate.rulesets]
+            return RuleBook([*candidate.rulesets.values(), *kept]), Against(), None
         return current, Against(pick=_rollout_pick(current, candidate, settings.rules.candidate_share)), None
     return _rulebook(args.rules or settings.rules.path), Against(), None
 

@@ -11,11 +11,13 @@ import pytest
 
 from producers.cli import main
 from rules import RuleBook, load_rulebook
+from tests.unit.test_pipeline_flow import deposit
 from tests.unit.test_replay_backtest import EVERYTHING, PREFIX, RULES, World, _decided, world
 from worker.backtest import OUTCOME, Against, backtest
 from worker.config import Settings
 from worker.errors import InputError
 from worker.ledger.rule_history import CURRENT, RuleHistory
+from worker.pipeline import process
 from worker.reload import RuleHolder
 from worker.rollout import CANDIDATE, side_for
 from worker.rule_live import LiveRecorder
@@ -111,3 +113,24 @@ def test_replay_dry_run_compare_prints_the_differences(world: World, tmp_path: P
     assert [(d["transaction_id"], d["recorded"], d["new"]) for d in lines[:-1]] == [("wdbc00001", "approve", "review")]
     assert lines[-1]["totals"]["outcome_changes"] == 1
     assert main(["replay", "--compare", "withdraw@1", "withdraw@52"]) == 2  # only with --dry-run
+
+
+def test_replay_dry_run_candidate_leaves_types_it_lacks_to_the_current_rules(
+        world: World, tmp_path: Path, sqlite_url: str, redis_url: str, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--candidate`` with a candidate holding only a withdraw ruleset: the 1,000 withdrawal changes, and a
+    deposit is decided by the current rules (no error), as the worker would."""
+    _decided(world, "wdbk00001", "1000.00")
+    entry = world.st.archive.append("deposit", json.dumps(deposit("dpbk00001")).encode(), status="valid",
+                                    transaction_id="dpbk00001", error=None)
+    assert process(entry, world.deps) is not None
+    candidate = tmp_path / "candidate"
+    candidate.mkdir()
+    shutil.copy(_lowered(tmp_path, 53) / "withdraw.yaml", candidate)
+    for name, value in (("DATABASE__URL", sqlite_url), ("REDIS__URL", redis_url), ("REDIS__KEY_PREFIX", PREFIX),
+                        ("RULES__CANDIDATE", str(candidate))):
+        monkeypatch.setenv(f"VIPFLOW_{name}", value)
+    assert main(["replay", "--dry-run", "--candidate", "--json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(d["transaction_id"], d["change"], d["new"]) for d in lines[:-1]] == [("wdbk00001", "outcome", "review")]
+    assert lines[-1]["totals"]["errors"] == 0 and lines[-1]["totals"]["transactions"] == 2
