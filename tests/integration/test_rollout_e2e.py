@@ -23,7 +23,8 @@ from sqlalchemy import text
 from producers.sim.patrons import crowd_patron
 from producers.sim.sender import build_notification
 from tests.conftest import ROOT
-from tests.integration.harness import Stack, running_stack, wait_until
+from tests.integration.harness import Stack, free_port, running_stack, wait_until
+from tests.integration.vipflow_worker import scrape, start_vipflow_worker, total
 from worker.ledger.rule_history import RuleHistory
 from worker.rollout import CANDIDATE, CURRENT, side_for
 from worker.tokens import mint
@@ -79,19 +80,30 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="module")
-def stack(folders: tuple[Path, Path]) -> Iterator[Stack]:
-    """A stack whose worker decides SHARE % of transactions with the candidate; its ledger on PostgreSQL
-    when one answers (always under CI), else SQLite."""
+def metrics_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def stack(folders: tuple[Path, Path], metrics_port: int) -> Iterator[Stack]:
+    """A stack whose worker (``vipflow worker``, metrics on ``metrics_port``) decides SHARE % of transactions
+    with the candidate; its ledger on PostgreSQL when one answers (always under CI), else SQLite."""
     import redis
 
     from tests.conftest import TEST_REDIS_URL, stack_database
 
     redis.Redis.from_url(TEST_REDIS_URL).ping()
     current, candidate = folders
-    with running_stack(TEST_REDIS_URL, stack_database("_rollout"), VIPFLOW_RULES__PATH=str(current),
-                       VIPFLOW_RULES__CANDIDATE=str(candidate), VIPFLOW_RULES__CANDIDATE_SHARE=str(SHARE),
-                       VIPFLOW_RULES__RELOAD_INTERVAL_S="0.5", VIPFLOW_WORKER__CONCURRENCY="8") as s:
+    s = Stack(TEST_REDIS_URL, stack_database("_rollout"), VIPFLOW_RULES__PATH=str(current),
+              VIPFLOW_RULES__CANDIDATE=str(candidate), VIPFLOW_RULES__CANDIDATE_SHARE=str(SHARE),
+              VIPFLOW_RULES__RELOAD_INTERVAL_S="0.5")
+    try:
+        s.start_sim()
+        s.start_ingest()
+        s.worker = start_vipflow_worker(s, pool="threads", concurrency=8, metrics_port=metrics_port)
         yield s
+    finally:
+        s.stop()
 
 
 def send_deposits(stack: Stack, ids: list[str], first_patron: int = 0) -> None:
@@ -124,9 +136,10 @@ def sides(stack: Stack, ids: list[str], timeout_s: float) -> dict[str, tuple[str
     return wait_until(settled, timeout_s, f"{len(ids)} transactions to be decided and acted on", poll_s=1.0)
 
 
-def test_a_30_percent_rollout_sends_close_to_30_percent_to_the_candidate(stack: Stack) -> None:
+def test_a_30_percent_rollout_sends_close_to_30_percent_to_the_candidate(stack: Stack, metrics_port: int) -> None:
     """2,000 deposits: 30 % +- 3.5 points are decided by the candidate (reviewed, no approval at VIP), the
-    rest by the current rules (approved once at VIP); each on the side its id's hash says."""
+    rest by the current rules (approved once at VIP); each on the side its id's hash says; the worker's
+    metrics count them by side."""
     ids = [f"ro{i:06d}" for i in range(N)]
     send_deposits(stack, ids)
     decided = sides(stack, ids, timeout_s=600)
@@ -139,7 +152,11 @@ def test_a_30_percent_rollout_sends_close_to_30_percent_to_the_candidate(stack: 
     assert stack.sim is not None
     approvals = stack.sim.stats().get("approvals", {})
     assert sum(1 for t in ids if approvals.get(t)) == N - len(on_candidate)
-    # Counted by side on the worker's metrics, and recorded in the history as gone live (with its share).
+    samples = scrape(metrics_port)
+    by_side = {side: total(samples, "vipflow_decisions_by_side_total", ruleset="deposit", side=side)
+               for side in (CANDIDATE, CURRENT)}
+    assert by_side == {CANDIDATE: len(on_candidate), CURRENT: N - len(on_candidate)}
+    # Recorded in the history as gone live (the candidate with its share).
     rows = RuleHistory(stack.ledger.engine).rows("deposit")
     assert {(r.role, r.version) for r in rows} == {("current", 2), ("candidate", 30)}
     assert next(r.share for r in rows if r.role == "candidate") == SHARE
