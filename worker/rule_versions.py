@@ -75,7 +75,8 @@ def split_ref(ref: str) -> tuple[str, str]:
 def resolve(ref: str, settings: Settings, history: Callable[[], RuleHistory]) -> Resolved:
     """The ruleset version ``ref`` names (see the module docstring). ``history`` opens the ledger's history
     when a reference needs it. InputError when it names nothing; RuleFilesInvalid when a file does not load."""
-    if "@" not in ref and Path(ref).is_file():
+    looks_like_a_file = "/" in ref or ref.endswith((".yaml", ".yml")) or "@" not in ref
+    if looks_like_a_file and Path(ref).is_file():
         rs = load_ruleset_file(ref)
         return Resolved(rs, label(rs, str(ref)))
     name, which = split_ref(ref)

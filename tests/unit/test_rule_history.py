@@ -276,3 +276,18 @@ def test_rules_history_and_rollback_commands(rules_dir: Path, sqlite_url: str, c
     table = capsys.readouterr().out
     assert "rollback to v1" in table and "config:ops-team" in table
     assert main(["rules", "history", "payout"]) == 2
+
+
+def test_rules_diff_of_two_files_needs_no_ledger_and_bad_references_exit_2(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two rule files are compared with no ledger anywhere; a reference that names nothing is one line, exit 2."""
+    monkeypatch.setenv("VIPFLOW_DATABASE__URL", f"sqlite:///{tmp_path / 'absent' / 'ledger.db'}")
+    (tmp_path / "v1.yaml").write_text(WITHDRAW_V1)
+    (tmp_path / "v2.yaml").write_text(WITHDRAW_V2)
+    assert main(["rules", "diff", str(tmp_path / "v1.yaml"), str(tmp_path / "v2.yaml")]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "1 added, 1 removed, 2 changed, 0 unchanged"
+    assert not (tmp_path / "absent").exists()
+    assert main(["rules", "diff", "payout@1", str(tmp_path / "v2.yaml")]) == 2
+    assert "not a rule file, nor a ruleset" in capsys.readouterr().err
+    assert main(["rules", "diff", "withdraw@1", str(tmp_path / "v2.yaml")]) == 2  # a version needs the ledger
+    assert "no ledger at" in capsys.readouterr().err
