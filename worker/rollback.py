@@ -90,7 +90,10 @@ def rollback(rules_path: Path, name: str, which: str, history: RuleHistory, acto
     old = from_ledger(name, which, history)
     target = file_for(rules_path, name)
     if target is None:
-        target = rules_path / f"{name}.yaml" if rules_path.is_dir() else rules_path
+        if not rules_path.is_dir():
+            raise InputError(f"rules.path {rules_path} is one rule file, not the {name} ruleset's; roll back in the "
+                             "folder that holds it")
+        target = rules_path / f"{name}.yaml"
     current_version, replaced = -1, None
     if target.exists():
         try:
@@ -98,6 +101,9 @@ def rollback(rules_path: Path, name: str, which: str, history: RuleHistory, acto
             current_version = replaced.version
         except Exception:  # noqa: BLE001 - a broken file now does not stop a rollback to a good one
             current_version = -1
+    if replaced is not None and with_version(old.ruleset.text, replaced.version) == replaced.text:
+        raise InputError(f"{target} already holds the rules of {name} v{old.ruleset.version} (as v{replaced.version}); "
+                         "nothing to roll back")
     new_version = max(history.highest_version(name), current_version, old.ruleset.version) + 1
     text = with_version(old.ruleset.text, new_version)
     new = parse_ruleset(text.encode("utf-8"), str(target))  # the same checks as any rule file

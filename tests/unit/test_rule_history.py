@@ -190,12 +190,18 @@ def test_a_rollback_that_fails_the_tests_writes_nothing(rules_dir: Path, led: Le
 
 
 def test_a_version_that_never_was_and_the_shipped_rules_are_refused(rules_dir: Path, led: Ledger) -> None:
-    """Rollback names what is wrong: an unknown version, or the rule set shipped inside vipflow."""
+    """Rollback names what is wrong: an unknown version, the rule set shipped inside vipflow, the version
+    already in force, a rules.path that is another ruleset's file."""
     history = RuleHistory(led.engine)
     with pytest.raises(InputError, match="no withdraw version 9 in the ledger"):
         rollback(rules_dir, "withdraw", "9", history, "os:alice")
     with pytest.raises(InputError, match="shipped with vipflow"):
         rollback(ROOT / "rules" / "default", "withdraw", "1", history, "os:alice")
+    RuleHolder(rules_dir, on_book=LiveRecorder(history, CURRENT))
+    with pytest.raises(InputError, match="already holds the rules of withdraw v1"):
+        rollback(rules_dir, "withdraw", "1", history, "os:alice")
+    with pytest.raises(InputError, match="is one rule file, not the withdraw ruleset's"):
+        rollback(rules_dir / "deposit.yaml", "withdraw", "1", history, "os:alice")
 
 
 def test_diff_names_added_removed_and_changed_rules() -> None:
