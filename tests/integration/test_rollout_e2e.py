@@ -175,6 +175,32 @@ def test_a_replay_lands_each_transaction_on_the_same_side(stack: Stack) -> None:
     assert totals["sides"] == {"candidate": counts["review"], "current": counts["approved"]}
 
 
+
+def test_vipflow_replay_of_decided_transactions_keeps_their_side(stack: Stack) -> None:
+    """``vipflow replay --id`` re-queues 20 decided transactions (both sides) through the worker: each is
+    delivered again, keeps its one decided event and its side, and no second approval is made."""
+    ids = [f"ro{i:06d}" for i in range(20)]
+    before = {t: stack.record(t) for t in ids}
+    assert {rec["decision"]["side"] for rec in before.values() if rec} == {CANDIDATE, CURRENT}
+    assert stack.sim is not None
+    approvals = dict(stack.sim.stats().get("approvals", {}))
+    args = [arg for t in ids for arg in ("--id", t)]
+    proc = subprocess.run([sys.executable, "-m", "producers", "replay", *args], cwd=ROOT, env=stack.env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    def delivered_again() -> bool:
+        return all((stack.record(t) or {}).get("deliveries", 0) > before[t]["deliveries"] for t in ids)
+
+    wait_until(delivered_again, 60, "the replayed transactions to be delivered again")
+    for txid in ids:
+        rec = stack.record(txid)
+        assert rec is not None and rec["decision"]["side"] == before[txid]["decision"]["side"] == side_for(txid, SHARE)
+        assert [e.kind for e in stack.events(txid)].count("decided") == 1
+    after = stack.sim.stats().get("approvals", {})
+    assert {t: after.get(t) for t in ids} == {t: approvals.get(t) for t in ids}
+
+
 def test_the_same_notifications_to_a_fresh_worker_land_on_the_same_sides(stack: Stack,
                                                                           folders: tuple[Path, Path]) -> None:
     """300 of the same notifications sent again to another worker process with a ledger of its own are
