@@ -191,3 +191,25 @@ def verify_rulebook(path: str | Path) -> RuleBook:
     if report.failed:
         raise RuleTestsFailed(report)
     return book
+
+
+def verify_tested_rulebook(path: str | Path) -> RuleBook:
+    """``verify_rulebook``, and every rule file at ``path`` has a test file beside it with at least one
+    case: the gate of a rollout's candidate, whose own tests must pass before any traffic reaches it.
+
+    Raises RuleFilesInvalid (``rules check`` fails), RuleTestsFailed, or RuleError naming the rule file
+    without tests.
+    """
+    book, report = _load_and_test([path])
+    if report.untested:
+        file = Path(report.untested[0])
+        raise RuleError(f"{file} has no tests beside it ({test_file_for(file).name}); a candidate must pass "
+                        "its own tests before any traffic reaches it")
+    ran = {r.file for r in report.results}
+    for rule_file in rule_files(path):
+        if str(test_file_for(rule_file)) not in ran:
+            raise RuleError(f"{test_file_for(rule_file)} holds no cases; a candidate must pass its own tests "
+                            "before any traffic reaches it")
+    if report.failed:
+        raise RuleTestsFailed(report)
+    return book

@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from rules import RuleBook, RuleError
+from rules import Decision, RuleBook, RuleError
 from rules.lists import EMPTY, ListLookup
 from worker.config import LimitsSettings
 from worker.errors import NotificationError
@@ -47,6 +47,9 @@ from worker.facts import Enrichment, build_facts
 from worker.ledger.store import Recorded
 from worker.notification import decode_body, parse_notification
 from worker.replay import Progress, Selected, Selection, StopFlag, Stores, select
+
+# Which book decides a transaction (its id and type), and the rollout side it is on (``worker.rollout``).
+Pick = Callable[[str, str], tuple[RuleBook, str]]
 
 NONE = "(none)"
 ERROR = "(error)"
@@ -100,6 +103,8 @@ class BacktestReport:
     missing: list[str] = field(default_factory=list)  # dead letters' entries no longer stored
     lists: dict[str, int] = field(default_factory=dict)  # the version of each list decided with
     other_list_versions: int = 0  # decided before with another version of a list decided with here
+    sides: Counter[str] = field(default_factory=Counter)  # rollout side -> transactions it decided (with pick)
+    baseline: str | None = None  # what "recorded" means when not the ledger's decisions (--compare A B)
     interrupted: bool = False
     on_difference: Callable[[Difference], None] | None = None
 
@@ -130,7 +135,9 @@ class BacktestReport:
                 "never_decided": self.never_decided, "errors": self.errors, "differences": self.different,
                 "before": dict(sorted(self.before.items())), "after": dict(sorted(self.after.items())),
                 "unasked": dict(sorted(self.unasked.items())), "lists": dict(sorted(self.lists.items())),
-                "other_list_versions": self.other_list_versions, "interrupted": self.interrupted}
+                "other_list_versions": self.other_list_versions, "interrupted": self.interrupted,
+                **({"sides": dict(sorted(self.sides.items()))} if self.sides else {}),
+                **({"baseline": self.baseline} if self.baseline else {})}
 
 
 def _facts(row: Recorded, st: Stores, limits: LimitsSettings) -> tuple[str | None, Mapping[str, Any]]:
@@ -148,9 +155,37 @@ def _facts(row: Recorded, st: Stores, limits: LimitsSettings) -> tuple[str | Non
     return note.transaction_type, build_facts(note, Enrichment(), limits)
 
 
+@dataclass(frozen=True)
+class Against:
+    """How a backtest decides and what it compares with. ``pick``: the book per transaction (a rollout)
+    instead of the one book; ``baseline``: compare with this book's decisions on the same facts instead of
+    the recorded ones (two versions from the history, ``--compare A B``); ``only_type``: skip the other
+    transaction types (not counted)."""
+
+    pick: Pick | None = None
+    baseline: RuleBook | None = None
+    only_type: str | None = None
+    others: tuple[RuleBook, ...] = ()  # the other books ``pick`` may choose (for the lists they name)
+
+
 def _compare(report: BacktestReport, row: Recorded, st: Stores, book: RuleBook, limits: LimitsSettings,
-             lists: ListLookup = EMPTY) -> None:
+             against: Against = Against(), lists: ListLookup = EMPTY) -> bool:
+    """Decide one transaction and count it; False when ``against.only_type`` skips it (not counted)."""
+    ttype = row.transaction_type
+    facts: Mapping[str, Any] | None = None
+    failed: str | None = None
+    try:
+        ttype, facts = _facts(row, st, limits)
+    except (RuleError, NotificationError, ValueError, ArithmeticError) as exc:
+        failed = _why(exc)
+    if against.only_type is not None and (facts is None or ttype != against.only_type):
+        return False
     recorded_decision = row.decision
+    if against.baseline is not None and facts is not None:
+        try:
+            recorded_decision = against.baseline.decide(str(ttype), facts, lists).to_dict()
+        except (RuleError, ValueError, ArithmeticError) as exc:
+            failed, recorded_decision = f"the baseline cannot decide it: {_why(exc)}", None
     if recorded_decision:
         recorded = str(recorded_decision.get("outcome"))
         was = tuple([str(m.get("id")) for m in recorded_decision.get("matched", ())])
@@ -158,16 +193,20 @@ def _compare(report: BacktestReport, row: Recorded, st: Stores, book: RuleBook, 
     else:
         recorded, was = NONE, ()
     report.before[recorded] += 1
-    ttype = row.transaction_type
-    try:
-        ttype, facts = _facts(row, st, limits)
-        decision = book.decide(str(ttype), facts, lists)
-    except (RuleError, NotificationError, ValueError, ArithmeticError) as exc:
+    decision: Decision | None = None
+    if failed is None and facts is not None:
+        try:
+            used = book
+            if against.pick is not None:
+                used, side = against.pick(str(row.transaction_id), str(ttype))
+                report.sides[side] += 1
+            decision = used.decide(str(ttype), facts, lists)
+        except (RuleError, ValueError, ArithmeticError) as exc:
+            failed = _why(exc)
+    if decision is None:
         report.after[ERROR] += 1
-        message = (str(exc) if isinstance(exc, RuleError | NotificationError)
-                   else "a recorded fact has a value of the wrong kind for the rules")
-        report.add(Difference(str(row.transaction_id), ttype, recorded, ERROR, error=message, change=FAILED))
-        return
+        report.add(Difference(str(row.transaction_id), ttype, recorded, ERROR, error=failed, change=FAILED))
+        return True
     report.after[decision.outcome] += 1
     if decision.lists:
         report.lists.update(decision.lists)
@@ -187,10 +226,16 @@ def _compare(report: BacktestReport, row: Recorded, st: Stores, book: RuleBook, 
     elif set(now) != set(was):
         change = RULE_ONLY
     else:
-        return
+        return True
     report.add(Difference(str(row.transaction_id), ttype, recorded, decision.outcome,
                           added=tuple(i for i in now if i not in was),
                           removed=tuple(i for i in was if i not in now), change=change))
+    return True
+
+
+def _why(exc: Exception) -> str:
+    return (str(exc) if isinstance(exc, RuleError | NotificationError)
+            else "a recorded fact has a value of the wrong kind for the rules")
 
 
 def _listed(selected: Selected, st: Stores, page: int) -> Iterator[Recorded]:
@@ -218,12 +263,13 @@ def _listed(selected: Selected, st: Stores, page: int) -> Iterator[Recorded]:
 def backtest(selection: Selection, st: Stores, book: RuleBook, limits: LimitsSettings, *, page: int = PAGE,
              keep: int | None = 1000, on_difference: Callable[[Difference], None] | None = None,
              on_progress: Progress | None = None, should_stop: StopFlag | None = None,
+             against: Against = Against(), baseline_label: str | None = None,
              lists: ListLookup = EMPTY) -> BacktestReport:
     """Decide each selected transaction once with ``book`` and ``lists`` (name -> NamedList, for rules that
-    name lists) (its first decidable notification in the selection); nothing is called and nothing written.
-    ``page``: notifications per ledger query (progress and stop requests are looked at between pages).
-    SelectionError as ``replay.select`` raises it."""
-    report = BacktestReport(keep=keep, on_difference=on_difference)
+    name lists) (its first decidable notification in the selection), or as ``against`` says; nothing is
+    called and nothing written. ``page``: notifications per ledger query (progress and stop requests are
+    looked at between pages). SelectionError as ``replay.select`` raises it."""
+    report = BacktestReport(keep=keep, on_difference=on_difference, baseline=baseline_label)
     rows: Iterator[Recorded]
     if selection.by_time:
         total = st.ledger.count_notifications(selection.since_ms, selection.until_ms)
@@ -235,8 +281,8 @@ def backtest(selection: Selection, st: Stores, book: RuleBook, limits: LimitsSet
     done = 0
     for done, row in enumerate(rows, 1):
         # One per transaction: duplicates, invalid bodies and VIP error notifications aside.
-        if not (row.repeat or row.status == "invalid" or row.kind == "error" or not row.transaction_id):
-            _compare(report, row, st, book, limits, lists)
+        decidable = not (row.repeat or row.status == "invalid" or row.kind == "error" or not row.transaction_id)
+        if decidable and _compare(report, row, st, book, limits, against, lists):
             report.transactions += 1
         if done % page == 0:
             if on_progress is not None:

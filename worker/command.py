@@ -54,6 +54,10 @@ def run_worker(args: argparse.Namespace) -> int:
         "worker starting: Redis %s, ledger %s, queue %s, rules %s, pool %s x %d; exits after %g s without Redis",
         redis_summary(settings), ledger_summary(settings), queue, rules_origin(settings.rules.path), pool,
         concurrency, timeout_s)
+    if settings.rules.candidate is not None:
+        logging.getLogger("vipflow.worker").info(
+            "percentage rollout: candidate rules %s decide %.2f %% of transactions (rules.candidate_share)",
+            settings.rules.candidate, settings.rules.candidate_share)
     wait_for_redis(settings.redis, timeout_s)
     # Before the pool forks: prefork children must inherit the metrics directory.
     metrics_dir = start_worker_metrics(settings, pool, queue)

@@ -12,7 +12,7 @@ leaves unset come from below) > the environment > the YAML file > the
 defaults. A ``VIPFLOW_*`` variable that sets nothing is warned about
 (``worker.envvars``); a malformed URL is refused naming its key
 (``worker.urls``); a relative ``rules.path`` or ``rules.shadow`` from the file
-is relative to the file's directory, and the default ``rules/default`` that
+(and ``rules.candidate``) is relative to the file's directory, and the default ``rules/default`` that
 does not exist there is the rule set shipped inside the package.
 """
 
@@ -165,6 +165,17 @@ class RulesSettings(_Section):
     path: Path = DEFAULT_RULES
     shadow: Path | None = None
     reload_interval_s: float = Field(5.0, gt=0)
+    # Percentage rollout (``worker.rollout``): this share (percent, 0.01 steps) of transactions, chosen by a
+    # stable hash of the transaction id, is decided and acted on by the rules at ``candidate``.
+    candidate: Path | None = None
+    candidate_share: Decimal = Field(Decimal(0), ge=0, le=100, decimal_places=2)
+
+    @model_validator(mode="after")
+    def _check_rollout(self) -> RulesSettings:
+        if self.candidate_share > 0 and self.candidate is None:
+            raise ValueError(f"candidate_share is {self.candidate_share} but rules.candidate is not set; name the "
+                             "candidate rule directory, or set candidate_share to 0")
+        return self
 
 
 class ListsSettings(_Section):
@@ -339,7 +350,7 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
     """Load and check the configuration; raise ConfigError naming the first bad key.
 
     Warns on stderr (once per process) about each ``VIPFLOW_*`` variable that sets nothing;
-    ``rules.path`` and ``rules.shadow`` come back absolute (see ``worker.rule_paths``).
+    ``rules.path``, ``rules.shadow`` and ``rules.candidate`` come back absolute (see ``worker.rule_paths``).
     """
     file = config_path(path)
     data = read_config_file(file) if file is not None else {}
@@ -359,7 +370,10 @@ def _resolve_rule_paths(settings: Settings, file: Path | None) -> Settings:
     path = resolve_rule_path(section.path, file, os.environ, "VIPFLOW_RULES__PATH")
     shadow = (resolve_rule_path(section.shadow, file, os.environ, "VIPFLOW_RULES__SHADOW")
               if section.shadow is not None else None)
-    return settings.model_copy(update={"rules": section.model_copy(update={"path": path, "shadow": shadow})})
+    candidate = (resolve_rule_path(section.candidate, file, os.environ, "VIPFLOW_RULES__CANDIDATE")
+                 if section.candidate is not None else None)
+    return settings.model_copy(update={"rules": section.model_copy(
+        update={"path": path, "shadow": shadow, "candidate": candidate})})
 
 
 def _config_error(exc: ValidationError) -> ConfigError:

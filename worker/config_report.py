@@ -67,4 +67,7 @@ def describe(explicit: str | os.PathLike[str] | None = None,
              f"ledger: {ledger_summary(settings)}, {_origin(('database', 'url'), data, file, env_names)}",
              f"rules: {rules_origin(settings.rules.path)}, {_origin(('rules', 'path'), data, file, env_names)}",
              "environment: " + (", ".join(overrides) + " (values not shown)" if overrides else "no VIPFLOW_* setting")]
+    if settings.rules.candidate is not None:  # a percentage rollout: which rules decide which share
+        lines.insert(-1, f"rollout: candidate {settings.rules.candidate} decides "
+                         f"{settings.rules.candidate_share:.2f} % of transactions (rules.candidate_share)")
     return lines

@@ -41,6 +41,10 @@ DECISION_RULES = Counter(
     "vipflow_decision_rules_total",
     f"Rules matched by decisions, by ruleset, the decision's outcome and rule id ('{NO_RULE}': none matched)",
     ["ruleset", "outcome", "rule"])
+DECISION_SIDES = Counter(
+    "vipflow_decisions_by_side_total",
+    "Decisions made, by ruleset, rollout side (current: rules.path; candidate: rules.candidate) and outcome",
+    ["ruleset", "side", "outcome"])
 SHADOW_DECISIONS = Counter("vipflow_shadow_decisions_total",
                            "Shadow decisions beside live ones, by live and shadow outcome", ["live", "shadow"])
 ACTIONS = Counter("vipflow_actions_total", "Actions finished, by action and result", ["action", "result"])
@@ -65,6 +69,11 @@ def count_decision(ruleset: str, outcome: str, matched: Iterable[str]) -> None:
     rules = list(matched) or [NO_RULE]
     for rule in rules:
         DECISION_RULES.labels(ruleset, outcome, rule).inc()
+
+
+def count_side(ruleset: str, side: str, outcome: str) -> None:
+    """Count one decision by its rollout side (``worker.rollout``: ``current`` or ``candidate``)."""
+    DECISION_SIDES.labels(ruleset, side, outcome).inc()
 
 
 def count_decision_dict(decision: Mapping[str, Any]) -> None:
@@ -152,7 +161,7 @@ def prepare_multiprocess(base: str | None = None) -> str:
     from prometheus_client import values
 
     values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]  # untyped upstream
-    for metric in (DECISIONS, DECISION_RULES, SHADOW_DECISIONS, ACTIONS, VIP_CALL_SECONDS, VIP_CALLS,
+    for metric in (DECISIONS, DECISION_RULES, DECISION_SIDES, SHADOW_DECISIONS, ACTIONS, VIP_CALL_SECONDS, VIP_CALLS,
                    RETRIES, DEAD_LETTERS):
         metric.clear()
     return path

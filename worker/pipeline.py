@@ -19,9 +19,9 @@ from typing import Any, Protocol
 
 import redis
 
-from rules import RuleBook
+from rules import Decision, RuleBook
 from rules.lists import EMPTY, NamedList
-from worker import actions, deliveries
+from worker import actions, deliveries, rollout
 from worker.config import Settings
 from worker.enrich import SOURCES, enrich
 from worker.errors import StoreError, WalletError, WalletTransientError
@@ -31,9 +31,10 @@ from worker.ledger.patron_cards import CardSeen, PatronCards
 from worker.ledger.sessions import SessionStore
 from worker.ledger.states import is_final, is_settled
 from worker.masking import mask_value
-from worker.metrics import ACTIONS, count_decision
+from worker.metrics import ACTIONS, count_decision, count_side
 from worker.notification import Notification, decode_body, parse_notification
 from worker.patron import UNKNOWN_PATRON, PatronFinder
+from worker.rollout import Side
 from worker.shadow import count_shadow, decide_shadow
 from worker.store.accounts import AccountCache
 from worker.store.archive import Archive, ArchivedNotification
@@ -84,6 +85,7 @@ class Deps:
     sleep: Any = time.sleep
     shadow: RuleSource | None = None  # rules.shadow: decided beside the live rules, never acted on
     lists: ListSource | None = None  # the named lists in force (``worker.lists.holder.ListHolder``)
+    candidate: RuleSource | None = None  # rules.candidate: decides rules.candidate_share of transactions
 
 
 def notification(entry_id: str, deps: Deps) -> ArchivedNotification | None:
@@ -104,7 +106,9 @@ def process(entry_id: str, deps: Deps) -> TransactionRecord | None:
         deps.ledger.add_notifications([entry], done=[entry_id])
         deps.archive.forget(entry_id)
         return None
-    book = deps.rules.current()  # read once: a reload mid-task does not change this decision
+    # Read once: a reload mid-task does not change this decision. The side depends on the id alone.
+    book, side = rollout.choose(entry.transaction_id, entry.kind, deps.rules, deps.candidate,
+                                deps.settings.rules.candidate_share)
     lock = deps.locks.lock(entry.transaction_id)
     count, known, retried = lock.begin(wait_s=min(deps.settings.worker.lock_ttl_s, 30))  # before any work
     finished = False
@@ -116,7 +120,7 @@ def process(entry_id: str, deps: Deps) -> TransactionRecord | None:
         rec = _received(stored.record if stored else None, entry, count, save)
         parsed = _Parsed()
         try:
-            rec = _handle(entry, rec, book, deps, save, parsed, unfinished=count - retried)
+            rec = _handle(entry, rec, book, deps, save, parsed, unfinished=count - retried, side=side)
         except (StoreError, redis.RedisError, WalletTransientError):
             raise  # redeliver: nothing is lost, every step is recorded and idempotent
         except Exception as exc:
@@ -174,9 +178,11 @@ class _Parsed:
 
 
 def _handle(entry: ArchivedNotification, rec: TransactionRecord, book: RuleBook, deps: Deps,
-            save: actions.Save, parsed: _Parsed, unfinished: int = 1) -> TransactionRecord:
+            save: actions.Save, parsed: _Parsed, unfinished: int = 1,
+            side: Side = rollout.CURRENT) -> TransactionRecord:
     """``unfinished``: this transaction's deliveries that did not end in the task's own retry (this one
-    included): those past ``worker.max_deliveries`` kept killing their worker."""
+    included): those past ``worker.max_deliveries`` kept killing their worker. ``side``: the rollout side
+    ``book`` is on (``worker.rollout``), recorded with the decision."""
     if entry.kind == "error":
         return _failed(entry, rec, save, deps)
     if is_settled(rec.state):
@@ -201,7 +207,7 @@ def _handle(entry: ArchivedNotification, rec: TransactionRecord, book: RuleBook,
         save.learn(CardSeen(str(note.vip_card_number), note.patron_id, entry.entry_id, entry.received_at))
     patrons = finder(note, deps)
     if rec.decision is None:
-        rec = _decide(note, entry, rec, book, deps, save, patrons)
+        rec = _decide(note, entry, rec, book, deps, save, patrons, side)
     return _act(note, entry, rec, deps, save, patrons)
 
 
@@ -249,7 +255,7 @@ def _conflict_after(entry: ArchivedNotification, rec: TransactionRecord, save: a
 
 
 def _decide(note: Notification, entry: ArchivedNotification, rec: TransactionRecord, book: RuleBook,
-            deps: Deps, save: actions.Save, patrons: PatronFinder) -> TransactionRecord:
+            deps: Deps, save: actions.Save, patrons: PatronFinder, side: Side = rollout.CURRENT) -> TransactionRecord:
     vip = deps.settings.vip
     retry = RetryPolicy(vip.inquiry_max_attempts, vip.backoff_base_s, vip.backoff_max_s, deps.sleep)
     found = enrich(note, entry.received_at / 1000, vip=deps.vip, accounts=deps.accounts,
@@ -265,20 +271,31 @@ def _decide(note: Notification, entry: ArchivedNotification, rec: TransactionRec
     if deps.shadow is not None:
         shadow = decide_shadow(deps.shadow, str(note.transaction_type), facts, decision, rec.transaction_id, lists)
     rec = replace(rec, transaction_type=note.transaction_type, amount=str(note.amount),
-                  references=_references(note), decision=decision.to_dict(), shadow_decision=shadow,
+                  references=_references(note), decision=_recorded(decision, side, deps), shadow_decision=shadow,
                   facts=facts_for_record(facts), unasked=found.unasked, decided_at=time.time()).moved(State.DECIDED)
     log.info("decided", extra={
         "transaction_id": rec.transaction_id, "outcome": decision.outcome,
         "matched": [m.id for m in decision.matched], "ruleset": decision.ruleset,
-        "version": decision.version, "content_hash": decision.content_hash})
+        "version": decision.version, "content_hash": decision.content_hash, "side": side})
 
     def counted() -> None:  # once stored: counted once
         count_decision(decision.ruleset, decision.outcome, decision.matched_ids)
+        count_side(decision.ruleset, side, decision.outcome)
         if shadow is not None:
             count_shadow(decision.outcome, shadow)
 
     # Stored with the first action's "started" step (before any side effect), or at the end.
     return save.stage(rec, after=counted)
+
+
+def _recorded(decision: Decision, side: Side, deps: Deps) -> dict[str, Any]:
+    """The decision as recorded: its rollout side always; while a rollout runs (a candidate with a share above
+    0), the share too, so that a reader of the record knows a candidate could have decided it."""
+    out = {**decision.to_dict(), "side": side}
+    share = deps.settings.rules.candidate_share
+    if deps.candidate is not None and share > 0:
+        out["candidate_share"] = f"{share:.2f}"
+    return out
 
 
 def _asks(transaction_type: str, book: RuleBook, deps: Deps) -> frozenset[str]:

@@ -38,37 +38,72 @@ def files_hash(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-class RuleHolder:
-    """Holds the RuleBook in force; ``check()`` reloads it when the files changed."""
+# Told of the book in force: "loaded" (at start), "reloaded" (a new version took over) or "kept" (a check
+# found nothing new): ``worker.rule_live.LiveRecorder`` records the versions that went live.
+BookListener = Callable[[RuleBook, str], None]
 
-    def __init__(self, path: str | Path, book: RuleBook | None = None,
+
+class RuleHolder:
+    """Holds the RuleBook in force; ``check()`` reloads it when the files changed.
+
+    ``verify`` is the gate a version passes before it is used (``verify_rulebook``: ``rules check`` and the
+    tests beside the files; a rollout's candidate uses ``verify_tested_rulebook``). ``on_book`` is told of
+    the book after every check (see ``BookListener``); its failures are logged, never raised.
+
+    ``accept`` is a further gate a new book must pass (raise RuleError to refuse it), e.g. that the lists it
+    names exist (``worker.lists.holder.ListHolder.require``); also applied to the first book.
+    """
+
+    def __init__(self, path: str | Path, book: RuleBook | None = None, *,
+                 verify: Callable[[Path], RuleBook] = verify_rulebook, on_book: BookListener | None = None,
                  accept: Callable[[RuleBook], None] | None = None):
-        """``accept``: a further gate a new book must pass (raise RuleError to refuse it), e.g. that the lists
-        it names exist (``worker.lists.holder.ListHolder.require``); also applied to the first book."""
         self.path = Path(path)
+        self._verify = verify
+        self._on_book = on_book
         self._lock = threading.Lock()
         self._accept = accept
         self._files_hash = files_hash(self.path)
-        self._book = book if book is not None else verify_rulebook(self.path)
+        self._book = book if book is not None else verify(self.path)
         if accept is not None:
             accept(self._book)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._log_accepted("loaded")
+        self._tell("loaded")
+
+    def listen(self, on_book: BookListener) -> None:
+        """Tell ``on_book`` of the book in force now ("loaded") and after every check from now on."""
+        self._on_book = on_book
+        self._tell("loaded")
+
+    def _tell(self, how: str) -> None:
+        if self._on_book is None:
+            return
+        try:
+            self._on_book(self._book, how)
+        except Exception:
+            log.exception("could not record the rules in force; trying again at the next check",
+                          extra={"rules_path": str(self.path)})
 
     def current(self) -> RuleBook:
         """The rule book in force now (read it once per task)."""
         return self._book
 
     def check(self) -> bool:
-        """Reload if the rule files changed and the new ones pass; True when a new book took over."""
+        """Reload if the rule files changed and the new ones pass; True when a new book took over. The
+        listener is told either way (after the reload lock is released)."""
+        changed = self._check()
+        self._tell("reloaded" if changed else "kept")
+        return changed
+
+    def _check(self) -> bool:
         with self._lock:
             seen = files_hash(self.path)
             if seen == self._files_hash:
                 return False
             self._files_hash = seen  # refuse a bad version once, not on every tick
             try:
-                book = verify_rulebook(self.path)
+                book = self._verify(self.path)
                 if self._accept is not None:
                     self._accept(book)
             except (RuleError, OSError) as exc:

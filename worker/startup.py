@@ -10,8 +10,10 @@ What is checked is what every task needs and nothing a task could wait for:
 ``vip.operator_id`` and ``vip.secret_key1`` (every approval is signed with them),
 the rules at ``rules.path`` (loaded, their own tests passing: the same gate a
 hot reload passes; the lists they name in the ledger, of the kinds their facts
-take), and the wallet adapter (built: a ``wallet.class`` that does not import is
-found here, not on the first withdrawal). Redis and the ledger
+take), a rollout's candidate at ``rules.candidate`` (the same, and every rule
+file with tests of its own: ``worker.rollout``), and the wallet adapter (built: a
+``wallet.class`` that does not import is found here, not on the first
+withdrawal). Redis and the ledger
 are checked by each entry point on its own (a Redis still starting is waited for).
 """
 
@@ -39,6 +41,7 @@ def check_can_work(settings: Settings) -> None:
         raise ConfigError("vip.secret_key1", "is not set; set VIPFLOW_VIP__SECRET_KEY1 (base64, as VIP Connect "
                                              "gave it) or vip.secret_key1_file: every approval is signed with it")
     _check_rules(settings)
+    _check_candidate(settings)
     from worker.wallet import make_wallet
 
     make_wallet(settings.wallet)  # raises ConfigError("wallet.class", ...) itself
@@ -75,3 +78,21 @@ def _check_lists(settings: Settings, book: RuleBook) -> None:
     if problems:
         raise ConfigError("rules.path", f"{'; '.join(problems)}; create the list (vipflow lists create) or fix "
                                         "the rules")
+
+
+def _check_candidate(settings: Settings) -> None:
+    """A rollout's candidate must pass ``rules check`` and its own tests before any traffic reaches it."""
+    from rules.testing import verify_tested_rulebook
+
+    path = settings.rules.candidate
+    if path is None:
+        return
+    if not path.exists():
+        raise ConfigError("rules.candidate", f"{path}: no such file or directory; point rules.candidate "
+                                             "(VIPFLOW_RULES__CANDIDATE) at the candidate rule folder, or unset it")
+    try:
+        verify_tested_rulebook(path)
+    except (VipflowError, OSError) as exc:
+        raise ConfigError("rules.candidate", f"{exc}; no traffic goes to a candidate that fails its checks: fix "
+                                             "it (vipflow rules check, vipflow rules test) or unset "
+                                             "rules.candidate") from None

@@ -60,6 +60,10 @@ def _warm_up(**_: Any) -> None:
         from worker.shadow import start_reloading
 
         start_reloading(deps.shadow, interval, sighup=True)  # after the live one: SIGHUP reloads both
+    if isinstance(deps.candidate, RuleHolder):
+        from worker.shadow import start_reloading
+
+        start_reloading(deps.candidate, interval, sighup=True)  # the rollout's candidate: SIGHUP reloads it too
 
 
 signals.setup_logging.connect(_json_logs, weak=False)

@@ -37,6 +37,15 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--dry-run", action="store_true",
                    help="backtest: decide in process, change nothing (no selection: the whole ledger)")
     p.add_argument("--rules", metavar="PATH", help="with --dry-run: these rules (default: rules.path)")
+    p.add_argument("--candidate", action="store_true",
+                   help="with --dry-run: decide every transaction with the rollout's candidate (rules.candidate)")
+    p.add_argument("--rollout", action="store_true",
+                   help="with --dry-run: decide each transaction with the side it lands on under "
+                        "rules.candidate_share, as the workers do; counts per side")
+    p.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                   help="with --dry-run: compare two versions of one ruleset (NAME@VERSION, NAME@HASH from the "
+                        "ledger's history, NAME, NAME@candidate or a rule file): A's decisions stand for the "
+                        "recorded ones, B decides; that ruleset's transactions only")
     p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     p.add_argument("--max-rows", type=whole(0), default=200, metavar="N",
                    help="table rows to print (default 200; --json prints every difference)")
@@ -95,23 +104,35 @@ def run(args: argparse.Namespace) -> int:
     from worker.replay import make_selection, stores
     from worker.store.connection import connect
 
-    if args.rules and not args.dry_run:
-        raise InputError("--rules only goes with --dry-run")
+    for flag, given in (("--rules", args.rules), ("--candidate", args.candidate), ("--rollout", args.rollout),
+                        ("--compare", args.compare)):
+        if given and not args.dry_run:
+            raise InputError(f"{flag} only goes with --dry-run")
+    if sum(map(bool, (args.rules, args.candidate, args.rollout, args.compare))) > 1:
+        raise InputError("choose one of --rules, --candidate, --rollout and --compare")
     if args.force and args.dry_run:
         raise InputError("--force changes records; a --dry-run changes nothing: choose one")
     selection = make_selection(since=args.since, until=args.until, ids=args.ids, dlq=args.dlq,
                                unprocessed=args.unprocessed, everything=args.dry_run)
     settings = load_settings(getattr(args, "config", None))
     book = None
+    ledger = Ledger.open(settings.database.url, create=False) if args.dry_run else None
+    against = label = None
     if args.dry_run:
-        book = _rulebook(args.rules or settings.rules.path)
+        assert ledger is not None
+        try:
+            book, against, label = _backtest_books(args, settings, ledger)
+        except BaseException:
+            ledger.close()
+            raise
         if book is None:
+            ledger.close()
             return 2
-    st = stores(connect(settings.redis), settings.redis.key_prefix, Ledger.open(settings.database.url, create=False),
-                settings.worker.lock_ttl_s)
+    st = stores(connect(settings.redis), settings.redis.key_prefix,
+                ledger or Ledger.open(settings.database.url, create=False), settings.worker.lock_ttl_s)
     try:
         if args.dry_run:
-            return _backtest(args, settings, st, selection, book)
+            return _backtest(args, settings, st, selection, book, against, label)
         if args.dlq:
             return _dead_letters(args, settings, st, selection)
         return _requeue(args, settings, st, selection)
@@ -125,7 +146,67 @@ def _missing(entry_ids: list[str]) -> None:
               "intake buffer; skipped", file=sys.stderr)
 
 
-def _backtest(args: argparse.Namespace, settings: Any, st: Any, selection: Any, book: Any) -> int:
+def _backtest_books(args: argparse.Namespace, settings: Any, ledger: Any) -> tuple[Any, Any, str | None]:
+    """(the book that decides, how: ``worker.backtest.Against``, what stands for "recorded") for the flags;
+    the book None when rule files do not load (their problems printed)."""
+    from worker.backtest import Against
+
+    if args.compare:
+        return _compare_books(args, settings, ledger)
+    if args.candidate or args.rollout:
+        from worker.errors import InputError
+
+        if settings.rules.candidate is None:
+            raise InputError("--candidate and --rollout need rules.candidate (the rollout's candidate rules)")
+        candidate = _rulebook(settings.rules.candidate)
+        current = _rulebook(settings.rules.path) if candidate is not None else None
+        if candidate is None or current is None:
+            return None, None, None
+        if args.candidate:  # a type the candidate has no ruleset for stays with the current rules, as in the worker
+            from rules import RuleBook
+
+            kept = [rs for name, rs in current.rulesets.items() if name not in candidate.rulesets]
+            return RuleBook([*candidate.rulesets.values(), *kept]), Against(), None
+        return current, Against(pick=_rollout_pick(current, candidate, settings.rules.candidate_share),
+                               others=(candidate,)), None
+    return _rulebook(args.rules or settings.rules.path), Against(), None
+
+
+def _rollout_pick(current: Any, candidate: Any, share: Any) -> Any:
+    from worker.rollout import choose
+
+    class Fixed:  # a book source that always gives the same book
+        def __init__(self, book: Any):
+            self.book = book
+
+        def current(self) -> Any:
+            return self.book
+
+    cur, cand = Fixed(current), Fixed(candidate)
+    return lambda txid, ttype: choose(txid, ttype, cur, cand, share)
+
+
+def _compare_books(args: argparse.Namespace, settings: Any, ledger: Any) -> tuple[Any, Any, str | None]:
+    from rules import RuleBook, RuleFilesInvalid
+    from worker.backtest import Against
+    from worker.errors import InputError
+    from worker.ledger.rule_history import RuleHistory
+    from worker.rule_versions import resolve
+
+    try:
+        a, b = (resolve(ref, settings, lambda: RuleHistory(ledger.engine)) for ref in args.compare)
+    except RuleFilesInvalid as exc:
+        for problem in exc.problems:
+            print(problem.render(), file=sys.stderr)
+        return None, None, None
+    if a.ruleset.name != b.ruleset.name:
+        raise InputError(f"--compare: {a.label} and {b.label} are not versions of the same ruleset")
+    print(f"comparing {a.label} (as recorded) with {b.label}", file=sys.stderr)
+    return (RuleBook([b.ruleset]), Against(baseline=RuleBook([a.ruleset]), only_type=a.ruleset.name), a.label)
+
+
+def _backtest(args: argparse.Namespace, settings: Any, st: Any, selection: Any, book: Any, against: Any = None,
+              baseline: str | None = None) -> int:
     from producers.commands.output import plural
     from worker.backtest import backtest
 
@@ -134,11 +215,16 @@ def _backtest(args: argparse.Namespace, settings: Any, st: Any, selection: Any, 
 
     from worker.lists.store import ListStore
 
-    lists = ListStore(st.ledger.engine).load_named(book.list_names)  # as they are now; ListRefused: exit 2
+    named = set(book.list_names)  # and those of the other books deciding: a rollout's candidate, a baseline
+    for other in (*getattr(against, "others", ()), getattr(against, "baseline", None)):
+        if other is not None:
+            named |= set(other.list_names)
+    lists = ListStore(st.ledger.engine).load_named(tuple(sorted(named)))  # as they are now; ListRefused: exit 2
     with _stop_on_ctrl_c() as stop, _progress("backtest") as progress:
         report = backtest(selection, st, book, settings.limits, keep=0 if args.json else max(0, args.max_rows),
                           on_difference=emit if args.json else None, on_progress=progress, should_stop=stop,
-                          lists=lists)
+                          lists=lists, **({"against": against} if against is not None else {}),
+                          baseline_label=baseline)
     _missing(report.missing)
     _print_backtest(report, as_json=args.json, max_rows=args.max_rows)
     if report.interrupted:
@@ -238,7 +324,8 @@ def _print_backtest(report: Any, *, as_json: bool, max_rows: int) -> None:
     from producers.commands.output import plural, print_table
 
     console = make_console()
-    table = Table(title=f"{report.outcome_changes} of {plural(report.decided, 'transaction')} decided before "
+    before = f"decided by {report.baseline}" if report.baseline else "decided before"
+    table = Table(title=f"{report.outcome_changes} of {plural(report.decided, 'transaction')} {before} "
                         "would get another outcome")
     shown = report.differences[:max_rows]
     table.add_column("transaction", no_wrap=True,
@@ -276,6 +363,8 @@ def _print_backtest(report: Any, *, as_json: bool, max_rows: int) -> None:
         console.print(f"note: {plural(report.other_list_versions, 'transaction')} decided before "
                       f"{'was' if report.other_list_versions == 1 else 'were'} decided with other versions of these "
                       "lists: their differences may come from the lists' changes, not the rules'")
+    if report.sides:
+        console.print("rollout sides: " + ", ".join(f"{side} {n}" for side, n in sorted(report.sides.items())))
     for source, n in sorted(report.unasked.items()):
         console.print(f"note: {plural(n, 'transaction')} {'was' if n == 1 else 'were'} decided here on {source}.* "
                       f"facts the live rules never read, so the worker never asked for them: they are unknown in "

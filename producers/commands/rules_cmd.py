@@ -11,8 +11,11 @@ from typing import Any
 
 
 def add_parser(subparsers: Any) -> None:
-    """Register ``rules`` and its three subcommands."""
-    rules = subparsers.add_parser("rules", help="check, test, explain rule files; report rules against labels")
+    """Register ``rules`` and its subcommands."""
+    from producers.commands import rules_history_cmd
+
+    rules = subparsers.add_parser("rules", help="check, test, explain rule files; their history, diff, rollback; "
+                                                 "report rules against labels")
     sub = rules.add_subparsers(dest="rules_command", required=True)
 
     check = sub.add_parser("check", help="validate rule files; every problem as file:line")
@@ -30,7 +33,11 @@ def add_parser(subparsers: Any) -> None:
     explain.add_argument("facts", help="a JSON file of facts (nested, as in the catalogue)")
     explain.add_argument("--rules", dest="rules_path", help="rules directory (default: rules.path)")
     explain.add_argument("--json", action="store_true", help="print JSON")
+    explain.add_argument("--side", choices=("current", "candidate"),
+                         help="explain with the rollout's current rules (rules.path) or its candidate "
+                              "(rules.candidate); default: the side the facts' transaction_id lands on")
     explain.set_defaults(func=explain_cmd)
+    rules_history_cmd.add_parsers(sub)
 
     from producers.commands.rules_report_cmd import add_report
 
@@ -133,14 +140,13 @@ def explain_cmd(args: argparse.Namespace) -> int:
         print(f"vipflow: {args.facts} must hold a JSON object of facts", file=sys.stderr)
         return 2
     source: str | Path
+    side_note = None
     if Path(args.ruleset).is_file():
         source = args.ruleset
     elif args.rules_path:
         source = args.rules_path
     else:
-        from worker.config import load_settings
-
-        source = load_settings(args.config).rules.path
+        source, side_note = _side_rules(args, facts)
     try:
         rulesets = {rs.name: rs for rs in load_rulesets([source])}
         ruleset = rulesets[args.ruleset] if args.ruleset in rulesets else next(iter(rulesets.values()))
@@ -158,8 +164,10 @@ def explain_cmd(args: argparse.Namespace) -> int:
         print(f"vipflow: {exc}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        print(json.dumps({**result.to_dict(), **({"side": side_note} if side_note else {})}, indent=2))
         return 0
+    if side_note:
+        print(f"side: {side_note}")
     print(f"ruleset {ruleset.name} v{ruleset.version} ({ruleset.file})")
     for row in result.rules:
         mark = "MATCH" if row.matched else "no   "
@@ -172,3 +180,32 @@ def explain_cmd(args: argparse.Namespace) -> int:
     if d.lists:
         print("lists: " + ", ".join(f"{name} v{version}" for name, version in sorted(d.lists.items())))
     return 0
+
+
+def _side_rules(args: argparse.Namespace, facts: dict[str, Any]) -> tuple[Path, str | None]:
+    """The rules folder to explain with, and which rollout side it is, said for a person (None: no rollout).
+    ``--side`` chooses; else the side the facts' ``transaction_id`` lands on (``worker.rollout``)."""
+    from worker.config import load_settings
+    from worker.errors import InputError
+    from worker.rollout import BUCKETS, bucket, side_for
+
+    rules = load_settings(args.config).rules
+    if args.side == "candidate" and rules.candidate is None:
+        raise InputError("--side candidate: rules.candidate is not set")
+    if rules.candidate is None:
+        return rules.path, None
+    if args.side is not None:
+        return (rules.candidate if args.side == "candidate" else rules.path), f"{args.side} (--side)"
+    txid = facts.get("transaction_id")
+    if not isinstance(txid, str) or not txid:
+        return rules.path, "current (no transaction_id in the facts to place it; --side chooses)"
+    side = side_for(txid, rules.candidate_share)
+    how = (f"transaction {txid} is in bucket {bucket(txid)} of {BUCKETS}, rules.candidate_share "
+           f"{rules.candidate_share:.2f} % takes buckets below {int(rules.candidate_share * 100)}")
+    if side == "candidate":
+        from worker.rule_versions import file_for
+
+        if file_for(rules.candidate, args.ruleset) is None:  # as in the worker: that type stays current
+            return rules.path, f"current ({how}, but the candidate has no {args.ruleset} ruleset)"
+        return rules.candidate, f"candidate ({how})"
+    return rules.path, f"current ({how})"

@@ -213,6 +213,9 @@ def render(rec: dict[str, Any], events: list[dict[str, Any]] | None = None,
         lines.append(f"decision: {decision['outcome'].upper()} by ruleset {decision['ruleset']} "
                      f"v{decision['version']} ({decision['content_hash'][:12]})"
                      + (" [default: no rule matched]" if decision.get("used_default") else ""))
+        if decision.get("candidate_share") is not None:  # decided while a percentage rollout ran
+            lines.append(f"  rollout side: {decision.get('side')} (rules.candidate_share "
+                         f"{decision['candidate_share']} %)")
         if events is not None:
             lines.append(f"  rules hash {decision['content_hash']} (the text: vipflow tx show ID --rules)")
         if decision.get("lists"):  # the version of each list the rules decided with (vipflow lists show NAME)
@@ -268,7 +271,8 @@ def _event_line(e: dict[str, Any]) -> str:
     if e.get("kind") == "decided":  # the decision and its facts are shown above
         d = data.get("decision") or {}
         shown = (f"outcome {d.get('outcome')}, matched [{', '.join(str(m.get('id')) for m in d.get('matched', ()))}],"
-                 f" ruleset {d.get('ruleset')} v{d.get('version')} ({str(d.get('content_hash'))[:12]})")
+                 f" ruleset {d.get('ruleset')} v{d.get('version')} ({str(d.get('content_hash'))[:12]})"
+                 + (f", side {d.get('side')}" if d.get("candidate_share") is not None else ""))
     else:
         shown = json.dumps(data, default=str) if data else ""
     return (f"  #{e['seq']:<3} {_t(e['at'])}  {e['kind']:<11} {step:<24} {e.get('actor') or '-':<20} "

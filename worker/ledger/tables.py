@@ -252,6 +252,7 @@ list_change_entries = Table(
     Column("op", String(8), nullable=False),  # add | remove
     ForeignKeyConstraint(["list_name", "version"], ["list_changes.list_name", "list_changes.version"]),
 )
+
 label_imports = Table(
     "label_imports", metadata,
     Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
@@ -277,3 +278,26 @@ labels = Table(
     Column("at", Double, nullable=False),
 )
 Index("ix_labels_transaction_id", labels.c.transaction_id, labels.c.id)
+# The history of ruleset versions that went live (issue 10): one chain per (ruleset, role), each row naming the
+# row it follows (0 for the first), unique, so two processes recording at once cannot fork the chain: the loser
+# re-reads and finds its version already there. The text is in ``rulesets`` under ``content_hash``; the test
+# file that went with it is kept here (a rollback restores both). Append-only (a trigger on PostgreSQL).
+ruleset_history = Table(
+    "ruleset_history", metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("name", String(32), nullable=False),  # the ruleset: deposit | withdraw
+    Column("role", String(16), nullable=False),  # current (rules.path) | candidate (rules.candidate)
+    Column("follows", BigInteger, nullable=False),  # the id of the row before in this chain; 0 for the first
+    Column("version", Integer, nullable=False),  # the file's ``version:``
+    Column("content_hash", String(64), nullable=False),  # sha256 of the rule file's bytes (rulesets.content_hash)
+    Column("at", Double, nullable=False),  # when it went live (epoch seconds)
+    Column("actor", String(200), nullable=False),  # "worker@host" (a worker loaded it) or the CLI's actor
+    Column("how", String(16), nullable=False),  # loaded | reloaded | rollback
+    Column("share", Numeric(5, 2), nullable=True),  # a candidate's rules.candidate_share then (percent)
+    Column("source", Text, nullable=False),  # the rule file's path
+    Column("tests_text", Text, nullable=True),  # the test file beside it then (None: there was none)
+    Column("note", Text, nullable=True),  # e.g. "rollback to v3 (sha256 1a2b3c4d5e6f)"
+)
+Index("uq_ruleset_history_chain", ruleset_history.c.name, ruleset_history.c.role, ruleset_history.c.follows,
+      unique=True)
+Index("ix_ruleset_history_hash", ruleset_history.c.content_hash)
