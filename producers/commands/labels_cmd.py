@@ -27,7 +27,7 @@ def add_parser(subparsers: Any) -> None:
     sub = labels.add_subparsers(dest="labels_command", required=True, metavar="ACTION")
     imp = sub.add_parser("import", help="record labels from a CSV file (transaction_id,label,date), all or nothing",
                          description=IMPORT_HELP)
-    imp.add_argument("file", type=Path, help="the CSV file")
+    imp.add_argument("file", type=Path, help="the CSV file ('-': standard input)")
     imp.add_argument("--json", action="store_true", help="print the result as JSON")
     imp.set_defaults(func=import_cmd)
     show = sub.add_parser("show", help="every label recorded for a transaction, who recorded it and from what")
@@ -56,11 +56,14 @@ def import_cmd(args: argparse.Namespace) -> int:
     from worker.labels.store import LabelStore
     from worker.ledger.actor import cli_actor
 
-    try:
-        data = args.file.read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read {args.file} ({exc.strerror}); give a CSV file of labels") from None
-    name = args.file.name
+    if str(args.file) == "-":  # a pipe: a bank's return file turned into labels by the operator's own script
+        data, name = sys.stdin.buffer.read(), "stdin"
+    else:
+        try:
+            data = args.file.read_bytes()
+        except OSError as exc:
+            raise InputError(f"cannot read {args.file} ({exc.strerror}); give a CSV file of labels") from None
+        name = args.file.name
     settings, ledger = _ledger(args)
     try:
         rows = parse_csv(data, name)

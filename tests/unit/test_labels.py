@@ -207,6 +207,18 @@ def test_labels_import_prints_what_it_recorded(cli_ledger: Ledger, tmp_path: Pat
     assert "R01 Insufficient Funds" in shown and "by os:" in shown and "(csv returns.csv)" in shown
 
 
+def test_labels_import_reads_standard_input_given_a_dash(cli_ledger: Ledger, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """`labels import -` reads the CSV from standard input and names it `stdin`."""
+    import io
+    import sys
+
+    data = f"tx000001,chargeback,{TODAY.isoformat()}\n".encode()
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    assert main(["labels", "import", "-"]) == 0
+    assert capsys.readouterr().out.startswith("stdin: 1 label recorded")
+
+
 def test_labels_import_of_a_bad_file_exits_2_naming_each_line(cli_ledger: Ledger, tmp_path: Path,
                                                              capsys: pytest.CaptureFixture[str]) -> None:
     """A bad row: exit 2, one stderr line per problem (FILE:LINE), then that nothing was recorded."""
