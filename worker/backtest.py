@@ -24,7 +24,8 @@ Rules that name lists decide with the lists given (``lists``: the command passes
 ledger's lists as they are now, so a backtest answers "what would these rules and
 today's lists decide"). A transaction decided before with other versions of those
 lists is counted (``other_list_versions``): its difference may come from the lists,
-not the rules.
+not the rules. With ``as_decided`` each transaction is decided with the lists at the
+versions its decision recorded instead (``--lists-as-decided``: a rule change alone).
 
 The worker asks only the sources its rules read (``TransactionRecord.unasked``
 lists the others). When the candidate rules read such a source, those facts are
@@ -47,6 +48,9 @@ from worker.facts import Enrichment, build_facts
 from worker.ledger.store import Recorded
 from worker.notification import decode_body, parse_notification
 from worker.replay import Progress, Selected, Selection, StopFlag, Stores, select
+
+# The lists for a recorded decision's list versions (None: it named none).
+AsDecided = Callable[[Mapping[str, int] | None], ListLookup]
 
 NONE = "(none)"
 ERROR = "(error)"
@@ -98,7 +102,7 @@ class BacktestReport:
     after: Counter[str] = field(default_factory=Counter)
     unasked: Counter[str] = field(default_factory=Counter)  # source -> transactions decided without it
     missing: list[str] = field(default_factory=list)  # dead letters' entries no longer stored
-    lists: dict[str, int] = field(default_factory=dict)  # the version of each list decided with
+    lists: dict[str, int] = field(default_factory=dict)  # the newest version of each list decided with
     other_list_versions: int = 0  # decided before with another version of a list decided with here
     interrupted: bool = False
     on_difference: Callable[[Difference], None] | None = None
@@ -149,7 +153,7 @@ def _facts(row: Recorded, st: Stores, limits: LimitsSettings) -> tuple[str | Non
 
 
 def _compare(report: BacktestReport, row: Recorded, st: Stores, book: RuleBook, limits: LimitsSettings,
-             lists: ListLookup = EMPTY) -> None:
+             lists: ListLookup = EMPTY, as_decided: AsDecided | None = None) -> None:
     recorded_decision = row.decision
     if recorded_decision:
         recorded = str(recorded_decision.get("outcome"))
@@ -161,6 +165,8 @@ def _compare(report: BacktestReport, row: Recorded, st: Stores, book: RuleBook, 
     ttype = row.transaction_type
     try:
         ttype, facts = _facts(row, st, limits)
+        if as_decided is not None:
+            lists = as_decided((recorded_decision or {}).get("lists"))
         decision = book.decide(str(ttype), facts, lists)
     except (RuleError, NotificationError, ValueError, ArithmeticError) as exc:
         report.after[ERROR] += 1
@@ -170,7 +176,8 @@ def _compare(report: BacktestReport, row: Recorded, st: Stores, book: RuleBook, 
         return
     report.after[decision.outcome] += 1
     if decision.lists:
-        report.lists.update(decision.lists)
+        for name, version in decision.lists.items():
+            report.lists[name] = max(version, report.lists.get(name, version))
         if recorded_decision:
             was_lists = recorded_decision.get("lists") or {}
             if any(was_lists.get(name) != version for name, version in decision.lists.items()):
@@ -218,9 +225,11 @@ def _listed(selected: Selected, st: Stores, page: int) -> Iterator[Recorded]:
 def backtest(selection: Selection, st: Stores, book: RuleBook, limits: LimitsSettings, *, page: int = PAGE,
              keep: int | None = 1000, on_difference: Callable[[Difference], None] | None = None,
              on_progress: Progress | None = None, should_stop: StopFlag | None = None,
-             lists: ListLookup = EMPTY) -> BacktestReport:
+             lists: ListLookup = EMPTY, as_decided: AsDecided | None = None) -> BacktestReport:
     """Decide each selected transaction once with ``book`` and ``lists`` (name -> NamedList, for rules that
     name lists) (its first decidable notification in the selection); nothing is called and nothing written.
+    ``as_decided``: instead of ``lists``, the lists at the versions each recorded decision names
+    (``worker.lists.versions.ListsAsDecided.at``).
     ``page``: notifications per ledger query (progress and stop requests are looked at between pages).
     SelectionError as ``replay.select`` raises it."""
     report = BacktestReport(keep=keep, on_difference=on_difference)
@@ -236,7 +245,7 @@ def backtest(selection: Selection, st: Stores, book: RuleBook, limits: LimitsSet
     for done, row in enumerate(rows, 1):
         # One per transaction: duplicates, invalid bodies and VIP error notifications aside.
         if not (row.repeat or row.status == "invalid" or row.kind == "error" or not row.transaction_id):
-            _compare(report, row, st, book, limits, lists)
+            _compare(report, row, st, book, limits, lists, as_decided)
             report.transactions += 1
         if done % page == 0:
             if on_progress is not None:
