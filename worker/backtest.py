@@ -128,13 +128,16 @@ class BacktestReport:
             self.differences.append(diff)
 
     def totals(self) -> dict[str, Any]:
-        """The closing totals (as printed after the differences)."""
-        return {"transactions": self.transactions, "decided_before": self.decided,
-                "outcome_changes": self.outcome_changes, "rule_changes": self.rule_changes,
-                "never_decided": self.never_decided, "errors": self.errors, "differences": self.different,
-                "before": dict(sorted(self.before.items())), "after": dict(sorted(self.after.items())),
-                "unasked": dict(sorted(self.unasked.items())), "lists": dict(sorted(self.lists.items())),
-                "other_list_versions": self.other_list_versions, "interrupted": self.interrupted}
+        """The closing totals (as printed after the differences); ``lists`` and ``other_list_versions`` only
+        when the rules name lists."""
+        out = {"transactions": self.transactions, "decided_before": self.decided,
+               "outcome_changes": self.outcome_changes, "rule_changes": self.rule_changes,
+               "never_decided": self.never_decided, "errors": self.errors, "differences": self.different,
+               "before": dict(sorted(self.before.items())), "after": dict(sorted(self.after.items())),
+               "unasked": dict(sorted(self.unasked.items())), "interrupted": self.interrupted}
+        if self.lists:  # only for rules that name lists: the versions decided with, and older decisions
+            out.update(lists=dict(sorted(self.lists.items())), other_list_versions=self.other_list_versions)
+        return out
 
 
 def _facts(row: Recorded, st: Stores, limits: LimitsSettings) -> tuple[str | None, Mapping[str, Any]]:

@@ -120,5 +120,7 @@ class ListHolder:
         while not self._stop.wait(interval_s):
             try:
                 self.check()
+            except StoreError as exc:  # the ledger down: one line per try, no traceback
+                log.warning("lists not refreshed; keeping the lists in force", extra={"problem": str(exc)})
             except Exception:
                 log.exception("list reload check failed; keeping the lists in force")
