@@ -24,7 +24,8 @@ Rules that name lists decide with the lists given (``lists``: the command passes
 ledger's lists as they are now, so a backtest answers "what would these rules and
 today's lists decide"). A transaction decided before with other versions of those
 lists is counted (``other_list_versions``): its difference may come from the lists,
-not the rules.
+not the rules. With ``as_decided`` each transaction is decided with the lists at the
+versions its decision recorded instead (``--lists-as-decided``: a rule change alone).
 
 The worker asks only the sources its rules read (``TransactionRecord.unasked``
 lists the others). When the candidate rules read such a source, those facts are
@@ -50,6 +51,8 @@ from worker.replay import Progress, Selected, Selection, StopFlag, Stores, selec
 
 # Which book decides a transaction (its id and type), and the rollout side it is on (``worker.rollout``).
 Pick = Callable[[str, str], tuple[RuleBook, str]]
+# The lists for a recorded decision's list versions (None: it named none).
+AsDecided = Callable[[Mapping[str, int] | None], ListLookup]
 
 NONE = "(none)"
 ERROR = "(error)"
@@ -101,7 +104,7 @@ class BacktestReport:
     after: Counter[str] = field(default_factory=Counter)
     unasked: Counter[str] = field(default_factory=Counter)  # source -> transactions decided without it
     missing: list[str] = field(default_factory=list)  # dead letters' entries no longer stored
-    lists: dict[str, int] = field(default_factory=dict)  # the version of each list decided with
+    lists: dict[str, int] = field(default_factory=dict)  # the newest version of each list decided with
     other_list_versions: int = 0  # decided before with another version of a list decided with here
     sides: Counter[str] = field(default_factory=Counter)  # rollout side -> transactions it decided (with pick)
     baseline: str | None = None  # what "recorded" means when not the ledger's decisions (--compare A B)
@@ -129,15 +132,20 @@ class BacktestReport:
             self.differences.append(diff)
 
     def totals(self) -> dict[str, Any]:
-        """The closing totals (as printed after the differences)."""
-        return {"transactions": self.transactions, "decided_before": self.decided,
-                "outcome_changes": self.outcome_changes, "rule_changes": self.rule_changes,
-                "never_decided": self.never_decided, "errors": self.errors, "differences": self.different,
-                "before": dict(sorted(self.before.items())), "after": dict(sorted(self.after.items())),
-                "unasked": dict(sorted(self.unasked.items())), "lists": dict(sorted(self.lists.items())),
-                "other_list_versions": self.other_list_versions, "interrupted": self.interrupted,
-                **({"sides": dict(sorted(self.sides.items()))} if self.sides else {}),
-                **({"baseline": self.baseline} if self.baseline else {})}
+        """The closing totals (as printed after the differences); ``lists`` and ``other_list_versions`` only
+        when the rules name lists."""
+        out = {"transactions": self.transactions, "decided_before": self.decided,
+               "outcome_changes": self.outcome_changes, "rule_changes": self.rule_changes,
+               "never_decided": self.never_decided, "errors": self.errors, "differences": self.different,
+               "before": dict(sorted(self.before.items())), "after": dict(sorted(self.after.items())),
+               "unasked": dict(sorted(self.unasked.items())), "interrupted": self.interrupted}
+        if self.lists:  # only for rules that name lists: the versions decided with, and older decisions
+            out.update(lists=dict(sorted(self.lists.items())), other_list_versions=self.other_list_versions)
+        if self.sides:
+            out["sides"] = dict(sorted(self.sides.items()))
+        if self.baseline:
+            out["baseline"] = self.baseline
+        return out
 
 
 def _facts(row: Recorded, st: Stores, limits: LimitsSettings) -> tuple[str | None, Mapping[str, Any]]:
@@ -169,7 +177,7 @@ class Against:
 
 
 def _compare(report: BacktestReport, row: Recorded, st: Stores, book: RuleBook, limits: LimitsSettings,
-             against: Against = Against(), lists: ListLookup = EMPTY) -> bool:
+             against: Against = Against(), lists: ListLookup = EMPTY, as_decided: AsDecided | None = None) -> bool:
     """Decide one transaction and count it; False when ``against.only_type`` skips it (not counted)."""
     ttype = row.transaction_type
     facts: Mapping[str, Any] | None = None
@@ -180,6 +188,8 @@ def _compare(report: BacktestReport, row: Recorded, st: Stores, book: RuleBook, 
         failed = _why(exc)
     if against.only_type is not None and (facts is None or ttype != against.only_type):
         return False
+    if as_decided is not None:  # the lists at the versions the recorded decision used
+        lists = as_decided((row.decision or {}).get("lists"))
     recorded_decision = row.decision
     if against.baseline is not None and facts is not None:
         try:
@@ -209,7 +219,8 @@ def _compare(report: BacktestReport, row: Recorded, st: Stores, book: RuleBook, 
         return True
     report.after[decision.outcome] += 1
     if decision.lists:
-        report.lists.update(decision.lists)
+        for name, version in decision.lists.items():
+            report.lists[name] = max(version, report.lists.get(name, version))
         if recorded_decision:
             was_lists = recorded_decision.get("lists") or {}
             if any(was_lists.get(name) != version for name, version in decision.lists.items()):
@@ -264,11 +275,12 @@ def backtest(selection: Selection, st: Stores, book: RuleBook, limits: LimitsSet
              keep: int | None = 1000, on_difference: Callable[[Difference], None] | None = None,
              on_progress: Progress | None = None, should_stop: StopFlag | None = None,
              against: Against = Against(), baseline_label: str | None = None,
-             lists: ListLookup = EMPTY) -> BacktestReport:
+             lists: ListLookup = EMPTY, as_decided: AsDecided | None = None) -> BacktestReport:
     """Decide each selected transaction once with ``book`` and ``lists`` (name -> NamedList, for rules that
     name lists) (its first decidable notification in the selection), or as ``against`` says; nothing is
-    called and nothing written. ``page``: notifications per ledger query (progress and stop requests are
-    looked at between pages). SelectionError as ``replay.select`` raises it."""
+    called and nothing written. ``as_decided``: instead of ``lists``, the lists at the versions each recorded
+    decision names (``worker.lists.versions.ListsAsDecided.at``). ``page``: notifications per ledger query
+    (progress and stop requests are looked at between pages). SelectionError as ``replay.select`` raises it."""
     report = BacktestReport(keep=keep, on_difference=on_difference, baseline=baseline_label)
     rows: Iterator[Recorded]
     if selection.by_time:
@@ -282,7 +294,7 @@ def backtest(selection: Selection, st: Stores, book: RuleBook, limits: LimitsSet
     for done, row in enumerate(rows, 1):
         # One per transaction: duplicates, invalid bodies and VIP error notifications aside.
         decidable = not (row.repeat or row.status == "invalid" or row.kind == "error" or not row.transaction_id)
-        if decidable and _compare(report, row, st, book, limits, against, lists):
+        if decidable and _compare(report, row, st, book, limits, against, lists, as_decided):
             report.transactions += 1
         if done % page == 0:
             if on_progress is not None:

@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -59,6 +59,13 @@ RETRIES = Counter("vipflow_retries_total",
                   "Retries: 'task' (a task re-queued after a store failure), 'vip_approval' (approval rounds), "
                   "'vip_account_inquiry' (account inquiries asked again)",
                   ["what"])
+# The lists each worker process decides with (worker.lists.holder); label: the list's name, which operators
+# choose as they choose rule ids. Live processes only, the highest: a process still on an older version
+# shows as the lower minimum of vipflow_list_version across instances.
+LIST_VERSION = Gauge("vipflow_list_version", "The version of each named list this worker decides with", ["list"],
+                     multiprocess_mode="livemax")
+LIST_ENTRIES = Gauge("vipflow_list_entries", "How many entries each named list this worker decides with holds",
+                     ["list"], multiprocess_mode="livemax")
 DEAD_LETTERS = Counter("vipflow_dead_letters_total", "Notifications sent to the dead-letter list, by reason",
                        ["reason"])
 

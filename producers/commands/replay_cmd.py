@@ -46,6 +46,9 @@ def add_parser(subparsers: Any) -> None:
                    help="with --dry-run: compare two versions of one ruleset (NAME@VERSION, NAME@HASH from the "
                         "ledger's history, NAME, NAME@candidate or a rule file): A's decisions stand for the "
                         "recorded ones, B decides; that ruleset's transactions only")
+    p.add_argument("--lists-as-decided", action="store_true",
+                   help="with --dry-run: each transaction against the list versions its decision used, not the "
+                        "lists as they are now (what a rule change alone does)")
     p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     p.add_argument("--max-rows", type=whole(0), default=200, metavar="N",
                    help="table rows to print (default 200; --json prints every difference)")
@@ -110,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"{flag} only goes with --dry-run")
     if sum(map(bool, (args.rules, args.candidate, args.rollout, args.compare))) > 1:
         raise InputError("choose one of --rules, --candidate, --rollout and --compare")
+    if args.lists_as_decided and not args.dry_run:
+        raise InputError("--lists-as-decided only goes with --dry-run")
     if args.force and args.dry_run:
         raise InputError("--force changes records; a --dry-run changes nothing: choose one")
     selection = make_selection(since=args.since, until=args.until, ids=args.ids, dlq=args.dlq,
@@ -214,19 +219,22 @@ def _backtest(args: argparse.Namespace, settings: Any, st: Any, selection: Any, 
         print(json.dumps(diff.to_dict()))
 
     from worker.lists.store import ListStore
+    from worker.lists.versions import ListsAsDecided
 
     named = set(book.list_names)  # and those of the other books deciding: a rollout's candidate, a baseline
     for other in (*getattr(against, "others", ()), getattr(against, "baseline", None)):
         if other is not None:
             named |= set(other.list_names)
-    lists = ListStore(st.ledger.engine).load_named(tuple(sorted(named)))  # as they are now; ListRefused: exit 2
+    store = ListStore(st.ledger.engine)
+    lists = store.load_named(tuple(sorted(named)))  # as they are now; ListRefused: exit 2
+    as_decided = ListsAsDecided(store, lists).at if args.lists_as_decided else None
     with _stop_on_ctrl_c() as stop, _progress("backtest") as progress:
         report = backtest(selection, st, book, settings.limits, keep=0 if args.json else max(0, args.max_rows),
                           on_difference=emit if args.json else None, on_progress=progress, should_stop=stop,
-                          lists=lists, **({"against": against} if against is not None else {}),
+                          lists=lists, as_decided=as_decided, **({"against": against} if against is not None else {}),
                           baseline_label=baseline)
     _missing(report.missing)
-    _print_backtest(report, as_json=args.json, max_rows=args.max_rows)
+    _print_backtest(report, as_json=args.json, max_rows=args.max_rows, as_decided=args.lists_as_decided)
     if report.interrupted:
         print(f"vipflow replay: interrupted after {plural(report.transactions, 'transaction')}; "
               "the totals cover those only", file=sys.stderr)
@@ -311,7 +319,7 @@ def _dead_letters(args: argparse.Namespace, settings: Any, st: Any, selection: A
     return 0
 
 
-def _print_backtest(report: Any, *, as_json: bool, max_rows: int) -> None:
+def _print_backtest(report: Any, *, as_json: bool, max_rows: int, as_decided: bool = False) -> None:
     """The totals (JSON: the differences went out as they were found), or the headline (outcome changes of
     transactions decided before), a table of the first ``max_rows`` differences with the kind of each,
     the other kinds counted apart, and the totals per outcome before and after."""
@@ -356,13 +364,20 @@ def _print_backtest(report: Any, *, as_json: bool, max_rows: int) -> None:
     for outcome in sorted(set(report.before) | set(report.after)):
         totals.add_row(outcome, str(report.before.get(outcome, 0)), str(report.after.get(outcome, 0)))
     print_table(totals)
-    if report.lists:
+    if report.lists and not as_decided:
         used = ", ".join(f"{name} v{version}" for name, version in sorted(report.lists.items()))
         console.print(f"lists as they are now: {used}")
-    if report.other_list_versions:
-        console.print(f"note: {plural(report.other_list_versions, 'transaction')} decided before "
-                      f"{'was' if report.other_list_versions == 1 else 'were'} decided with other versions of these "
-                      "lists: their differences may come from the lists' changes, not the rules'")
+    elif report.lists:
+        console.print("lists at the versions each decision used (--lists-as-decided); the newest: "
+                      + ", ".join(f"{name} v{version}" for name, version in sorted(report.lists.items())))
+    n = report.other_list_versions
+    if n and not as_decided:
+        console.print(f"note: {plural(n, 'transaction')} decided before {'was' if n == 1 else 'were'} decided with "
+                      "other versions of these lists: their differences may come from the lists' changes, not the "
+                      "rules' (--lists-as-decided holds the lists as they were)")
+    elif n:
+        console.print(f"note: {plural(n, 'transaction')} {'was' if n == 1 else 'were'} decided before the rules "
+                      "named these lists: decided here with the lists as they are now")
     if report.sides:
         console.print("rollout sides: " + ", ".join(f"{side} {n}" for side, n in sorted(report.sides.items())))
     for source, n in sorted(report.unasked.items()):

@@ -135,3 +135,46 @@ def test_tx_show_names_the_list_versions_and_masks_the_list_facts(world: World) 
     assert CARD not in out and "22222222" not in out
     location = json.loads((FIXTURES / "vip-connect" / "withdraw-approval-request.json").read_text())["location"]
     assert view["record"]["facts"]["location"] == "***" and location not in json.dumps(view["record"]["facts"])
+
+
+def test_the_backtest_can_hold_the_lists_as_each_decision_saw_them(world: World) -> None:
+    """--lists-as-decided: the same rules against the list version each decision recorded show no change."""
+    from worker.lists.versions import ListsAsDecided
+
+    _decide(world, "wdlp00006")  # approved with blocked-cards v1 (empty)
+    world.store.add("blocked-cards", [CARD], "os:tester")
+    world.holder.check()
+    _decide(world, "wdlp00007")  # rejected with v2
+    book = load_rulebook(world.rules)
+    now = world.store.load_named(book.list_names)
+    selection = make_selection(since="1970-01-01")
+    as_now = backtest(selection, world.st, book, Settings().limits, lists=now)
+    held = backtest(selection, world.st, book, Settings().limits, lists=now,
+                    as_decided=ListsAsDecided(world.store, now).at)
+    assert [d.transaction_id for d in as_now.differences] == ["wdlp00006"]
+    assert held.differences == [] and held.after == {"approve": 1, "reject": 1}
+    assert held.lists == {"blocked-cards": 2}
+
+
+def test_replay_dry_run_prints_the_list_versions_it_decided_with(world: World, redis_url: str,
+                                                                 monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """`replay --dry-run` names the lists as they are now and the older versions; --lists-as-decided holds them."""
+    from producers.cli import main
+
+    _decide(world, "wdlp00008")
+    world.store.add("blocked-cards", [CARD], "os:tester")
+    monkeypatch.delenv("VIPFLOW_CONFIG", raising=False)
+    monkeypatch.setenv("VIPFLOW_DATABASE__URL", str(world.deps.ledger.engine.url))
+    monkeypatch.setenv("VIPFLOW_REDIS__URL", redis_url)
+    monkeypatch.setenv("VIPFLOW_REDIS__KEY_PREFIX", PREFIX)
+    monkeypatch.setenv("VIPFLOW_RULES__PATH", str(world.rules))
+    assert main(["replay", "--dry-run"]) == 0
+    out = " ".join(capsys.readouterr().out.split())  # rich wraps at the terminal's width
+    assert "1 of 1 transaction decided before would get another outcome" in out
+    assert "lists as they are now: blocked-cards v2" in out
+    assert "note: 1 transaction decided before was decided with other versions of these lists" in out
+    assert main(["replay", "--dry-run", "--lists-as-decided"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "0 of 1 transaction decided before would get another outcome" in out
+    assert "lists at the versions each decision used (--lists-as-decided); the newest: blocked-cards v1" in out

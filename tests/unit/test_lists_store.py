@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -143,6 +144,8 @@ def test_a_holder_picks_up_a_change_and_keeps_unchanged_lists(store: ListStore) 
     assert holder.current()["cards"].contains("7210695258") is True
     assert holder.current()["cards"].version == 2
     assert holder.current()["nets"] is nets_before
+    assert REGISTRY.get_sample_value("vipflow_list_version", {"list": "cards"}) == 2
+    assert REGISTRY.get_sample_value("vipflow_list_entries", {"list": "cards"}) == 1
 
 
 def test_a_holder_refuses_rules_naming_a_list_the_ledger_lacks(store: ListStore) -> None:

@@ -23,6 +23,7 @@ from rules.errors import RuleFilesInvalid
 from rules.lists import NamedList, check_lists
 from worker.errors import StoreError
 from worker.lists.store import ListStore
+from worker.metrics import LIST_ENTRIES, LIST_VERSION
 
 log = logging.getLogger("vipflow.lists")
 
@@ -75,6 +76,8 @@ class ListHolder:
             self._lists = fresh  # one reference assignment: atomic for the tasks reading it
         for name in sorted(changed):
             found = fresh[name]
+            LIST_VERSION.labels(name).set(found.version)
+            LIST_ENTRIES.labels(name).set(found.size)
             log.info("list loaded", extra={"list": name, "kind": found.kind, "version": found.version,
                                            "entries": found.size})
         return True
@@ -120,5 +123,7 @@ class ListHolder:
         while not self._stop.wait(interval_s):
             try:
                 self.check()
+            except StoreError as exc:  # the ledger down: one line per try, no traceback
+                log.warning("lists not refreshed; keeping the lists in force", extra={"problem": str(exc)})
             except Exception:
                 log.exception("list reload check failed; keeping the lists in force")
