@@ -57,11 +57,38 @@ def _warm_up(**_: Any) -> None:
         from worker.shadow import start_reloading
 
         start_reloading(deps.shadow, interval, sighup=True)  # after the live one: SIGHUP reloads both
+    _start_recovery(deps)
+
+
+_recoverer: Any = None
+
+
+def _start_recovery(deps: Any) -> None:
+    # Every worker runs the sweep; the lease lets one at a time work (worker.recovery). Here rather than in
+    # `vipflow worker` alone, so that `celery -A worker worker` recovers too.
+    global _recoverer
+    from worker.recovery import Recoverer, Recovery
+    from worker.store.publisher import CeleryPublisher
+
+    settings = app.vipflow_settings
+    if _recoverer is not None:
+        return
+    recovery = Recovery(deps.locks.redis, deps.locks.prefix, deps.archive, deps.ledger,
+                        CeleryPublisher.from_settings(settings), queue=settings.worker.queue,
+                        recover_after_s=settings.worker.recover_after_s)
+    _recoverer = Recoverer(recovery)
+    _recoverer.start()
+
+
+def _stop_recovery(**_: Any) -> None:
+    if _recoverer is not None:
+        _recoverer.stop()
 
 
 signals.setup_logging.connect(_json_logs, weak=False)
 signals.worker_init.connect(_check_can_work, weak=False)
 signals.worker_ready.connect(_warm_up, weak=False)
+signals.worker_shutdown.connect(_stop_recovery, weak=False)
 
 
 @app.task(  # type: ignore[untyped-decorator]  # celery ships no type hints
