@@ -85,10 +85,30 @@ def _stop_recovery(**_: Any) -> None:
         _recoverer.stop()
 
 
+_asked_to_stop: list[str] = []  # the signals that asked this worker to stop (SIGTERM, SIGINT, SIGQUIT)
+
+
+def _asked(sig: str = "", **_: Any) -> None:
+    _asked_to_stop.append(str(sig))
+
+
+def _failed_unless_asked(sender: Any = None, **_: Any) -> None:
+    # A worker that stops without being asked (no shutdown signal) stopped on an error, whatever exit code
+    # Celery chose: exit 1, so that a supervisor restarting on failure (systemd Restart=on-failure) restarts
+    # it instead of leaving it down. Celery's own "Unrecoverable error" path (a Redis out of memory, a
+    # MemoryError in a task) already says 1; a path that ends with code 0 or none does not.
+    code = getattr(sender, "exitcode", None)
+    if not _asked_to_stop and not code and sender is not None:
+        log.critical("the worker stopped without being asked to (exit code %r); exiting with 1", code)
+        sender.exitcode = 1
+
+
 signals.setup_logging.connect(_json_logs, weak=False)
 signals.worker_init.connect(_check_can_work, weak=False)
 signals.worker_ready.connect(_warm_up, weak=False)
 signals.worker_shutdown.connect(_stop_recovery, weak=False)
+signals.worker_shutting_down.connect(_asked, weak=False)
+signals.worker_shutdown.connect(_failed_unless_asked, weak=False)
 
 
 @app.task(  # type: ignore[untyped-decorator]  # celery ships no type hints

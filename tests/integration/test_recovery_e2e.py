@@ -91,7 +91,9 @@ def test_a_real_worker_runs_a_message_built_the_ingestors_way(redis_url: str) ->
         entry = Archive(stack.redis, stack.prefix).append(
             "deposit", json.dumps(body).encode(), status="valid", transaction_id="itrecov003", error=None)
         settings = Settings(redis=RedisSettings(url=redis_url, key_prefix=stack.prefix))
-        envelope = TaskMessages(create_celery(settings), stack.prefix).envelope()
+        messages = TaskMessages(create_celery(settings), stack.prefix)
+        envelope = messages.envelope()
+        messages.close()
         stack.redis.lpush(envelope.key, envelope.fill(entry))
         rec = stack.wait_state("itrecov003", FINAL, timeout_s=30)
         assert rec["state"] == "approved"
@@ -115,9 +117,9 @@ class RedisServer:
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir.name,
              "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--maxmemory-policy", "noeviction"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        import redis
+        from tests.integration.test_worker_exits import answers
 
-        wait_until(lambda: redis.Redis.from_url(self.url, socket_timeout=1).ping(), 20, "the test's redis-server")
+        wait_until(lambda: answers(self.url), 20, "the test's redis-server")
 
     def kill(self) -> None:
         assert self.process is not None

@@ -165,6 +165,13 @@ class TaskMessages:
                 self._template = (key, text)
             return self._template
 
+    def close(self) -> None:
+        """Close the kombu connection (made on the first message); a later message opens it again."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+            self._conn = self._channel_ = self._producer = None
+
     def _channel(self) -> tuple[Any, Any]:
         if self._producer is None:
             from kombu.connection import Connection as KombuConnection
