@@ -7,6 +7,12 @@ send time to its complete response, so a stalled server cannot hide its
 backlog (no coordinated omission). Prints achieved req/s, p50, p99 and whether
 the targets (1,000 req/s, p99 < 10 ms) are met.
 
+Then, saturated (each connection sends its next request as soon as the last is
+answered), side by side in the same run: the ingestor, and a bare Starlette
+endpoint under the same uvicorn settings that only pushes the body to Redis
+(LPUSH, on the event loop, as the ingestor calls intake). Prints both rates and
+their ratio (target: the ingestor at least 0.35 of the bare endpoint; issue 9).
+
     python bench/ingest_bench.py [--rate 1000] [--seconds 8] [--redis redis://127.0.0.1:6379/12]
 """
 
@@ -32,6 +38,8 @@ from worker.tokens import mint  # noqa: E402
 
 KEY = b"bench-secret-key-32-bytes-long!!"
 TARGET_RATE, TARGET_P99_MS = 1000, 10.0
+TARGET_RATIO = 0.35  # the ingestor's saturated rate over the bare push endpoint's
+BARE_KEY = "bench:bare"
 
 
 def free_port() -> int:
@@ -56,6 +64,92 @@ def start_server(port: int, redis_url: str) -> subprocess.Popen[bytes]:
             time.sleep(0.1)
     proc.kill()
     raise SystemExit("the ingestor did not start within 20 s")
+
+
+def bare_server(port: int, redis_url: str) -> None:
+    """The baseline: a Starlette endpoint that reads the body and LPUSHes it to Redis, nothing else."""
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    client = redis.Redis.from_url(redis_url)
+
+    async def push(request: Request) -> Response:
+        client.lpush(BARE_KEY, await request.body())
+        return JSONResponse({"status": "accepted"})
+
+    app = Starlette(routes=[Route("/vip/notify/deposit", push, methods=["POST"])])
+    uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, access_log=False, log_config=None,
+                                  server_header=False, proxy_headers=False)).run()
+
+
+def start_bare(port: int, redis_url: str) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--bare-server", str(port),
+                             "--redis", redis_url], cwd=ROOT)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("the bare endpoint did not start within 20 s")
+
+
+async def saturate(port: int, requests: list[bytes], conns: int, seconds: float) -> tuple[int, int, float]:
+    """Closed loop: each connection sends its next request when the last was answered, for ``seconds``;
+    (answers, 200s, elapsed seconds)."""
+    answered, ok = 0, 0
+    it = iter(requests)
+    start = time.perf_counter()
+    stop_at = start + seconds
+
+    async def conn() -> None:
+        nonlocal answered, ok
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            for payload in it:
+                if time.perf_counter() >= stop_at:
+                    return
+                writer.write(payload)
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                await reader.readexactly(length)
+                answered += 1
+                ok += head.split(b" ", 2)[1] == b"200"
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(conn() for _ in range(conns)))
+    return answered, ok, time.perf_counter() - start
+
+
+def saturated_rates(redis_url: str, seconds: float, conns: int) -> tuple[float, float]:
+    """The bare endpoint's and the ingestor's saturated req/s, measured in turns (bare, ingest, bare,
+    ingest): each the mean of its two turns."""
+    db = redis.Redis.from_url(redis_url)
+    rates: dict[str, list[float]] = {"bare": [], "ingest": []}
+    for turn in ("bare", "ingest", "bare", "ingest"):
+        db.flushdb()
+        port = free_port()
+        server = start_bare(port, redis_url) if turn == "bare" else start_server(port, redis_url)
+        try:
+            asyncio.run(drive(port, build_requests(200, port), 500, 8))  # warm up
+            answered, ok, elapsed = asyncio.run(saturate(port, build_requests(60_000, port), conns, seconds))
+            if ok != answered:
+                raise SystemExit(f"{turn}: {answered - ok} of {answered} answers were not 200")
+            rates[turn].append(answered / elapsed)
+        finally:
+            server.terminate()
+            server.wait(10)
+            db.flushdb()
+    return sum(rates["bare"]) / 2, sum(rates["ingest"]) / 2
 
 
 def build_requests(n: int, port: int) -> list[bytes]:
@@ -129,7 +223,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/12")
+    parser.add_argument("--saturate-seconds", type=float, default=5.0)
+    parser.add_argument("--bare-server", type=int, help=argparse.SUPPRESS)  # the baseline's own process
     args = parser.parse_args()
+    if args.bare_server:
+        bare_server(args.bare_server, args.redis)
+        return 0
     n = min(int(args.rate * args.seconds), 20000)
     db = redis.Redis.from_url(args.redis)
     db.flushdb()
@@ -158,7 +257,13 @@ def main() -> int:
     print(f"server CPU {server_cpu / elapsed * 100:.0f}% of one core,"
           f" {server_cpu / max(len(latencies), 1) * 1e6:.0f} us per request")
     print(f"answers    {ok} x 200, {len(statuses) - ok} other; task messages queued: {queued}")
-    met = achieved >= TARGET_RATE * 0.98 and p99 < TARGET_P99_MS and ok == n and queued == n
+    bare, ingest = saturated_rates(args.redis, args.saturate_seconds, args.connections)
+    ratio = ingest / bare
+    print(f"saturated  bare push endpoint {bare:.0f} req/s, ingestor {ingest:.0f} req/s")
+    verdict = "PASS" if ratio >= TARGET_RATIO else "FAIL"
+    print(f"ratio      ingestor / bare {ratio:.2f}  target >= {TARGET_RATIO}: {verdict}")
+    met = (achieved >= TARGET_RATE * 0.98 and p99 < TARGET_P99_MS and ok == n and queued == n
+           and ratio >= TARGET_RATIO)
     print("targets    MET" if met else "targets    NOT MET")
     return 0 if met else 1
 

@@ -125,7 +125,14 @@ def ingest_rows(redis_url: str) -> list[Row]:
         return [Row("ingest", f"no figures (exit {code})", "", "error")]
     p99 = float(lat.group(2))
     achieved = _number(rate.group(1))
-    return [Row("ingest: requests/s at 1,000/s offered", f"{achieved:,.0f}/s", ">= 980/s",
+    saturated = re.search(r"saturated\s+bare push endpoint ([\d,.]+) req/s, ingestor ([\d,.]+) req/s", out)
+    ratio = re.search(r"ingestor / bare ([\d.]+)\s+target >= ([\d.]+): (PASS|FAIL)", out)
+    ratio_rows = [
+        Row("ingest: saturated, ingestor / bare Redis-push endpoint",
+            f"{float(ratio.group(1)):.2f} ({_number(saturated.group(2)):,.0f} / {_number(saturated.group(1)):,.0f}"
+            " req/s)", f">= {ratio.group(2)}", ratio.group(3))] if ratio and saturated else [
+        Row("ingest: saturated ratio", "no figures", ">= 0.35", "error")]
+    return [*ratio_rows, Row("ingest: requests/s at 1,000/s offered", f"{achieved:,.0f}/s", ">= 980/s",
                 "PASS" if achieved >= 980 else "FAIL"),
             Row("ingest: acknowledgement p50", f"{float(lat.group(1)):.2f} ms", "", "info"),
             Row("ingest: acknowledgement p99", f"{p99:.2f} ms", "< 10 ms", "PASS" if p99 < 10 else "FAIL"),

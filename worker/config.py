@@ -233,6 +233,9 @@ class WorkerSettings(_Section):
     task_time_limit_s: int = Field(300, ge=10)
     visibility_timeout_s: int = Field(3600, ge=60)
     lock_ttl_s: int = Field(120, ge=5)
+    # A pending notification (archived, its task not finished) whose task message was lost is queued again
+    # this long after its lock expired (worker.recovery); keep it above the longest retry delay (30 s).
+    recover_after_s: float = Field(120.0, ge=1, le=86_400)
     # How long a worker keeps trying to reach Redis, at start or after losing it, before it exits with code 1.
     broker_connect_timeout_s: float = Field(60.0, ge=1, le=86_400)
 

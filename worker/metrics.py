@@ -233,3 +233,6 @@ def start_worker_metrics(settings: Settings, pool: str, queue: str) -> str | Non
                                settings.review.max_age_s, Ledger(engine))
     serve(port, settings.worker.metrics_host, registry_for(path is not None, [collector]))
     return path
+RECOVERED = Counter("vipflow_recovered_total",
+                    "Pending notifications the recovery sweep found without a task: 'requeued' (queued again), "
+                    "'missing' (in neither the intake buffer nor the ledger)", ["result"])

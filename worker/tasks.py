@@ -64,11 +64,58 @@ def _warm_up(**_: Any) -> None:
         from worker.shadow import start_reloading
 
         start_reloading(deps.candidate, interval, sighup=True)  # the rollout's candidate: SIGHUP reloads it too
+    _start_recovery(deps)
+
+
+_recoverer: Any = None
+
+
+def _start_recovery(deps: Any) -> None:
+    # Every worker runs the sweep; the lease lets one at a time work (worker.recovery). Here rather than in
+    # `vipflow worker` alone, so that `celery -A worker worker` recovers too.
+    global _recoverer
+    from worker.recovery import Recoverer, Recovery
+    from worker.store.publisher import CeleryPublisher
+
+    settings = app.vipflow_settings
+    if _recoverer is not None:
+        return
+    recovery = Recovery(deps.locks.redis, deps.locks.prefix, deps.archive, deps.ledger,
+                        CeleryPublisher.from_settings(settings), queue=settings.worker.queue,
+                        recover_after_s=settings.worker.recover_after_s)
+    _recoverer = Recoverer(recovery)
+    _recoverer.start()
+
+
+def _stop_recovery(**_: Any) -> None:
+    if _recoverer is not None:
+        _recoverer.stop()
+
+
+_asked_to_stop: list[str] = []  # the signals that asked this worker to stop (SIGTERM, SIGINT, SIGQUIT)
+
+
+def _asked(sig: str = "", **_: Any) -> None:
+    _asked_to_stop.append(str(sig))
+
+
+def _failed_unless_asked(sender: Any = None, **_: Any) -> None:
+    # A worker that stops without being asked (no shutdown signal) stopped on an error, whatever exit code
+    # Celery chose: exit 1, so that a supervisor restarting on failure (systemd Restart=on-failure) restarts
+    # it instead of leaving it down. Celery's own "Unrecoverable error" path (a Redis out of memory, a
+    # MemoryError in a task) already says 1; a path that ends with code 0 or none does not.
+    code = getattr(sender, "exitcode", None)
+    if not _asked_to_stop and not code and sender is not None:
+        log.critical("the worker stopped without being asked to (exit code %r); exiting with 1", code)
+        sender.exitcode = 1
 
 
 signals.setup_logging.connect(_json_logs, weak=False)
 signals.worker_init.connect(_check_can_work, weak=False)
 signals.worker_ready.connect(_warm_up, weak=False)
+signals.worker_shutdown.connect(_stop_recovery, weak=False)
+signals.worker_shutting_down.connect(_asked, weak=False)
+signals.worker_shutdown.connect(_failed_unless_asked, weak=False)
 
 
 @app.task(  # type: ignore[untyped-decorator]  # celery ships no type hints
@@ -94,7 +141,7 @@ def process_notification(self: Task, archive_entry_id: str) -> None:
         delay = min(2 ** self.request.retries, 30)
         log.error("cannot build the worker's adapters (%s); the notification is queued again", reason(exc),
                   extra={"entry_id": entry_id, "error": type(exc).__name__, "retry_in_s": delay})
-        raise self.retry(exc=exc, countdown=delay) from None
+        raise _again(self, exc, delay) from None
     try:
         process(entry_id, deps)
     except (StoreError, redis.RedisError, WalletTransientError) as exc:
@@ -108,12 +155,33 @@ def process_notification(self: Task, archive_entry_id: str) -> None:
         log.warning("retrying", extra={"entry_id": entry_id, "error": type(exc).__name__,
                                        "retry_in_s": delay})
         RETRIES.labels("task").inc()
-        raise self.retry(exc=exc, countdown=delay) from None
+        raise _again(self, exc, delay) from None
     except Exception as exc:
         # Outside the pipeline's own net (e.g. the time limit): never retried blindly, never lost.
         log.exception("unexpected error in the task", extra={"entry_id": entry_id})
         _give_up(deps, entry_id, f"unexpected {type(exc).__name__} in the task", self.request.retries + 1,
                  UNEXPECTED_ERROR)
+
+
+# Publishing a retry waits out a short broker outage (a Redis restart) rather than fail at once: ~3.5 s.
+_RETRY_PUBLISH = {"max_retries": 3, "interval_start": 0.5, "interval_step": 1.0, "interval_max": 2.0}
+
+
+def _again(task: Task, exc: Exception, delay: float) -> BaseException:
+    """The exception that sends this delivery round again in ``delay`` seconds (Celery's Retry). When the
+    retry message cannot be published even after ``_RETRY_PUBLISH`` (Redis down), Celery would reject the
+    message without requeueing it, dropping the notification's only message: it is requeued instead, and if
+    even that cannot reach Redis the message stays unacknowledged and the recovery sweep queues the
+    notification again (``worker.recovery``): a store error never ends in a dropped notification."""
+    from celery.exceptions import Reject
+
+    try:
+        again: BaseException = task.retry(exc=exc, countdown=delay, retry=True, retry_policy=_RETRY_PUBLISH)
+    except Reject as lost:
+        log.error("the retry could not be queued (%s); the message goes back on the queue", reason(lost.reason),
+                  extra={"entry_id": str(task.request.args[0]) if task.request.args else None})
+        again = Reject(lost.reason, requeue=True)
+    return again
 
 
 def _give_up(deps: Any, entry_id: str, error: str, attempts: int, reason: str) -> None:

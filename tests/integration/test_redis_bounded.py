@@ -3,7 +3,6 @@ entries and the queue are left (the ledger holds everything else)."""
 
 from __future__ import annotations
 
-import base64
 import json
 from decimal import Decimal
 from typing import Any
@@ -13,7 +12,8 @@ import redis
 
 from rules import load_rulebook
 from tests.conftest import FIXTURES, ROOT
-from worker.config import Settings
+from worker.celery_app import create_celery
+from worker.config import RedisSettings, Settings
 from worker.drain import drain_once
 from worker.ledger import Ledger, State
 from worker.notification import parse_notification
@@ -24,6 +24,7 @@ from worker.store.accounts import AccountCache
 from worker.store.archive import Archive
 from worker.store.intake import Intake
 from worker.store.locks import Locks
+from worker.store.taskmessage import TaskMessages, read_task
 from worker.store.velocity import VelocityStore
 from worker.vip.fake import FakeVip
 from worker.vip.models import AccountInquiry
@@ -36,8 +37,9 @@ WINDOW_S = Settings().ledger.dedupe_window_s
 
 def _entry_id(message: bytes) -> str:
     """The archive entry id inside one Celery task message, as a worker would read it."""
-    body = json.loads(base64.b64decode(json.loads(message)["body"]))
-    return str(body[0][0])
+    task = read_task(message)
+    assert task is not None
+    return str(task[1][0])
 
 
 def _footprint(client: redis.Redis, after_s: float) -> dict[str, int]:
@@ -67,7 +69,8 @@ def test_after_the_dedupe_window_redis_holds_only_velocity_and_the_queue(redis_u
                 locks=Locks(client, PREFIX, 30), accounts=AccountCache(client, PREFIX, 300),
                 velocity=VelocityStore(client, PREFIX), vip=vip, wallet=wallet,
                 rules=RuleHolder(ROOT / "rules" / "default", book=book), sleep=lambda s: None)
-    intake = Intake(client, PREFIX, queue=QUEUE, retention_ms=WINDOW_S * 1000)
+    messages = TaskMessages(create_celery(Settings(redis=RedisSettings(url=redis_url))), QUEUE)
+    intake = Intake(client, PREFIX, messages=messages, queue=QUEUE, retention_ms=WINDOW_S * 1000)
     deposit = json.loads((FIXTURES / "vip-connect" / "deposit-approval-request.json").read_text())
     withdraw = json.loads((FIXTURES / "vip-connect" / "withdraw-approval-request.json").read_text())
     for i in range(COUNT):

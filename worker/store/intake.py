@@ -4,7 +4,7 @@ This is where "nothing lost, nothing queued twice" is kept. Per transaction a
 hash ``{prefix}:seen:{transaction_id}`` maps each body's sha256 to its archive
 entry, its status, whether its task was queued, and a short publishing lease.
 One Lua script decides, archives and (by default) pushes the Celery task
-message atomically (see ``taskmessage``), so two concurrent deliveries of one
+message (built by Celery's and kombu's own code, see ``taskmessage``) atomically, so two concurrent deliveries of one
 body cannot both archive or both queue, and nothing is archived unqueued:
 
 - a new transaction: archived ``valid``, queued;
@@ -47,7 +47,7 @@ _CLAIM = LUA_HELPERS + """
 local seen, sha, now, lease = KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local inline = ARGV[8] == '1'
 local function enqueue(id)
-  redis.call('LPUSH', KEYS[5], task_message(id, ARGV[9], ARGV[10], ARGV[11]))
+  redis.call('LPUSH', KEYS[5], task_message(id, 10))
   redis.call('HSET', seen, sha .. ':q', '1')
   redis.call('HDEL', seen, sha .. ':lease')
 end
@@ -68,7 +68,7 @@ end
 local status = 'valid'
 if redis.call('HSETNX', seen, 'first', sha) == 0 then status = 'conflict' end
 id = redis.call('XADD', KEYS[2], '*', 'body', ARGV[6], 'kind', ARGV[5], 'received_at', ARGV[2],
-  'status', status, 'transaction_id', ARGV[7], 'body_sha256', sha, 'error', '', 'route', ARGV[12])
+  'status', status, 'transaction_id', ARGV[7], 'body_sha256', sha, 'error', '', 'route', ARGV[9])
 redis.call('HSET', seen, sha, id, sha .. ':s', status)
 redis.call('PEXPIRE', seen, ARGV[4])
 redis.call('RPUSH', KEYS[4], id)
@@ -108,6 +108,7 @@ class Intake:
         prefix: str,
         publisher: Publisher | None = None,
         *,
+        messages: TaskMessages | None = None,
         queue: str = "vipflow",
         retention_ms: int = 7 * 86_400_000,  # the dedupe window: how long seen-markers live
         lease_ms: int = 10_000,
@@ -116,7 +117,9 @@ class Intake:
         self.archive = Archive(client, prefix, index_ttl_ms=retention_ms)
         self._prefix = prefix
         self._publisher = publisher
-        self._messages = TaskMessages(queue) if publisher is None else None
+        if publisher is None and messages is None:
+            raise ValueError("intake needs a publisher or the task messages it pushes itself (TaskMessages)")
+        self._messages = messages if publisher is None else None
         self._queue = queue
         self._retention_ms = retention_ms
         self._lease_ms = lease_ms
@@ -131,7 +134,8 @@ class Intake:
     ) -> Intake:
         """An intake on the configured prefix and queue; seen-markers live ``ledger.dedupe_window_s``."""
         retention_ms = int(settings.ledger.dedupe_window_s * 1000)
-        return cls(client, settings.redis.key_prefix, publisher,
+        messages = TaskMessages.from_settings(settings) if publisher is None else None
+        return cls(client, settings.redis.key_prefix, publisher, messages=messages,
                    queue=settings.worker.queue, retention_ms=retention_ms)
 
     def accept(
@@ -155,13 +159,14 @@ class Intake:
     def _accept_valid(self, kind: str, raw_body: bytes, tx: str, route: str) -> IntakeResult:
         sha = hashlib.sha256(raw_body).hexdigest()
         seen = seen_key(self._prefix, kind, tx)
+        envelope = self._messages.envelope() if self._messages else None
         keys = [seen, archive_key(self._prefix), pending_key(self._prefix),
-                tx_index_key(self._prefix, tx), self._queue]
-        inline = ["1", *self._messages.parts()] if self._messages else ["0", "", "", ""]
+                tx_index_key(self._prefix, tx), envelope.key if envelope else self._queue]
+        inline = ["1", route, *envelope.pieces] if envelope else ["0", route]
         deadline = time.monotonic() + self._busy_wait_s
         while True:
             args: list[str | int | bytes] = [
-                sha, now_ms(), self._lease_ms, self._retention_ms, kind, raw_body, tx, *inline, route
+                sha, now_ms(), self._lease_ms, self._retention_ms, kind, raw_body, tx, *inline
             ]
             verdict, raw_id, raw_status = self._run(partial(self._claim, keys=keys, args=args))
             if verdict != b"busy":

@@ -16,6 +16,9 @@ key                            what                                             
 ``{p}:deliveries:{id}``        how often a transaction's tasks started            ``ledger.dedupe_window_s``
 ``{p}:lock:drain``             the drain's lease (one worker at a time)           a few seconds
 ``{p}:lock:expiry``            the expiry sweep's lease (one worker at a time)    a few minutes at most
+``{p}:lock:recovery``          the recovery sweep's lease (one worker at a time)  3 rounds (5 s at least)
+``{p}:recovery:watch``         recovery: pending entries seen idle, and since     pending entries only; expires
+                               when (hash of entry id to ``ms:deliveries``)       when no worker sweeps
 ``{p}:velocity:{type}:{card}`` velocity: attempts (sorted set; ``:seen`` hash),    the longest window (7 days)
                                ``:approved`` and ``:pending`` (sorted sets)        plus an hour
 ``{p}:acct:{product}:{card}``  the account inquiry cache                          ``vip.account_cache_ttl_s``
@@ -66,6 +69,16 @@ def drain_lease(prefix: str) -> str:
 def expiry_lease(prefix: str) -> str:
     """The lease of the worker looking for holds and approvals left waiting too long."""
     return f"{prefix}:lock:expiry"
+
+
+def recovery_lease(prefix: str) -> str:
+    """The lease of the worker looking for pending notifications whose task message was lost."""
+    return f"{prefix}:lock:recovery"
+
+
+def recovery_watch(prefix: str) -> str:
+    """The recovery sweep's watch list: pending entries seen idle, since when, at which delivery count."""
+    return f"{prefix}:recovery:watch"
 
 
 def velocity(prefix: str, transaction_type: str, vip_card_number: str) -> str:
