@@ -21,6 +21,7 @@ from worker.ledger import pgwrite
 from worker.ledger import tables as t
 from worker.ledger.patron_cards import NO_CARD, CardSeen, learn
 from worker.ledger.record import TransactionRecord, encode_json
+from worker.ledger.session_guard import SessionUnread, open_session_exists
 from worker.ledger.states import State
 from worker.store.archive import ArchivedNotification
 from worker.store.locks import LockLost
@@ -98,11 +99,12 @@ def fetch_one_postgresql(engine: Engine, sql: str, params: Sequence[Any], doing:
 def write_postgresql(engine: Engine, prev_seq: int | None, prev_state: str | None, txid: str, row: dict[str, Any],
                      stored: TransactionRecord, events: list[dict[str, Any]],
                      notification: ArchivedNotification | None, done_entry: str | None, now: float,
-                     card: CardSeen | None = None) -> None:
+                     card: CardSeen | None = None, session_unread: bool = False) -> None:
     """The write as one statement (``pgwrite``) on the driver's own connection, in autocommit.
-    ``prev_seq`` None: the transaction's first write. Raises LockLost, LedgerUnavailable."""
+    ``prev_seq`` None: the transaction's first write (refused when ``session_unread`` and an open patron
+    session exists: ``worker.ledger.session_guard``). Raises LockLost, SessionUnread, LedgerUnavailable."""
     note = note_row(notification) if notification is not None else {}
-    params = {**row, "txid": txid, "seq0": prev_seq or 0, "now": now,
+    params = {**row, "txid": txid, "seq0": prev_seq or 0, "now": now, "session_unread": session_unread,
               "created_at": stored.created_at, "record": stored.to_json(), "events": encode_json(events),
               "done": done_entry, **{f"n_{k}": note.get(k) for k in NOTE_COLUMNS},
               **(card.params() if card is not None else NO_CARD)}
@@ -127,19 +129,23 @@ def write_postgresql(engine: Engine, prev_seq: int | None, prev_state: str | Non
     finally:
         raw.close()
     if written != 1:
-        raise changed_elsewhere(txid)
+        # A first write that wrote nothing and raised no conflict was stopped by the session guard.
+        raise SessionUnread(txid) if prev_seq is None and session_unread else changed_elsewhere(txid)
 
 
 def write_generic(engine: Engine, prev_seq: int | None, prev_state: str | None, txid: str, row: dict[str, Any],
                   stored: TransactionRecord, events: list[dict[str, Any]],
                   notification: ArchivedNotification | None, done_entry: str | None, now: float,
-                  card: CardSeen | None = None) -> None:
+                  card: CardSeen | None = None, session_unread: bool = False) -> None:
     """The write as one database transaction of several statements (SQLite). Raises LockLost,
+    SessionUnread (a first write with ``session_unread`` when an open patron session exists),
     LedgerUnavailable."""
     values = {**row, "record": stored.to_dict()}
     event_rows = [{**e, "transaction_id": txid} for e in events]
     try:
         with engine.begin() as conn:
+            if prev_seq is None and session_unread and open_session_exists(conn, txid):
+                raise SessionUnread(txid)
             if notification is not None:
                 insert_ignore(conn, t.notifications, [note_row(notification)], "entry_id")
             if prev_seq is None:
