@@ -10,8 +10,9 @@ three only when the row was written. The benchmark measured the generic path at 
 ten round trips per notification; this path makes it three or four.
 
 A first write made by a task that did not read the transaction's patron session
-(``session_unread``) is refused, nothing written, when an open session exists for
-its transaction id: the task then decides again with the session (see
+(``session_unread``) is refused when an open session exists for its transaction id:
+no row, event, learned card or done mark is written (the notification as received is
+kept, as every later write keeps it too), and the task decides again with the session (see
 ``worker.ledger.session_guard``). The check is one primary-key probe
 inside the same statement, instead of a round trip of its own on every notification.
 """

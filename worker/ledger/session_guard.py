@@ -3,9 +3,10 @@
 Reading the transaction's patron session (``worker.ledger.sessions``) before deciding was a
 database round trip on every notification. A first delivery may instead decide as if there
 were no open session (``PatronFinder(defer_session=True)``) and make its first write of the
-transaction conditional: the write is refused, nothing written, when an open session exists
-for the transaction id (one primary-key probe inside the same statement on PostgreSQL; a
-SELECT in the same database transaction on SQLite). Nothing happened outside yet (every
+transaction conditional: the write is refused, nothing of the transaction written (on
+PostgreSQL the notification as received may be kept: later writes keep it too), when an open
+session exists for the transaction id (one primary-key probe inside the same statement on
+PostgreSQL; a SELECT in the same database transaction on SQLite). Nothing happened outside yet (every
 action's ``started`` step is written before its effect), so the task decides again, reading
 the session. The decision written is therefore always the one the session would have given.
 """
@@ -22,8 +23,9 @@ from worker.ledger import tables as t
 
 class SessionUnread(StoreError):
     """A first write made without reading the patron session found an open one (see the module
-    docstring): nothing was written. The pipeline decides again, reading it; a caller that does not catch
-    it has the delivery retried (a ``StoreError``), and the next delivery reads the session."""
+    docstring): nothing of the transaction was written. The pipeline decides again, reading it; a
+    caller that does not catch it has the delivery retried (a ``StoreError``), and the next delivery
+    reads the session."""
 
     def __init__(self, transaction_id: str):
         self.transaction_id = transaction_id
