@@ -17,7 +17,7 @@ from sqlalchemy import Engine, insert, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from worker.errors import LedgerUnavailable, reason
-from worker.ledger import pgwrite
+from worker.ledger import hotconn, pgwrite
 from worker.ledger import tables as t
 from worker.ledger.patron_cards import NO_CARD, CardSeen, learn
 from worker.ledger.record import TransactionRecord, encode_json
@@ -71,28 +71,17 @@ def note_row(n: ArchivedNotification) -> dict[str, Any]:
 
 def fetch_one_postgresql(engine: Engine, sql: str, params: Sequence[Any], doing: str) -> dict[str, Any] | None:
     """One row of a constant ``sql`` (``%s`` placeholders) as a dict by column name, or None: on the
-    driver's own connection in autocommit, a prepared statement, one round trip (the hot path's reads:
-    no SQLAlchemy work per call). Raises LedgerUnavailable while ``doing``."""
+    thread's own connection in autocommit (``hotconn``), a prepared statement, one round trip (the hot
+    path's reads: no SQLAlchemy work per call). Raises LedgerUnavailable while ``doing``."""
+    def use(conn: Any) -> tuple[Any, list[str]]:
+        with conn.cursor() as cur:
+            cur.execute(sql, params, prepare=True)
+            return cur.fetchone(), [d.name for d in cur.description or ()]
+
     try:
-        raw = engine.raw_connection()
-    except SQLAlchemyError as exc:
+        row, names = hotconn.run(engine, use, (psycopg.Error,))
+    except (SQLAlchemyError, psycopg.Error) as exc:
         raise unavailable(doing, exc) from None
-    try:
-        conn: Any = raw.driver_connection
-        conn.autocommit = True
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql, params, prepare=True)
-                row = cur.fetchone()
-                names = [d.name for d in cur.description or ()]
-        finally:
-            if not conn.closed:
-                conn.autocommit = False
-    except psycopg.Error as exc:
-        raw.invalidate()
-        raise unavailable(doing, exc) from None
-    finally:
-        raw.close()
     return None if row is None else dict(zip(names, row, strict=True))
 
 
@@ -100,7 +89,7 @@ def write_postgresql(engine: Engine, prev_seq: int | None, prev_state: str | Non
                      stored: TransactionRecord, events: list[dict[str, Any]],
                      notification: ArchivedNotification | None, done_entry: str | None, now: float,
                      card: CardSeen | None = None, session_unread: bool = False) -> None:
-    """The write as one statement (``pgwrite``) on the driver's own connection, in autocommit.
+    """The write as one statement (``pgwrite``) on the thread's own connection, in autocommit.
     ``prev_seq`` None: the transaction's first write (refused when ``session_unread`` and an open patron
     session exists: ``worker.ledger.session_guard``). Raises LockLost, SessionUnread, LedgerUnavailable."""
     note = note_row(notification) if notification is not None else {}
@@ -110,24 +99,13 @@ def write_postgresql(engine: Engine, prev_seq: int | None, prev_state: str | Non
               **(card.params() if card is not None else NO_CARD)}
     doing = f"record transaction {txid}"
     try:
-        raw = engine.raw_connection()  # the driver's own connection: no per-statement SQLAlchemy work
-    except SQLAlchemyError as exc:
-        raise unavailable(doing, exc) from None
-    try:
-        conn: Any = raw.driver_connection
-        conn.autocommit = True
-        try:
-            written = pgwrite.write(conn, first=prev_seq is None, params=params)
-        finally:
-            if not conn.closed:
-                conn.autocommit = False
+        # The thread's own connection, in autocommit (``hotconn``): no pool work per statement.
+        written = hotconn.run(engine, lambda conn: pgwrite.write(conn, first=prev_seq is None, params=params),
+                              (psycopg.Error,))
     except psycopg.errors.IntegrityError:
         raise created_elsewhere(txid) from None
-    except psycopg.Error as exc:
-        raw.invalidate()  # a connection that failed is not given to the next writer
+    except (SQLAlchemyError, psycopg.Error) as exc:
         raise unavailable(doing, exc) from None
-    finally:
-        raw.close()
     if written != 1:
         # A first write that wrote nothing and raised no conflict was stopped by the session guard.
         raise SessionUnread(txid) if prev_seq is None and session_unread else changed_elsewhere(txid)

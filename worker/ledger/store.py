@@ -139,7 +139,11 @@ class Ledger:
         self.close()
 
     def close(self) -> None:
-        """Close the pooled connections (``with Ledger.open(url) as ledger:`` does it on leaving)."""
+        """Close the pooled connections and the hot path's own (``with Ledger.open(url) as ledger:`` does it
+        on leaving)."""
+        from worker.ledger import hotconn
+
+        hotconn.close(self.engine)
         self.engine.dispose()
 
     def _run(self, op: Callable[[], T], doing: str) -> T:
