@@ -15,6 +15,7 @@ late acknowledgement is after the task finished).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -27,13 +28,12 @@ sys.path.insert(0, str(ROOT))
 
 QUEUE = "bench-noop"
 NOOP = "bench.noop"
-DB = 9  # the Redis database (flushed); the test suites use 12-15
+# The Redis database (flushed); the test suites use 12-15. VIPFLOW_BENCH_NOOP_REDIS_DB moves it.
+DB = int(os.environ.get("VIPFLOW_BENCH_NOOP_REDIS_DB", "9"))
 
 
 def make_app(redis_url: str) -> Any:
     """A Celery app with vipflow's settings (queue ``bench-noop``) and the no-op task, without vipflow's tasks."""
-    import os
-
     from worker.celery_app import create_celery
     from worker.config import load_settings
 
@@ -115,8 +115,6 @@ def measure(base_url: str = DEFAULT_REDIS, *, count: int = 5000, pool: str = "th
 
 
 def _worker(args: argparse.Namespace) -> int:
-    import os
-
     app = make_app(os.environ["VIPFLOW_REDIS__URL"])
     app.worker_main(["worker", "--pool", args.pool, "--concurrency", str(args.concurrency), "--queues", QUEUE,
                      "--loglevel", "WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat"])

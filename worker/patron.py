@@ -45,12 +45,16 @@ class PatronFinder:
     ``sessions`` and ``cards`` are the ledger's (None: not asked). LedgerUnavailable propagates (the
     task is delivered again); so do the wallet's errors (``WalletError``): a caller decides what a
     wallet that cannot answer means, and a later :meth:`find` asks it again.
+
+    ``defer_session``: the session is taken to be absent without reading it (still asked, so its facts
+    read "not found"); the caller's first write of the transaction must then carry the session guard
+    (``worker.ledger.session_guard``), which refuses it when an open session exists.
     """
 
     def __init__(self, note: Notification, *, sessions: SessionStore | None, cards: PatronCards | None,
-                 wallet: Wallet):
+                 wallet: Wallet, defer_session: bool = False):
         self.note, self._sessions, self._cards, self._wallet = note, sessions, cards, wallet
-        self._session_read = False
+        self._session_read = defer_session
         self._session: PatronSession | None = None
         self._found: FoundPatron | None = None
 

@@ -28,8 +28,10 @@ from worker.errors import StoreError, WalletError, WalletTransientError
 from worker.facts import build_facts, facts_for_record
 from worker.ledger import Ledger, NotificationSeen, RecordWriter, State, TransactionRecord
 from worker.ledger.patron_cards import CardSeen, PatronCards
+from worker.ledger.session_guard import SessionUnread
 from worker.ledger.sessions import SessionStore
 from worker.ledger.states import is_final, is_settled
+from worker.ledger.store import Stored
 from worker.masking import mask_value
 from worker.metrics import ACTIONS, count_decision, count_side
 from worker.notification import Notification, decode_body, parse_notification
@@ -116,37 +118,80 @@ def process(entry_id: str, deps: Deps) -> TransactionRecord | None:
         # A first delivery writes without reading: the ledger refuses it (LockLost, retried) in the rare case
         # that it already knows the transaction, and the next delivery reads it.
         stored = deps.ledger.load(entry.transaction_id) if count > 1 or known else None
-        save = RecordWriter(deps.ledger, lock, stored, deferred=True, notification=entry)
-        rec = _received(stored.record if stored else None, entry, count, save)
-        parsed = _Parsed()
+        # A first delivery also decides without reading its patron session, its first write guarded
+        # (worker.ledger.session_guard); unless this process met sessions lately.
+        defer = stored is None and count == 1 and not _SESSIONS_MET.lately()
         try:
-            rec = _handle(entry, rec, book, deps, save, parsed, unfinished=count - retried, side=side)
-        except (StoreError, redis.RedisError, WalletTransientError):
-            raise  # redeliver: nothing is lost, every step is recorded and idempotent
-        except Exception as exc:
-            log.exception("unexpected error; sending to review",
-                          extra={"transaction_id": entry.transaction_id})
-            rec = save((save.latest or rec).with_error(f"unexpected {type(exc).__name__} while processing"))
-            if not is_final(rec.state):
-                rec = actions.send_to_review(rec, save, f"unexpected {type(exc).__name__} while processing")
-            deliveries.dead_letter(deps.ledger, entry_id, rec.transaction_id,
-                                   f"unexpected {type(exc).__name__} while processing", rec.deliveries,
-                                   deliveries.UNEXPECTED_ERROR, save=save)
-        # Commit what is staged with the done mark, then drop the buffer entry, release the lock and
-        # move the transaction between the velocity tallies, in one Redis round trip.
-        before = str(stored.record.state) if stored else None
-        save.finish(done_entry=entry_id, also=marker(deps.velocity, parsed.note, entry.received_at / 1000, before),
-                    reload=deps.velocity.load_script)
-        if entry.kind == "error" and save.latest is not None:
-            mark_from_ledger(deps.velocity, deps.ledger, save.latest)
+            done = _locked(entry, book, deps, lock, stored, count, retried, side, defer_session=defer)
+        except SessionUnread:
+            # Nothing was written and nothing done outside: decide again, reading the session.
+            _SESSIONS_MET.now()
+            log.info("an open patron session exists; deciding again with it",
+                     extra={"transaction_id": entry.transaction_id})
+            done = _locked(entry, book, deps, lock, stored, count, retried, side)
         finished = True
-        return save.latest or rec
+        return done
     except (StoreError, redis.RedisError, WalletTransientError):
         _retrying(lock)
         raise
     finally:
         if not finished:
             lock.release()  # staged "done" steps are dropped: the next delivery repeats them safely
+
+
+def _locked(entry: ArchivedNotification, book: RuleBook, deps: Deps, lock: TxLock, stored: Stored | None,
+            count: int, retried: int, side: Side = rollout.CURRENT, defer_session: bool = False) -> TransactionRecord:
+    """The work under the transaction's lock, from ``stored`` (None: the ledger has no record of it) to the
+    finish. Raises SessionUnread (``defer_session``: nothing written yet), StoreError."""
+    save = RecordWriter(deps.ledger, lock, stored, deferred=True, notification=entry)
+    save.session_unread = defer_session
+    rec = _received(stored.record if stored else None, entry, count, save)
+    parsed = _Parsed()
+    try:
+        rec = _handle(entry, rec, book, deps, save, parsed, unfinished=count - retried, side=side,
+                      defer_session=defer_session)
+    except (StoreError, redis.RedisError, WalletTransientError):
+        raise  # redeliver: nothing is lost, every step is recorded and idempotent
+    except Exception as exc:
+        log.exception("unexpected error; sending to review",
+                      extra={"transaction_id": entry.transaction_id})
+        rec = save((save.latest or rec).with_error(f"unexpected {type(exc).__name__} while processing"))
+        if not is_final(rec.state):
+            rec = actions.send_to_review(rec, save, f"unexpected {type(exc).__name__} while processing")
+        deliveries.dead_letter(deps.ledger, entry.entry_id, rec.transaction_id,
+                               f"unexpected {type(exc).__name__} while processing", rec.deliveries,
+                               deliveries.UNEXPECTED_ERROR, save=save)
+    # Commit what is staged with the done mark (the guarded first write when nothing was written yet),
+    # then drop the buffer entry, release the lock and move the transaction between the velocity
+    # tallies, in one Redis round trip.
+    before = str(stored.record.state) if stored else None
+    save.finish(done_entry=entry.entry_id, also=marker(deps.velocity, parsed.note, entry.received_at / 1000, before),
+                reload=deps.velocity.load_script)
+    if entry.kind == "error" and save.latest is not None:
+        mark_from_ledger(deps.velocity, deps.ledger, save.latest)
+    return save.latest or rec
+
+
+class _RecentlyMet:
+    """When this process last met an open patron session its decision had not read (monotonic seconds).
+    While sessions are met (an operator site that opens them through ``vipflow web``), reading each one
+    first is cheaper than a refused first write followed by a second decision."""
+
+    FOR_S = 600.0
+
+    def __init__(self) -> None:
+        self.at: float | None = None
+
+    def now(self) -> None:
+        """Remember that a session was met now."""
+        self.at = time.monotonic()
+
+    def lately(self) -> bool:
+        """True when one was met in the last FOR_S seconds."""
+        return self.at is not None and time.monotonic() - self.at < self.FOR_S
+
+
+_SESSIONS_MET = _RecentlyMet()
 
 
 def _retrying(lock: TxLock) -> None:
@@ -178,11 +223,12 @@ class _Parsed:
 
 
 def _handle(entry: ArchivedNotification, rec: TransactionRecord, book: RuleBook, deps: Deps,
-            save: actions.Save, parsed: _Parsed, unfinished: int = 1,
-            side: Side = rollout.CURRENT) -> TransactionRecord:
+            save: actions.Save, parsed: _Parsed, unfinished: int = 1, side: Side = rollout.CURRENT,
+            defer_session: bool = False) -> TransactionRecord:
     """``unfinished``: this transaction's deliveries that did not end in the task's own retry (this one
     included): those past ``worker.max_deliveries`` kept killing their worker. ``side``: the rollout side
-    ``book`` is on (``worker.rollout``), recorded with the decision."""
+    ``book`` is on (``worker.rollout``), recorded with the decision. ``defer_session``: decide as if no
+    patron session were open (``save`` then carries the session guard)."""
     if entry.kind == "error":
         return _failed(entry, rec, save, deps)
     if is_settled(rec.state):
@@ -205,16 +251,17 @@ def _handle(entry: ArchivedNotification, rec: TransactionRecord, book: RuleBook,
                                             "withdraw" if entry.kind == "withdraw" else "deposit")
     if note.patron_id and note.vip_card_number:  # taught to the ledger with this task's next write
         save.learn(CardSeen(str(note.vip_card_number), note.patron_id, entry.entry_id, entry.received_at))
-    patrons = finder(note, deps)
+    patrons = finder(note, deps, defer_session=defer_session)
     if rec.decision is None:
         rec = _decide(note, entry, rec, book, deps, save, patrons, side)
     return _act(note, entry, rec, deps, save, patrons)
 
 
-def finder(note: Notification, deps: Deps) -> PatronFinder:
-    """The notification's patron finder on the ledger's sessions and learned cards and the wallet."""
+def finder(note: Notification, deps: Deps, *, defer_session: bool = False) -> PatronFinder:
+    """The notification's patron finder on the ledger's sessions and learned cards and the wallet
+    (``defer_session``: see ``PatronFinder``)."""
     sessions, cards = _ledger_readers(deps.ledger)
-    return PatronFinder(note, sessions=sessions, cards=cards, wallet=deps.wallet)
+    return PatronFinder(note, sessions=sessions, cards=cards, wallet=deps.wallet, defer_session=defer_session)
 
 
 _READERS: weakref.WeakKeyDictionary[Ledger, tuple[SessionStore, PatronCards]] = weakref.WeakKeyDictionary()

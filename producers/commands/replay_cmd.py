@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
             return _dead_letters(args, settings, st, selection)
         return _requeue(args, settings, st, selection)
     finally:
-        st.ledger.engine.dispose()
+        st.ledger.close()
 
 
 def _missing(entry_ids: list[str]) -> None:

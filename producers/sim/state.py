@@ -92,6 +92,9 @@ class SimState:
         """Forget every transaction and count; faults back to those given at start."""
         with self.lock:
             self.approvals: Counter[str] = Counter()
+            # When each transaction's first approval call arrived (epoch seconds, before any added
+            # latency): the end of the benchmark's notification-to-approval latency.
+            self.first_approval_at: dict[str, float] = {}
             self.calls: Counter[str] = Counter()
             self.transactions: dict[str, dict[str, Any]] = {}
             self.sessions: dict[str, dict[str, Any]] = {}  # patron sessions opened, by transaction id
@@ -109,11 +112,15 @@ class SimState:
         return self.faults.error_rate > 0 and self.rng.random() < self.faults.error_rate
 
     def record(
-        self, kind: str, body: dict[str, Any], txid: str, *, approved: bool, error: dict[str, Any] | None = None
+        self, kind: str, body: dict[str, Any], txid: str, *, approved: bool, error: dict[str, Any] | None = None,
+        arrived_at: float | None = None,
     ) -> None:
-        """Remember an approval (counted) or a refused one (FAILED)."""
+        """Remember an approval (counted) or a refused one (FAILED); ``arrived_at`` (epoch seconds) is when
+        the call came in, kept for the first approval of each transaction."""
         now = datetime.now(UTC).isoformat()
         with self.lock:
+            if approved and arrived_at is not None:
+                self.first_approval_at.setdefault(txid, arrived_at)
             entry = self.transactions.setdefault(txid, {"transactionId": txid, "transactionType": kind})
             for wire, name in (
                 ("patronId", "patron_id"),
@@ -149,6 +156,7 @@ class SimState:
         with self.lock:
             return {
                 "approvals": dict(self.approvals),
+                "first_approval_at": dict(self.first_approval_at),
                 "calls": dict(self.calls),
                 "transactions": len(self.transactions),
                 "faults": self.faults.to_dict(),

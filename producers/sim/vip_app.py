@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -79,6 +80,7 @@ class VipSim:
 
     async def approve(self, request: Request) -> Response:
         """Deposit/WithdrawApproval (and the ...Json variants)."""
+        arrived_at = time.time()
         kind = "deposit" if "deposit" in request.url.path.lower() else "withdraw"
         body, early = await self._enter(request, f"{kind}_approval")
         if early is not None:
@@ -108,7 +110,7 @@ class VipSim:
             if 400 <= step.status_code < 500:
                 self.state.record(kind, facts, txid, approved=False, error=json.loads(bytes(step.body)))
             return step
-        self.state.record(kind, facts, txid, approved=True)
+        self.state.record(kind, facts, txid, approved=True, arrived_at=arrived_at)
         if step == "commit_then_timeout":
             await asyncio.sleep(self.state.faults.hang_ms / 1000)
         return _json(

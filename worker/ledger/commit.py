@@ -17,10 +17,11 @@ from sqlalchemy import Engine, insert, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from worker.errors import LedgerUnavailable, reason
-from worker.ledger import pgwrite
+from worker.ledger import hotconn, pgwrite
 from worker.ledger import tables as t
 from worker.ledger.patron_cards import NO_CARD, CardSeen, learn
 from worker.ledger.record import TransactionRecord, encode_json
+from worker.ledger.session_guard import SessionUnread, open_session_exists
 from worker.ledger.states import State
 from worker.store.archive import ArchivedNotification
 from worker.store.locks import LockLost
@@ -70,76 +71,59 @@ def note_row(n: ArchivedNotification) -> dict[str, Any]:
 
 def fetch_one_postgresql(engine: Engine, sql: str, params: Sequence[Any], doing: str) -> dict[str, Any] | None:
     """One row of a constant ``sql`` (``%s`` placeholders) as a dict by column name, or None: on the
-    driver's own connection in autocommit, a prepared statement, one round trip (the hot path's reads:
-    no SQLAlchemy work per call). Raises LedgerUnavailable while ``doing``."""
+    thread's own connection in autocommit (``hotconn``), a prepared statement, one round trip (the hot
+    path's reads: no SQLAlchemy work per call). Raises LedgerUnavailable while ``doing``."""
+    def use(conn: Any) -> tuple[Any, list[str]]:
+        with conn.cursor() as cur:
+            cur.execute(sql, params, prepare=True)
+            return cur.fetchone(), [d.name for d in cur.description or ()]
+
     try:
-        raw = engine.raw_connection()
-    except SQLAlchemyError as exc:
+        row, names = hotconn.run(engine, use, (psycopg.Error,))
+    except (SQLAlchemyError, psycopg.Error) as exc:
         raise unavailable(doing, exc) from None
-    try:
-        conn: Any = raw.driver_connection
-        conn.autocommit = True
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql, params, prepare=True)
-                row = cur.fetchone()
-                names = [d.name for d in cur.description or ()]
-        finally:
-            if not conn.closed:
-                conn.autocommit = False
-    except psycopg.Error as exc:
-        raw.invalidate()
-        raise unavailable(doing, exc) from None
-    finally:
-        raw.close()
     return None if row is None else dict(zip(names, row, strict=True))
 
 
 def write_postgresql(engine: Engine, prev_seq: int | None, prev_state: str | None, txid: str, row: dict[str, Any],
                      stored: TransactionRecord, events: list[dict[str, Any]],
                      notification: ArchivedNotification | None, done_entry: str | None, now: float,
-                     card: CardSeen | None = None) -> None:
-    """The write as one statement (``pgwrite``) on the driver's own connection, in autocommit.
-    ``prev_seq`` None: the transaction's first write. Raises LockLost, LedgerUnavailable."""
+                     card: CardSeen | None = None, session_unread: bool = False) -> None:
+    """The write as one statement (``pgwrite``) on the thread's own connection, in autocommit.
+    ``prev_seq`` None: the transaction's first write (refused when ``session_unread`` and an open patron
+    session exists: ``worker.ledger.session_guard``). Raises LockLost, SessionUnread, LedgerUnavailable."""
     note = note_row(notification) if notification is not None else {}
-    params = {**row, "txid": txid, "seq0": prev_seq or 0, "now": now,
+    params = {**row, "txid": txid, "seq0": prev_seq or 0, "now": now, "session_unread": session_unread,
               "created_at": stored.created_at, "record": stored.to_json(), "events": encode_json(events),
               "done": done_entry, **{f"n_{k}": note.get(k) for k in NOTE_COLUMNS},
               **(card.params() if card is not None else NO_CARD)}
     doing = f"record transaction {txid}"
     try:
-        raw = engine.raw_connection()  # the driver's own connection: no per-statement SQLAlchemy work
-    except SQLAlchemyError as exc:
-        raise unavailable(doing, exc) from None
-    try:
-        conn: Any = raw.driver_connection
-        conn.autocommit = True
-        try:
-            written = pgwrite.write(conn, first=prev_seq is None, params=params)
-        finally:
-            if not conn.closed:
-                conn.autocommit = False
+        # The thread's own connection, in autocommit (``hotconn``): no pool work per statement.
+        written = hotconn.run(engine, lambda conn: pgwrite.write(conn, first=prev_seq is None, params=params),
+                              (psycopg.Error,))
     except psycopg.errors.IntegrityError:
         raise created_elsewhere(txid) from None
-    except psycopg.Error as exc:
-        raw.invalidate()  # a connection that failed is not given to the next writer
+    except (SQLAlchemyError, psycopg.Error) as exc:
         raise unavailable(doing, exc) from None
-    finally:
-        raw.close()
     if written != 1:
-        raise changed_elsewhere(txid)
+        # A first write that wrote nothing and raised no conflict was stopped by the session guard.
+        raise SessionUnread(txid) if prev_seq is None and session_unread else changed_elsewhere(txid)
 
 
 def write_generic(engine: Engine, prev_seq: int | None, prev_state: str | None, txid: str, row: dict[str, Any],
                   stored: TransactionRecord, events: list[dict[str, Any]],
                   notification: ArchivedNotification | None, done_entry: str | None, now: float,
-                  card: CardSeen | None = None) -> None:
+                  card: CardSeen | None = None, session_unread: bool = False) -> None:
     """The write as one database transaction of several statements (SQLite). Raises LockLost,
+    SessionUnread (a first write with ``session_unread`` when an open patron session exists),
     LedgerUnavailable."""
     values = {**row, "record": stored.to_dict()}
     event_rows = [{**e, "transaction_id": txid} for e in events]
     try:
         with engine.begin() as conn:
+            if prev_seq is None and session_unread and open_session_exists(conn, txid):
+                raise SessionUnread(txid)
             if notification is not None:
                 insert_ignore(conn, t.notifications, [note_row(notification)], "entry_id")
             if prev_seq is None:

@@ -8,6 +8,13 @@ read: the fence), the events (from one JSON array), the VIP card's patron learne
 from the notification (``worker.ledger.patron_cards``) and the done mark, the last
 three only when the row was written. The benchmark measured the generic path at about
 ten round trips per notification; this path makes it three or four.
+
+A first write made by a task that did not read the transaction's patron session
+(``session_unread``) is refused when an open session exists for its transaction id:
+no row, event, learned card or done mark is written (the notification as received is
+kept, as every later write keeps it too), and the task decides again with the session (see
+``worker.ledger.session_guard``). The check is one primary-key probe
+inside the same statement, instead of a round trip of its own on every notification.
 """
 
 from __future__ import annotations
@@ -45,12 +52,14 @@ INSERT = ("""
 WITH t AS (INSERT INTO transactions (transaction_id, state, transaction_type, amount, outcome, ruleset_hash,
                                     review_reason, review_since, held_by, deliveries, seq, record,
                                     created_at, updated_at)
-           VALUES (CAST(%(txid)s AS text), CAST(%(state)s AS text), CAST(%(transaction_type)s AS text),
-                   CAST(%(amount)s AS numeric), CAST(%(outcome)s AS text), CAST(%(ruleset_hash)s AS text),
-                   CAST(%(review_reason)s AS text),
-                   CASE WHEN CAST(%(state)s AS text) = 'review' THEN CAST(%(now)s AS double precision) END, NULL,
-                   CAST(%(deliveries)s AS integer), CAST(%(seq)s AS integer), CAST(%(record)s AS json),
-                   CAST(%(created_at)s AS double precision), CAST(%(now)s AS double precision))
+           SELECT CAST(%(txid)s AS text), CAST(%(state)s AS text), CAST(%(transaction_type)s AS text),
+                  CAST(%(amount)s AS numeric), CAST(%(outcome)s AS text), CAST(%(ruleset_hash)s AS text),
+                  CAST(%(review_reason)s AS text),
+                  CASE WHEN CAST(%(state)s AS text) = 'review' THEN CAST(%(now)s AS double precision) END, NULL,
+                  CAST(%(deliveries)s AS integer), CAST(%(seq)s AS integer), CAST(%(record)s AS json),
+                  CAST(%(created_at)s AS double precision), CAST(%(now)s AS double precision)
+           WHERE NOT (CAST(%(session_unread)s AS boolean) AND EXISTS (
+                 SELECT 1 FROM patron_sessions WHERE transaction_id = CAST(%(txid)s AS text) AND status = 'open'))
            RETURNING transaction_id),""" + _EVENTS)  # noqa: S608 - constant text; values are bound parameters
 
 UPDATE = ("""
@@ -69,8 +78,9 @@ WITH t AS (UPDATE transactions SET state = CAST(%(state)s AS text),
 
 def write(conn: Any, *, first: bool, params: dict[str, Any]) -> int:
     """Run the one-statement write on a psycopg connection in autocommit (a prepared statement); how many
-    rows of ``transactions`` it wrote (0: the fence refused it). psycopg's IntegrityError when a first
-    write finds the row already there."""
+    rows of ``transactions`` it wrote (0: the fence refused it, or, on a first write with
+    ``session_unread`` true, an open patron session exists). psycopg's IntegrityError when a first write
+    finds the row already there."""
     with conn.cursor() as cur:
         cur.execute(INSERT if first else UPDATE, params, prepare=True)
         row = cur.fetchone()

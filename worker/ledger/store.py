@@ -139,7 +139,11 @@ class Ledger:
         self.close()
 
     def close(self) -> None:
-        """Close the pooled connections (``with Ledger.open(url) as ledger:`` does it on leaving)."""
+        """Close the pooled connections and the hot path's own (``with Ledger.open(url) as ledger:`` does it
+        on leaving)."""
+        from worker.ledger import hotconn
+
+        hotconn.close(self.engine)
         self.engine.dispose()
 
     def _run(self, op: Callable[[], T], doing: str) -> T:
@@ -334,14 +338,17 @@ class Ledger:
         return out
 
     def write(self, prev: Stored | None, new: TransactionRecord, *, notification: ArchivedNotification | None = None,
-              done_entry: str | None = None, extra: Sequence[NewEvent] = (), card: CardSeen | None = None) -> Stored:
+              done_entry: str | None = None, extra: Sequence[NewEvent] = (), card: CardSeen | None = None,
+              session_unread: bool = False) -> Stored:
         """Append the events that turn ``prev`` into ``new`` (plus ``extra``) and store ``new`` as the current
         row, in one database transaction; with ``notification`` kept, ``done_entry`` marked finished and the
         VIP card's patron ``card`` learned (``worker.ledger.patron_cards``).
 
         Raises LockLost when the transaction moved on since ``prev`` was read (another writer),
-        IllegalTransition when ``prev``'s state cannot lead to ``new``'s, LedgerUnavailable on a
-        database failure. Nothing is written in any of these cases.
+        IllegalTransition when ``prev``'s state cannot lead to ``new``'s, SessionUnread when ``prev`` is
+        None, ``session_unread`` is true and an open patron session exists for the transaction
+        (``worker.ledger.session_guard``), LedgerUnavailable on a database failure. Nothing is written in
+        any of these cases.
         """
         old = prev.record if prev else None
         if old is not None and not reachable(old.state, new.state):
@@ -370,7 +377,7 @@ class Ledger:
                    "actor": e.actor, "data": e.data} for i, e in enumerate(new_events, 1)]
         write = commit.write_postgresql if self._pg else commit.write_generic
         write(self.engine, prev.seq if prev else None, prev.record.state if prev else None, txid, row, stored,
-              events, notification, done_entry, now, card)
+              events, notification, done_entry, now, card, session_unread)
         return Stored(stored, seq)
 
     def mark_done(self, entry_id: str) -> None:

@@ -41,6 +41,9 @@ class RecordWriter:
         self._staged: TransactionRecord | None = None
         self._card: CardSeen | None = None  # a VIP card's patron to learn with the next write
         self._after: list[Callable[[], None]] = []
+        # The decision was made without reading the patron session: the first write is refused
+        # (SessionUnread, nothing written) when an open one exists (``worker.ledger.session_guard``).
+        self.session_unread = False
 
     def __call__(self, record: TransactionRecord, extra: Sequence[NewEvent] = ()) -> TransactionRecord:
         """Commit ``record`` now (with anything staged before it: ``record`` is the newer copy)."""
@@ -84,7 +87,8 @@ class RecordWriter:
                 self.ledger.mark_done(done_entry)
             return
         self.stored = self.ledger.write(self.stored, record, notification=self._notification,
-                                        done_entry=done_entry, extra=extra, card=self._card)
+                                        done_entry=done_entry, extra=extra, card=self._card,
+                                        session_unread=self.session_unread and self.stored is None)
         self._notification = self._card = None
         self.latest = self.stored.record
 

@@ -1,8 +1,8 @@
-"""The VIP Connect API over HTTP (requests), signed with the operator's own JWT.
+"""The VIP Connect API over HTTP (``worker.httpsession``: urllib3's pool), signed with the operator's own JWT.
 
 Each method makes exactly one request: retries and reconciliation belong to
-``worker.vip.approve``, which knows whether a repeat is safe. The urllib3
-adapter is set to never retry on its own for the same reason.
+``worker.vip.approve``, which knows whether a repeat is safe. The HTTP client
+never retries on its own for the same reason.
 """
 
 from __future__ import annotations
@@ -14,12 +14,9 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-import requests
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
-
 from worker.config import VipSettings
-from worker.errors import ConfigError, VipRejectedError, VipTransientError, reason
-from worker.httpsession import session_for
+from worker.errors import ConfigError, VipRejectedError, VipTransientError
+from worker.httpsession import HttpClient, HttpFailed
 from worker.masking import mask_mapping, mask_text
 from worker.tokens import TokenCache
 from worker.vip.models import (
@@ -56,16 +53,6 @@ def _loads(content: bytes) -> Any:
         return content.decode("utf-8", "replace")[:500]
 
 
-def _never_sent(exc: requests.RequestException) -> bool:
-    """True when the request certainly did not reach the server (refused, connect timeout)."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    if isinstance(exc, requests.ConnectionError):
-        reason = getattr(exc.args[0], "reason", None) if exc.args else None
-        return isinstance(reason, NewConnectionError | ConnectTimeoutError)
-    return False
-
-
 def retry_after_s(value: str | None, now: float | None = None) -> float | None:
     """A ``Retry-After`` header in seconds from now (delta-seconds or an HTTP date); None when absent
     or unreadable."""
@@ -94,7 +81,7 @@ def describe_error(body: Any) -> str:
 class VipClient:
     """VipApi over HTTP; paths, timeout and JWT claims from ``vip.*`` settings."""
 
-    def __init__(self, settings: VipSettings, session: requests.Session | None = None):
+    def __init__(self, settings: VipSettings, http: HttpClient | None = None):
         if settings.secret_key1 is None:
             raise ConfigError("vip.secret_key1", "is not set; set VIPFLOW_VIP__SECRET_KEY1 (base64)")
         if not settings.operator_id:
@@ -107,7 +94,7 @@ class VipClient:
             settings.audience,
             settings.token_ttl_s,
         )
-        self._session = session or session_for(self._base)
+        self._http = http or HttpClient(self._base)
 
     def _post(self, path: str, body: Mapping[str, Any], what: str) -> tuple[int, Any]:
         headers = {
@@ -116,19 +103,14 @@ class VipClient:
             "Accept": "application/json",
         }
         try:
-            resp = self._session.post(
-                self._base + path,
-                data=_dumps(body),
-                headers=headers,
-                timeout=self._settings.timeout_s,
-                allow_redirects=False,
-            )
-        except requests.RequestException as exc:
-            sent = not _never_sent(exc)
-            kind = "timed out" if isinstance(exc, requests.Timeout) else "failed to connect"
-            if sent and not isinstance(exc, requests.Timeout):
+            resp = self._http.request("POST", path, body=_dumps(body), headers=headers,
+                                      timeout=self._settings.timeout_s)
+        except HttpFailed as exc:
+            sent = not exc.never_sent
+            kind = "timed out" if exc.timed_out else "failed to connect"
+            if sent and not exc.timed_out:
                 kind = "lost the connection"
-            why = "" if isinstance(exc, requests.Timeout) else f" ({reason(exc)})"
+            why = "" if exc.timed_out else f" ({exc.why})"
             raise VipTransientError(
                 f"VIP Connect {what}: {kind}{why}; "
                 f"{'the request may have reached VIP' if sent else 'the request was not sent'}",

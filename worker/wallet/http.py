@@ -39,11 +39,9 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import quote
 
-import requests
-
 from worker.config import WalletSettings
-from worker.errors import WalletError, WalletRefusedError, WalletTransientError, reason
-from worker.httpsession import session_for
+from worker.errors import WalletError, WalletRefusedError, WalletTransientError
+from worker.httpsession import HttpAnswer, HttpClient, HttpFailed
 from worker.masking import mask_text
 from worker.wallet.protocol import HOLD_STATUSES, Credit, Hold, HoldStatus
 
@@ -51,7 +49,7 @@ _REFUSED = {404: "unknown_patron", 409: "key_conflict", 422: "refused"}
 _REFUSED_HOLD = {404: "no_such_hold", 409: "wrong_state", 422: "refused"}
 
 
-def _json(resp: requests.Response) -> Any:
+def _json(resp: HttpAnswer) -> Any:
     try:
         return json.loads(resp.content or b"null", parse_float=Decimal)
     except (ValueError, InvalidOperation):
@@ -61,22 +59,21 @@ def _json(resp: requests.Response) -> Any:
 class HttpWallet:
     """Wallet over the HTTP contract in this module's docstring."""
 
-    def __init__(self, settings: WalletSettings, session: requests.Session | None = None):
+    def __init__(self, settings: WalletSettings, http: HttpClient | None = None):
         self._base = settings.url.rstrip("/")
         self._timeout = settings.timeout_s
-        self._session = session or session_for(self._base)
+        self._http = http or HttpClient(self._base)
         self._headers = {"Accept": "application/json"}
         if settings.token is not None:
             self._headers["Authorization"] = f"Bearer {settings.token.get_secret_value()}"
 
-    def _call(self, method: str, path: str, what: str, **kw: Any) -> requests.Response:
-        headers = {**self._headers, **kw.pop("headers", {})}
+    def _call(self, method: str, path: str, what: str, *, headers: dict[str, str] | None = None,
+              data: str | None = None, params: dict[str, str] | None = None) -> HttpAnswer:
         try:
-            resp = self._session.request(
-                method, self._base + path, headers=headers, timeout=self._timeout, **kw
-            )
-        except requests.RequestException as exc:
-            why = "timed out" if isinstance(exc, requests.Timeout) else reason(exc)
+            resp = self._http.request(method, path, headers={**self._headers, **(headers or {})},
+                                      timeout=self._timeout, body=data, params=params)
+        except HttpFailed as exc:
+            why = "timed out" if exc.timed_out else exc.why
             raise WalletTransientError(
                 f"wallet {what}: {why}; check wallet.url and that the wallet is up"
             ) from None
@@ -151,7 +148,7 @@ class HttpWallet:
                 raise WalletError(f"wallet credit {key}: HTTP {resp.status_code} with a malformed credit") from None
         raise _refusal(resp, body, f"credit {key}", _REFUSED)
 
-    def _put(self, path: str, key: str, patron_id: str, amount: Decimal, what: str) -> requests.Response:
+    def _put(self, path: str, key: str, patron_id: str, amount: Decimal, what: str) -> HttpAnswer:
         payload = json.dumps({"patron_id": patron_id, "amount": str(amount)})
         return self._call("PUT", path, what, data=payload,
                           headers={"Idempotency-Key": key, "Content-Type": "application/json"})
@@ -166,7 +163,7 @@ class HttpWallet:
         raise _refusal(resp, body, what, _REFUSED_HOLD)
 
 
-def _refusal(resp: requests.Response, body: Any, what: str, reasons: dict[int, str]) -> WalletRefusedError:
+def _refusal(resp: HttpAnswer, body: Any, what: str, reasons: dict[int, str]) -> WalletRefusedError:
     """The wallet's refusal as an error: its reason (from the body, else by status) and its message,
     masked and cut to 200 characters."""
     reason = reasons.get(resp.status_code, "refused")
