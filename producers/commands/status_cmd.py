@@ -81,7 +81,8 @@ def render(r: dict[str, Any]) -> list[str]:
     u = r["unprocessed"]
     lines.append(f"  unprocessed  {u['count']} archived and not finished"
                  + (f", oldest {age_text(u['oldest_age_s'])}, {u['older_than_limit']} older than "
-                    f"{age_text(u['limit_s'])}" if u["count"] else ""))
+                    f"{age_text(u['limit_s'])}" if u["count"] else "")
+                 + ("" if red["answers"] else " (the ledger's count only: Redis does not answer)"))
     if r["dead_letters"]:
         d = r["dead_letters"]
         lines.append(f"  dead letters {d['open']} open" + (f", oldest {age_text(d['oldest_age_s'])}"
@@ -92,8 +93,11 @@ def render(r: dict[str, Any]) -> list[str]:
             f", oldest {age_text(v['oldest_age_s'])}, {v['overdue']} overdue (over "
             f"{age_text(v['overdue_after_s'])})" if v["waiting"] else ""))
     alive = sum(1 for w in r["workers"] if w["alive"])
-    lines.append(f"  workers   {alive} alive" + (f", {len(r['workers']) - alive} missing"
-                                                 if len(r["workers"]) > alive else ""))
+    if not red["answers"]:
+        lines.append("  workers   unknown: their heartbeats are in Redis, which does not answer")
+    else:
+        lines.append(f"  workers   {alive} alive" + (f", {len(r['workers']) - alive} missing"
+                                                     if len(r["workers"]) > alive else ""))
     now = time.time()
     for w in r["workers"]:
         rules = ", ".join(f"{n} v{v.get('version')}" if isinstance(v, dict) else f"{n} {v}"

@@ -158,3 +158,18 @@ def test_an_evicting_redis_is_a_problem(client: redis.Redis, redis_url: str, led
         client.config_set("maxmemory-policy", before)
     (problem,) = report.problems
     assert problem.check == "redis" and "maxmemory-policy is allkeys-lru" in problem.problem
+
+
+def test_the_screen_says_what_redis_down_leaves_unknown(ledger: Ledger) -> None:
+    """With Redis down the screen says the workers are unknown and the unprocessed count is the ledger's
+    alone, and ends with the problem and what to do."""
+    from producers.commands.status_cmd import render
+
+    down = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
+    lines = render(gather(_settings("redis://127.0.0.1:1/0"), redis_client=down, ledger=ledger).to_dict())
+    assert "1 PROBLEM(S) NEED A PERSON" in lines[0]
+    assert any("DOES NOT ANSWER (Connection refused)" in line for line in lines)
+    assert "  workers   unknown: their heartbeats are in Redis, which does not answer" in lines
+    assert any("(the ledger's count only: Redis does not answer)" in line for line in lines)
+    assert lines[-1].startswith("  PROBLEM [redis] Redis at redis://127.0.0.1:1/0 does not answer")
+    assert "do: start Redis or fix redis.url" in lines[-1]
