@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import socketserver
 import threading
 from collections.abc import Callable, Iterable
@@ -75,7 +76,9 @@ def serve(port: int, host: str, app: WsgiApp) -> tuple[int, Callable[[], None]] 
     """Serve ``app`` on ``host:port`` (0: any free port) in a daemon thread: (the port bound, a function that
     stops it), or None (logged) when the port is taken."""
     try:
-        server = make_server(host, port, app, _ThreadingServer, handler_class=_QuietHandler)
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]  # "::" needs AF_INET6
+        server_class = type("_Server", (_ThreadingServer,), {"address_family": family})
+        server: WSGIServer = make_server(host, port, app, server_class, handler_class=_QuietHandler)
     except OSError as exc:
         log.error("metrics port %s:%d unavailable (%s); the worker runs without metrics and health checks",
                   host, port, exc.strerror, extra={"port": port})

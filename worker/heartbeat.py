@@ -26,7 +26,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from worker.errors import reason
@@ -51,7 +51,6 @@ class Readiness:
     redis: str | None = "not checked yet"  # None: answered the last beat; else why not
     ledger: str | None = "not checked yet"
     last_tick: float = 0.0  # monotonic time of the heartbeat thread's last round (liveness)
-    checks: dict[str, str] = field(default_factory=dict)
 
     def problems(self) -> dict[str, str]:
         """What keeps the worker from being ready: {check: why}; empty when ready."""

@@ -52,3 +52,23 @@ def test_healthz_fails_only_when_the_heartbeat_thread_stalls(port_and_readiness:
     readiness.last_tick = time.monotonic() - 3.5
     answer = requests.get(base + "/healthz", timeout=5)
     assert answer.status_code == 503 and answer.json()["status"] == "stalled"
+
+
+def test_an_ipv6_metrics_host_is_served() -> None:
+    """worker.metrics_host "::1" binds an IPv6 socket (a plain WSGI server would refuse the address)."""
+    import socket
+
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    served = serve(0, "::1", health_app(CollectorRegistry(), None, interval_s=1.0))
+    assert served is not None
+    port, stop = served
+    try:
+        assert requests.get(f"http://[::1]:{port}/healthz", timeout=5).json() == {"status": "ok", "checks": "off"}
+    finally:
+        stop()
