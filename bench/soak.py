@@ -26,7 +26,8 @@ issue 9 item 1 does it without a person once merged) and the check repeated.
     python bench/soak.py [--duration S] [--rate R] [--workers N] [--database URL] [--sample S]
     make soak            (SOAK_S=300 make soak for five minutes)
 
-Exit 0 when every invariant holds at the end, 1 otherwise.
+Exit 0 when every invariant holds at the end (after the replay), 1 otherwise; with ``--strict`` also 1
+when anything needed the replay.
 """
 
 from __future__ import annotations
@@ -318,8 +319,11 @@ def _verdict(args: argparse.Namespace, soak: Soak, sender: Sender, reader: Ledge
     print(json.dumps({"acknowledged": len(acked), "worker_restarts": len(soak.restarts), "lost": len(lost),
                       "approved_twice": len(twice), "held_twice": len(held_twice), "unfinished_first": first_open,
                       "unfinished_after_replay": len(open_), "approved_not_recorded": len(approved_unrecorded)}))
-    # Unfinished before the replay is reported, not failed: item 1's recovery sweep is not in this build.
-    return 0 if not (lost or twice or held_twice or open_) else 1
+    if first_open and not args.strict:
+        print("  (unfinished without a person is reported, not failed, unless --strict: the recovery sweep of "
+              "issue 9 item 1 is what removes the person)")
+    # Unfinished before the replay fails only with --strict (once the recovery sweep is merged).
+    return 0 if not (lost or twice or held_twice or open_ or (args.strict and first_open)) else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -334,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample", type=float, default=None, help="seconds between rows (duration/20, 10..60)")
     parser.add_argument("--settle", type=float, default=180.0, help="seconds the work may take to settle (180)")
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--strict", action="store_true",
+                        help="exit 1 when anything was left unfinished before vipflow replay --unprocessed")
     parser.add_argument("--database", default=os.environ.get("VIPFLOW_BENCH_SOAK_DATABASE", DEFAULT_DATABASE),
                         help="the ledger, dropped and created (default $VIPFLOW_BENCH_SOAK_DATABASE, else "
                              f"{DEFAULT_DATABASE})")
