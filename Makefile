@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-unit test-integration lint format bench clean
+.PHONY: install run test test-unit test-integration lint format bench soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ format: $(STAMP)
 
 bench: $(STAMP)  ## benchmarks: print figures against the targets
 	$(BIN)/python bench/run_all.py
+
+soak: $(STAMP)  ## steady load with faults for SOAK_S seconds (default 1200): memory, latency, invariants over time
+	SOAK_S=$${SOAK_S:-1200} $(BIN)/python bench/soak.py
 
 clean:  ## remove .venv, caches and var/ (the state of `make run`: its logs, embedded Redis data and ledger)
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache var

@@ -34,6 +34,7 @@ COMMAND_MODULES = (
     "producers.commands.tokens_cmd",
     "producers.commands.lists_cmd",
     "producers.commands.labels_cmd",
+    "producers.commands.status_cmd",
 )
 
 

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from worker.config import Settings
+    from worker.heartbeat import Heartbeat, Readiness
+    from worker.pipeline import Deps
 
 
 def add_parser(subparsers: Any) -> None:
@@ -34,6 +39,7 @@ def run_worker(args: argparse.Namespace) -> int:
     from worker.config_report import ledger_summary, redis_summary
     from worker.drain import Drainer
     from worker.errors import StoreError
+    from worker.heartbeat import Readiness
     from worker.ledger import Ledger
     from worker.logs import configure_logging
     from worker.masking import operator_hosts
@@ -59,8 +65,10 @@ def run_worker(args: argparse.Namespace) -> int:
             "percentage rollout: candidate rules %s decide %.2f %% of transactions (rules.candidate_share)",
             settings.rules.candidate, settings.rules.candidate_share)
     wait_for_redis(settings.redis, timeout_s)
+    readiness = Readiness()  # /readyz and /healthz answer from it (worker.health)
     # Before the pool forks: prefork children must inherit the metrics directory.
-    metrics_dir = start_worker_metrics(settings, pool, queue)
+    metrics_dir = start_worker_metrics(settings, pool, queue, readiness)
+    heartbeat: Heartbeat | None = None
     try:
         ledger = Ledger.open(settings.database.url)  # SchemaOutdated stops the start, naming the command
         client = connect(settings.redis)
@@ -69,11 +77,14 @@ def run_worker(args: argparse.Namespace) -> int:
         from worker.bootstrap import bootstrap
         from worker.expiry import Expirer
 
-        Expirer(bootstrap(settings, ledger=ledger)).start()  # holds left waiting: one worker at a time
+        deps = bootstrap(settings, ledger=ledger)
+        Expirer(deps).start()  # holds left waiting: one worker at a time
         app = create_celery(settings)
         import worker.celery_app as celery_app
 
         celery_app._app = app  # the task module registers on this app, not a second one
+        heartbeat = start_heartbeat(settings, client, deps, readiness, pool=pool, concurrency=concurrency,
+                                    queue=queue)
         try:
             # app.Worker rather than app.worker_main: worker_main drops the worker's exit code.
             worker = app.Worker(pool_cls=pool, concurrency=concurrency, queues=[queue], loglevel=settings.log.level,
@@ -83,6 +94,8 @@ def run_worker(args: argparse.Namespace) -> int:
             return int(exc.code or 0)
         code = int(worker.exitcode or 0)
     finally:
+        if heartbeat is not None:
+            heartbeat.stop()  # a clean stop: not reported as a missing worker
         if metrics_dir is not None:
             cleanup_multiprocess(metrics_dir)
     if code != 0 and not answers(settings.redis):
@@ -90,3 +103,33 @@ def run_worker(args: argparse.Namespace) -> int:
                          f"worker.broker_connect_timeout_s ({timeout_s:g} s); start it or fix redis.url, then "
                          "start the worker again")
     return code
+
+
+def start_heartbeat(settings: Settings, client: Any, deps: Deps, readiness: Readiness, *, pool: str,
+                    concurrency: int, queue: str) -> Heartbeat:
+    """Start this worker's heartbeat (``worker.heartbeat``): every ``worker.heartbeat_interval_s`` seconds its
+    identity, the rules versions of ``deps.rules`` and its readiness go to Redis; Celery's ``worker_ready``
+    and ``worker_shutting_down`` signals say whether its consumer runs."""
+    from celery import signals
+
+    from worker.heartbeat import Heartbeat
+    from worker.ledger.schema import ping
+
+    def versions() -> dict[str, Any]:
+        book = deps.rules.current()
+        return {name: {"version": rs.version, "hash": rs.content_hash} for name, rs in sorted(book.rulesets.items())}
+
+    def consumer_up(**_: Any) -> None:
+        readiness.consumer = True
+
+    def consumer_down(**_: Any) -> None:
+        readiness.consumer = False
+
+    signals.worker_ready.connect(consumer_up, weak=False)
+    signals.worker_shutting_down.connect(consumer_down, weak=False)
+    heartbeat = Heartbeat(client, settings.redis.key_prefix, interval_s=settings.worker.heartbeat_interval_s,
+                          identity={"pool": pool, "concurrency": concurrency, "queue": queue,
+                                    "metrics_port": settings.worker.metrics_port},
+                          rules_versions=versions, ledger_check=lambda: ping(deps.ledger.engine), readiness=readiness)
+    heartbeat.start()
+    return heartbeat

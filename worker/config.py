@@ -238,6 +238,8 @@ class WorkerSettings(_Section):
     recover_after_s: float = Field(120.0, ge=1, le=86_400)
     # How long a worker keeps trying to reach Redis, at start or after losing it, before it exits with code 1.
     broker_connect_timeout_s: float = Field(60.0, ge=1, le=86_400)
+    # How often each `vipflow worker` writes its heartbeat (worker.heartbeat); 3 silent intervals: missing.
+    heartbeat_interval_s: float = Field(10.0, ge=0.1, le=3600)
 
     @field_validator("metrics_port", mode="before")
     @classmethod
@@ -264,6 +266,11 @@ class LedgerSettings(_Section):
 
 class ReviewSettings(_Section):
     max_age_s: int = Field(3600, ge=1)
+
+
+class StatusSettings(_Section):
+    # `vipflow status`: a notification archived this long ago (seconds) and still unfinished needs a person.
+    unprocessed_after_s: float = Field(300.0, gt=0)
 
 
 class SessionsSettings(_Section):
@@ -330,6 +337,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     ledger: LedgerSettings = LedgerSettings()
     review: ReviewSettings = ReviewSettings()
+    status: StatusSettings = StatusSettings()
     sessions: SessionsSettings = SessionsSettings()
     redirects: RedirectSettings = RedirectSettings()
     web: WebSettings = WebSettings()

@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,9 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from worker.config import Settings
+from worker.heartbeat import Readiness, WorkerSeen, read_workers
 from worker.store import keys
+from worker.store.archive import oldest_age_s
 
 if TYPE_CHECKING:
     from worker.ledger import Ledger
@@ -89,9 +92,10 @@ def count_decision_dict(decision: Mapping[str, Any]) -> None:
                    [str(m.get("id")) for m in decision.get("matched", ())])
 
 
-_GAUGES = ("vipflow_store_up", "vipflow_queue_depth", "vipflow_archive_pending", "vipflow_ledger_up",
-           "vipflow_review_queue_size", "vipflow_review_oldest_age_seconds", "vipflow_review_overdue",
-           "vipflow_dead_letter_list_size")
+_GAUGES = ("vipflow_store_up", "vipflow_queue_depth", "vipflow_archive_pending",
+           "vipflow_archive_pending_oldest_age_seconds", "vipflow_workers_alive", "vipflow_workers_missing",
+           "vipflow_ledger_up", "vipflow_review_queue_size", "vipflow_review_oldest_age_seconds",
+           "vipflow_review_overdue", "vipflow_dead_letter_list_size")
 
 
 class StoreCollector(Collector):
@@ -105,16 +109,18 @@ class StoreCollector(Collector):
         self._max_age_s = review_max_age_s
         self._ledger = ledger
 
-    def _read_redis(self) -> tuple[int, int]:
-        """(tasks in the Celery queue, intake buffer entries whose task has not finished): one round trip."""
+    def _read_redis(self) -> tuple[int, set[bytes], list[WorkerSeen]]:
+        """(tasks in the Celery queue, the ids of intake buffer entries whose task has not finished, the
+        workers seen lately): two round trips, three with workers (the pending set is as large as the
+        backlog of unfinished notifications)."""
         # Celery's Redis transport keeps priorities 3, 6 and 9 in lists named queue + '\x06\x16' + priority.
         names = [self._queue] + [f"{self._queue}\x06\x16{p}" for p in (3, 6, 9)]
         pipe = self._redis.pipeline(transaction=False)
         for name in names:
             pipe.llen(name)
-        pipe.scard(keys.pending(self._prefix))
+        pipe.smembers(keys.pending(self._prefix))
         *depths, pending = pipe.execute()
-        return sum(int(n) for n in depths), int(pending)
+        return sum(int(n) for n in depths), set(pending), read_workers(self._redis, self._prefix)
 
     def describe(self) -> Iterator[Metric]:
         """The gauges' names, without reading either store (registering must not need Redis or the ledger)."""
@@ -128,7 +134,7 @@ class StoreCollector(Collector):
 
     def _redis_gauges(self) -> Iterator[Metric]:
         try:
-            depth, pending = self._read_redis()
+            depth, pending, workers = self._read_redis()
         except Exception as exc:  # noqa: BLE001 - a scrape must answer even when Redis does not
             log.warning("metrics: Redis unreachable at scrape (%s)", type(exc).__name__)
             yield GaugeMetricFamily("vipflow_store_up", "1 when Redis answered this scrape", value=0)
@@ -136,7 +142,14 @@ class StoreCollector(Collector):
         yield GaugeMetricFamily("vipflow_store_up", "1 when Redis answered this scrape", value=1)
         yield GaugeMetricFamily("vipflow_queue_depth", "Tasks waiting in the Celery queue", value=depth)
         yield GaugeMetricFamily("vipflow_archive_pending", "Notifications in the intake buffer whose task "
-                                "has not finished", value=pending)
+                                "has not finished", value=len(pending))
+        yield GaugeMetricFamily("vipflow_archive_pending_oldest_age_seconds",
+                                "Age of the oldest notification whose task has not finished (0 when none)",
+                                value=oldest_age_s(pending, time.time()))
+        alive = sum(1 for w in workers if w.alive)
+        yield GaugeMetricFamily("vipflow_workers_alive", "Workers whose heartbeat is current", value=alive)
+        yield GaugeMetricFamily("vipflow_workers_missing", "Workers seen in the last hour whose heartbeat "
+                                "stopped without a clean stop", value=len(workers) - alive)
 
     def _ledger_gauges(self) -> Iterator[Metric]:
         try:
@@ -193,25 +206,22 @@ def registry_for(multiprocess: bool, collectors: Iterable[Collector] = ()) -> Co
     return registry
 
 
-def serve(port: int, host: str, registry: CollectorRegistry) -> int | None:
-    """Serve ``/metrics`` on ``host:port`` (0: any free port) in a daemon thread; the port it listens on,
-    or None (logged) when the port is taken."""
-    from prometheus_client import start_http_server
+def serve(port: int, host: str, registry: CollectorRegistry, readiness: Readiness | None = None,
+          interval_s: float = 10.0) -> int | None:
+    """Serve ``/metrics`` (and ``/healthz``, ``/readyz`` from ``readiness``: see ``worker.health``) on
+    ``host:port`` (0: any free port) in a daemon thread; the port it listens on, or None (logged) when the
+    port is taken."""
+    from worker.health import health_app
+    from worker.health import serve as serve_app
 
-    try:
-        server, _thread = start_http_server(port, addr=host, registry=registry)
-    except OSError as exc:
-        log.error("metrics port %s:%d unavailable (%s); the worker runs without metrics",
-                  host, port, exc.strerror, extra={"port": port})
-        return None
-    bound = int(server.server_port)
-    log.info("metrics on http://%s:%d/metrics", host, bound, extra={"port": bound})
-    return bound
+    served = serve_app(port, host, health_app(registry, readiness, interval_s))
+    return None if served is None else served[0]
 
 
-def start_worker_metrics(settings: Settings, pool: str, queue: str) -> str | None:
-    """Serve the worker's metrics on ``worker.metrics_port`` (0: any free port, logged; None: off, logged);
-    the multiprocess directory, if any.
+def start_worker_metrics(settings: Settings, pool: str, queue: str,
+                         readiness: Readiness | None = None) -> str | None:
+    """Serve the worker's metrics on ``worker.metrics_port`` (0: any free port, logged; None: off, logged),
+    with ``/healthz`` and ``/readyz`` answered from ``readiness``; the multiprocess directory, if any.
 
     Call in the worker's main process before the pool starts: with ``prefork``
     the children then count into one per-run directory that the port sums.
@@ -231,7 +241,8 @@ def start_worker_metrics(settings: Settings, pool: str, queue: str) -> str | Non
     os.register_at_fork(after_in_child=lambda: engine.dispose(close=False))
     collector = StoreCollector(connect(settings.redis), settings.redis.key_prefix, queue,
                                settings.review.max_age_s, Ledger(engine))
-    serve(port, settings.worker.metrics_host, registry_for(path is not None, [collector]))
+    serve(port, settings.worker.metrics_host, registry_for(path is not None, [collector]), readiness,
+          settings.worker.heartbeat_interval_s)
     return path
 RECOVERED = Counter("vipflow_recovered_total",
                     "Pending notifications the recovery sweep found without a task: 'requeued' (queued again), "

@@ -20,13 +20,14 @@ import redis as redis_lib
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from producers.ingest.auth import Authenticator, TokenInvalid
 from producers.ingest.body import BodyTooLarge, read_limited
-from producers.ingest.metrics import RECEIVED
+from producers.ingest.metrics import RECEIVED, CountResponses
 from worker.config import Settings
 from worker.errors import ConfigError, NotificationError, StoreError
 from worker.jsonbody import BodyUnreadable, fold
@@ -199,4 +200,6 @@ def create_app(
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
-    return Starlette(routes=routes)
+    labels = {paths.deposit: "deposit", paths.withdraw: "withdraw", paths.error: "error", "/healthz": "healthz",
+              "/readyz": "readyz", "/metrics": "metrics"}
+    return Starlette(routes=routes, middleware=[Middleware(CountResponses, routes=labels)])

@@ -2,7 +2,9 @@
 
 Balances and the patrons of VIP cards (``GET /patrons?vip_card_number=``) come from the
 seeded patrons and the crowd; holds, captures, releases, reversals and
-credits are idempotent by key. ``GET /sim/stats`` gives, per key, ``holds`` (funds
+credits are idempotent by key. ``POST /sim/faults`` with ``{"down": true}`` makes every wallet call
+answer 503 (nothing recorded) until ``{"down": false}``: the wallet service down, as the soak plays it.
+``GET /sim/stats`` gives, per key, ``holds`` (funds
 actually frozen), ``captures``, ``releases``, ``reversals`` and ``credits`` (each
 never more than 1), ``hold_requests`` (PUTs per key), ``card_lookups`` (patron
 lookups per card) and every hold's state;
@@ -38,6 +40,7 @@ class WalletSim:
         token = settings.wallet.token
         self.token = token.get_secret_value() if token is not None else None
         self.lock = threading.Lock()
+        self.down = False  # POST /sim/faults {"down": true}: every wallet call answers 503
         self.reset()
 
     def reset(self) -> None:
@@ -47,6 +50,8 @@ class WalletSim:
         self.card_lookups: Counter[str] = Counter()
 
     def _denied(self, request: Request) -> Response | None:
+        if self.down:
+            return JSONResponse({"message": "the wallet service is down (simulated)"}, status_code=503)
         if self.token is None:
             return None
         if request.headers.get("authorization") != f"Bearer {self.token}":
@@ -150,6 +155,18 @@ class WalletSim:
             }
         )
 
+    async def faults(self, request: Request) -> Response:
+        """POST /sim/faults: ``{"down": true|false}``."""
+        try:
+            data = json.loads(await request.body() or b"{}")
+            down = data["down"]
+        except (ValueError, KeyError, TypeError):
+            return JSONResponse({"message": 'bad faults document: want {"down": true|false}'}, status_code=400)
+        if not isinstance(down, bool):
+            return JSONResponse({"message": "bad faults document: down must be true or false"}, status_code=400)
+        self.down = down
+        return JSONResponse({"down": self.down})
+
     async def reset_route(self, request: Request) -> Response:
         """POST /sim/reset."""
         self.reset()
@@ -174,5 +191,6 @@ def build_wallet_app(settings: Settings) -> Starlette:
             Route("/credits/{key}", sim.credit, methods=["PUT"]),
             Route("/sim/stats", sim.stats, methods=["GET"]),
             Route("/sim/reset", sim.reset_route, methods=["POST"]),
+            Route("/sim/faults", sim.faults, methods=["POST"]),
         ]
     )

@@ -258,6 +258,27 @@ def test_redis_down_gets_503(db: redis.Redis) -> None:
     assert r.status_code == 503 and "retry" in r.json()["error"]
 
 
+def _responses(base: str, route: str, code: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(base + "/metrics").text
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name == "vipflow_ingest_responses_total" and s.labels == {"route": route, "code": code})
+
+
+def test_every_answer_is_counted_by_route_and_code_5xx_included() -> None:
+    """vipflow_ingest_responses_total counts the 503s of a Redis that is down (what the 5xx alert reads),
+    and an unknown path only as route "other"."""
+    with serving(make_settings(f"redis://127.0.0.1:{free_port()}/0")) as base:
+        before = _responses(base, "deposit", "503")
+        assert post(base, "/vip/notify/deposit", DEPOSIT).status_code == 503
+        assert post(base, "/vip/notify/deposit", DEPOSIT).status_code == 503
+        assert httpx.get(base + "/no/such/TX123").status_code == 404
+        assert _responses(base, "deposit", "503") == before + 2
+        assert _responses(base, "other", "404") >= 1
+        assert "TX123" not in httpx.get(base + "/metrics").text
+
+
 def test_readyz_is_503_when_redis_is_unreachable() -> None:
     """/readyz answers 503 when Redis cannot be reached, while /healthz still answers 200."""
     with serving(make_settings(f"redis://127.0.0.1:{free_port()}/0")) as base:

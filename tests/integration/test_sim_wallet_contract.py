@@ -122,6 +122,22 @@ def test_wrong_token_is_a_wallet_error(sim: SimProcess) -> None:
     assert "wallet.token" in str(info.value) and "not-the-token" not in str(info.value)
 
 
+def test_a_wallet_down_answers_503_which_is_transient(sim: SimProcess) -> None:
+    """The simulator's wallet fault {"down": true} answers 503 (transient for HttpWallet, nothing frozen)
+    until {"down": false}; a bad fault document gets 400."""
+    sim.reset()
+    wallet = HttpWallet(WalletSettings(url=sim.wallet_url, token=TOKEN))
+    assert requests.post(f"{sim.wallet_url}/sim/faults", json={"down": "yes"}, timeout=5).status_code == 400
+    requests.post(f"{sim.wallet_url}/sim/faults", json={"down": True}, timeout=5).raise_for_status()
+    try:
+        with pytest.raises(WalletTransientError):
+            wallet.hold("tx-down-0001", PREFERRED_GOOD.patron_id, Decimal("1.00"))
+    finally:
+        requests.post(f"{sim.wallet_url}/sim/faults", json={"down": False}, timeout=5).raise_for_status()
+    wallet.hold("tx-down-0001", PREFERRED_GOOD.patron_id, Decimal("1.00"))
+    assert requests.get(f"{sim.wallet_url}/sim/stats", timeout=5).json()["holds"] == {"tx-down-0001": 1}
+
+
 def test_unreachable_wallet_is_transient() -> None:
     """A wallet that refuses connections raises WalletTransientError."""
     import socket

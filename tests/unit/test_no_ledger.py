@@ -25,6 +25,8 @@ READERS = [
     ["db", "prune", "--dry-run"],
     ["tokens", "list"],
     ["tokens", "revoke", "ops"],
+    ["status"],
+    ["status", "--json"],
 ]
 
 

@@ -234,6 +234,19 @@ class Ledger:
                 return [_note(r) for r in conn.execute(q)]
         return self._run(op, "read unfinished notifications")
 
+    def unfinished_ids(self) -> list[tuple[str, int]]:
+        """(entry id, receipt epoch ms) of the valid and conflicting notifications whose task never finished,
+        oldest first: :meth:`unprocessed` without the bodies (``vipflow status`` counts them)."""
+        n, d = t.notifications, t.notification_done
+
+        def op() -> list[tuple[str, int]]:
+            q = (select(n.c.entry_id, n.c.received_at_ms).outerjoin(d, d.c.entry_id == n.c.entry_id)
+                 .where(d.c.entry_id.is_(None), n.c.status != "invalid")
+                 .order_by(n.c.received_at_ms, n.c.entry_id))
+            with self._auto.connect() as conn:
+                return [(str(r.entry_id), int(r.received_at_ms)) for r in conn.execute(q)]
+        return self._run(op, "read unfinished notifications")
+
     def count_notifications(self, since_ms: int | None = None, until_ms: int | None = None) -> int:
         """How many notifications were received in [since_ms, until_ms] (epoch ms; None: unbounded)."""
         c = t.notifications.c

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal
@@ -59,6 +59,19 @@ def pending_key(prefix: str) -> str:
 def now_ms() -> int:
     """The current time in epoch milliseconds."""
     return time.time_ns() // 1_000_000
+
+
+def entry_ms(entry_id: bytes | str) -> int | None:
+    """The receipt time (epoch ms) in an intake buffer entry id (``ms-seq``), None when it is not one."""
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    head = text.partition("-")[0]
+    return int(head) if head.isdigit() else None
+
+
+def oldest_age_s(entry_ids: Iterable[bytes | str], now: float) -> float:
+    """Seconds since the oldest of ``entry_ids`` was received (0.0 when there are none), at ``now`` (epoch s)."""
+    times = [ms for ms in (entry_ms(e) for e in entry_ids) if ms is not None]
+    return max(0.0, now - min(times) / 1000) if times else 0.0
 
 
 def _text(fields: dict[bytes, bytes], name: bytes) -> str | None:

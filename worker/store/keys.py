@@ -19,6 +19,12 @@ key                            what                                             
 ``{p}:lock:recovery``          the recovery sweep's lease (one worker at a time)  3 rounds (5 s at least)
 ``{p}:recovery:watch``         recovery: pending entries seen idle, and since     pending entries only; expires
                                when (hash of entry id to ``ms:deliveries``)       when no worker sweeps
+``{p}:workers``                the workers seen lately (sorted set: worker id     members not seen for
+                               by its last heartbeat, epoch seconds)              ``heartbeat.FORGET_AFTER_S``
+                                                                                  are dropped at every beat
+``{p}:workers:last``           id -> that worker's last heartbeat (a hash)        the same members as above
+``{p}:worker:{id}``            one worker's heartbeat (JSON: host, pid, pool,     3 heartbeat intervals
+                               queue, rules versions, readiness)
 ``{p}:velocity:{type}:{card}`` velocity: attempts (sorted set; ``:seen`` hash),    the longest window (7 days)
                                ``:approved`` and ``:pending`` (sorted sets)        plus an hour
 ``{p}:acct:{product}:{card}``  the account inquiry cache                          ``vip.account_cache_ttl_s``
@@ -79,6 +85,21 @@ def recovery_lease(prefix: str) -> str:
 def recovery_watch(prefix: str) -> str:
     """The recovery sweep's watch list: pending entries seen idle, since when, at which delivery count."""
     return f"{prefix}:recovery:watch"
+
+
+def workers(prefix: str) -> str:
+    """The sorted set of worker ids seen lately, scored by their last heartbeat (epoch seconds)."""
+    return f"{prefix}:workers"
+
+
+def workers_last(prefix: str) -> str:
+    """The hash of each recently seen worker's last heartbeat (JSON), so a missing one is still described."""
+    return f"{prefix}:workers:last"
+
+
+def worker_heartbeat(prefix: str, worker_id: str) -> str:
+    """One worker's heartbeat (JSON); it expires when the worker stops beating."""
+    return f"{prefix}:worker:{worker_id}"
 
 
 def velocity(prefix: str, transaction_type: str, vip_card_number: str) -> str:
