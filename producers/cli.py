@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "producers.commands.db_cmd",
     "producers.web.command",
     "producers.commands.tokens_cmd",
+    "producers.commands.users_cmd",
 )
 
 

@@ -242,6 +242,14 @@ class LedgerSettings(_Section):
 
 class ReviewSettings(_Section):
     max_age_s: int = Field(3600, ge=1)
+    # Above this amount (Decimal dollars) an approval needs a second, different senior reviewer before
+    # VIP Connect is called (four eyes); the first approval may come from anyone allowed to decide it.
+    four_eyes_amount: Decimal = Field(Decimal("10000.00"), ge=0)
+    # The most (Decimal dollars) a reviewer may decide (approve or reject) alone; a user's own limit
+    # (`vipflow users add --limit`) replaces it. Senior reviewers have no limit.
+    reviewer_limit: Decimal = Field(Decimal("5000.00"), ge=0)
+    # A claim left idle this long (seconds: no page of it viewed, nothing done) lapses; anyone may claim it.
+    claim_idle_s: int = Field(900, ge=30, le=86_400)
 
 
 class SessionsSettings(_Section):
@@ -281,6 +289,26 @@ class WebSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8092, ge=0, le=65535)
     max_body_bytes: int = Field(65536, ge=1024)  # larger request bodies get 413, unread
+    # The review workspace's sessions: a signed cookie (HttpOnly, SameSite=Lax) signed with this secret,
+    # from VIPFLOW_WEB__SESSION_SECRET (or ..._FILE, a path); never in the YAML. None: a random secret per
+    # process (every login is lost when the service restarts; give one when several processes serve).
+    session_secret: SecretStr | None = None
+    session_secret_file: Path | None = None
+    session_max_age_s: int = Field(8 * 3600, ge=60, le=30 * 86_400)  # a session ends this long after login
+    session_idle_s: int = Field(1800, ge=60, le=86_400)  # ... or this long after its last request
+    cookie_secure: bool = False  # True behind HTTPS: the cookie is then never sent in clear
+    # Failed logins per user name (and per client address, hashed) within login_window_s before more are
+    # refused until the window passes (counted in Redis, keys expiring with the window).
+    login_max_failures: int = Field(5, ge=1, le=1000)
+    login_window_s: int = Field(900, ge=10, le=86_400)
+
+    @model_validator(mode="after")
+    def _secret(self) -> WebSettings:
+        secret = _read_secret(self.session_secret, self.session_secret_file, "session_secret")
+        if secret is not None and len(secret.get_secret_value()) < 32:
+            raise ValueError("session_secret must be at least 32 characters (the value is not shown)")
+        object.__setattr__(self, "session_secret", secret)
+        return self
 
 
 class LogSettings(_Section):
