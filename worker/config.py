@@ -297,9 +297,11 @@ class WebSettings(_Section):
     session_max_age_s: int = Field(8 * 3600, ge=60, le=30 * 86_400)  # a session ends this long after login
     session_idle_s: int = Field(1800, ge=60, le=86_400)  # ... or this long after its last request
     cookie_secure: bool = False  # True behind HTTPS: the cookie is then never sent in clear
-    # Failed logins per user name (and per client address, hashed) within login_window_s before more are
-    # refused until the window passes (counted in Redis, keys expiring with the window).
+    # Failed logins per user name within login_window_s before more are refused until the window passes;
+    # per client address (hashed) the bound is higher (an office shares one address). Counted in Redis,
+    # the keys expiring with the window.
     login_max_failures: int = Field(5, ge=1, le=1000)
+    login_max_failures_per_address: int = Field(50, ge=1, le=100_000)
     login_window_s: int = Field(900, ge=10, le=86_400)
 
     @model_validator(mode="after")

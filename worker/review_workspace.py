@@ -217,7 +217,8 @@ def claim_next(deps: Deps, who: Reviewer, filters: QueueFilter) -> str | None:
         except Forbidden:
             continue
         try:
-            return claim(deps, who, item.transaction_id)
+            claim(deps, who, item.transaction_id)
+            return item.transaction_id
         except (Forbidden, rs.NotInReview):
             continue  # taken or settled meanwhile
     return None

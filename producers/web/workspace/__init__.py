@@ -84,8 +84,9 @@ def install(app: FastAPI, settings: Settings, ledger: Ledger, deps: Deps | None 
 
     def limiter() -> LoginLimiter:
         d = deps_of()
-        return LoginLimiter(d.locks.redis, settings.redis.key_prefix, settings.web.login_max_failures,
-                            settings.web.login_window_s)
+        web = settings.web
+        return LoginLimiter(d.locks.redis, settings.redis.key_prefix, web.login_max_failures, web.login_window_s,
+                            web.login_max_failures_per_address)
 
     app.state.workspace_deps = deps_of
     app.include_router(build_router(sessions, deps_of, limiter))

@@ -9,8 +9,9 @@ once; so is a session older than ``web.session_max_age_s`` or idle past ``web.se
 Every form carries the session's CSRF token (synchroniser token pattern, OWASP); a POST without it, or
 with another, is refused with 403 before anything is done. Failed logins are counted in Redis per user
 name and per client address, both only as sha256 digests (``worker.store.keys.login_failures``),
-in a window of ``web.login_window_s``; past ``web.login_max_failures`` logins are refused (429) until
-the window passes, the right password included.
+in a window of ``web.login_window_s``; past ``web.login_max_failures`` for a name (or
+``web.login_max_failures_per_address`` for an address) logins are refused (429) until the window
+passes, the right password included.
 """
 
 from __future__ import annotations
@@ -113,8 +114,9 @@ class LoginLimiter:
 
     redis: Any
     prefix: str
-    max_failures: int
+    max_failures: int  # per user name
     window_s: int
+    max_per_address: int
 
     def _keys(self, username: str, address: str) -> list[str]:
         return [keys.login_failures(self.prefix, "user", _digest(username.lower())),
@@ -124,8 +126,8 @@ class LoginLimiter:
         """Seconds until a login may be tried again, or None when it may now."""
         names = self._keys(username, address)
         counts = self.redis.mget(names)
-        for name, count in zip(names, counts, strict=True):
-            if count is not None and int(count) >= self.max_failures:
+        for name, count, bound in zip(names, counts, (self.max_failures, self.max_per_address), strict=True):
+            if count is not None and int(count) >= bound:
                 return max(1, int(self.redis.ttl(name)))
         return None
 
