@@ -29,6 +29,7 @@ from worker.ledger import TransactionRecord
 from worker.ledger.events import NewEvent
 from worker.ledger.states import State
 from worker.ledger.writer import RecordWriter
+from worker.masking import mask_text
 from worker.pipeline import Deps
 from worker.review_roles import (
     Forbidden,
@@ -143,7 +144,8 @@ def queue(deps: Deps, who: Reviewer, filters: QueueFilter, *, limit: int = 500) 
             continue
         if filters.claimed == "me_or_nobody" and holder not in (None, who.actor):
             continue
-        rows.append(QueueRow(item, holder))
+        # A reason is free text (VIP's or the wallet's words may name the patron): masked, as the CLI does.
+        rows.append(QueueRow(replace(item, reason=mask_text(item.reason)) if item.reason else item, holder))
         if len(rows) >= limit:
             break
     return rows
