@@ -275,6 +275,30 @@ def approve(deps: Deps, who: Reviewer, transaction_id: str, code: str, text: str
     return rec
 
 
+def command_line_gate(deps: Deps, actor: str, transaction_id: str) -> rs.Gate:
+    """The gate of ``vipflow review approve``: the same four eyes as the workspace (above
+    ``review.four_eyes_amount`` the command records a first approval unless a different actor's stands),
+    and no approval while a workspace reviewer holds a live claim. The command-line actor (``ledger.actor``
+    or the OS user) has no workspace role: whoever may run the command against the ledger may decide."""
+    review = deps.settings.review
+
+    def gate(rec: TransactionRecord) -> rs.GateAnswer:
+        holder = claim_holders(deps, [transaction_id]).get(transaction_id)
+        if holder is not None and holder != actor:
+            raise Forbidden(f"transaction {transaction_id} is claimed by {holder} in the review workspace; "
+                            "only they may decide it while their claim is live")
+        if rec.state != State.REVIEW or not needs_four_eyes(_amount(rec.amount), review.four_eyes_amount):
+            return rs.GateAnswer(True)
+        first = rs.first_approval(rec)
+        if first is None:
+            return rs.GateAnswer(False, {"four_eyes": "first"})
+        if first == actor:
+            raise Forbidden("you gave the first approval; a second, different reviewer must give the second")
+        return rs.GateAnswer(True, {"four_eyes": "second", "first_approver": first})
+
+    return gate
+
+
 def reject(deps: Deps, who: Reviewer, transaction_id: str, code: str, text: str = "") -> TransactionRecord:
     """Reject as ``who``, releasing any hold. Forbidden (role, limit, claim), InputError (reason),
     NotInReview, ReviewActionFailed as ``worker.review_service.reject``."""

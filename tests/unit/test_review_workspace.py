@@ -215,3 +215,25 @@ def test_the_queue_filters_and_shows_claims(world: World) -> None:
     assert ws.queue(world.deps, BOB, ws.QueueFilter(rule="no-such-rule")) == []
     with pytest.raises(InputError, match="min: 'x'"):
         ws.QueueFilter.parse({"min": "x"})
+
+
+def test_the_command_line_keeps_four_eyes_too(world: World) -> None:
+    """`vipflow review approve`'s gate: above review.four_eyes_amount the first command records a first
+    approval, the same actor again is refused, a different actor approves through VIP Connect once."""
+    from worker.review_service import approve
+
+    queued(world, "rwk0000001", "6000.00")
+    first = approve(world.deps, "rwk0000001", "os:ann", "ok",
+                    gate=ws.command_line_gate(world.deps, "os:ann", "rwk0000001"))
+    assert first.actions[-1].name == "review_first" and world.vip.approvals["rwk0000001"] == 0
+    with pytest.raises(Forbidden, match="you gave the first approval"):
+        approve(world.deps, "rwk0000001", "os:ann", "ok", gate=ws.command_line_gate(world.deps, "os:ann",
+                                                                                     "rwk0000001"))
+    ws.claim(world.deps, ALICE, "rwk0000001")
+    with pytest.raises(Forbidden, match="claimed by user:alice in the review workspace"):
+        approve(world.deps, "rwk0000001", "os:ben", "ok", gate=ws.command_line_gate(world.deps, "os:ben",
+                                                                                     "rwk0000001"))
+    ws.release(world.deps, ALICE, "rwk0000001")
+    done = approve(world.deps, "rwk0000001", "os:ben", "ok", gate=ws.command_line_gate(world.deps, "os:ben",
+                                                                                        "rwk0000001"))
+    assert done.state == State.APPROVED and world.vip.approvals["rwk0000001"] == 1
