@@ -285,6 +285,33 @@ class RedirectSettings(_Section):
         return table.get(state, self.default)
 
 
+class OidcSettings(_Section):
+    """The review workspace's optional OpenID Connect login (authorization code flow with PKCE)."""
+
+    issuer: str = ""  # the provider's issuer URL (its discovery document is under it); empty: off
+    client_id: str = ""
+    # From VIPFLOW_WEB__OIDC__CLIENT_SECRET (or ..._FILE, a path); never in the YAML. None: a public client.
+    client_secret: SecretStr | None = None
+    client_secret_file: Path | None = None
+    scope: str = "openid profile email"
+    # The ID token's claim naming the workspace user (who must exist: `vipflow users add NAME --role R
+    # --no-password`; the role is vipflow's, never the provider's).
+    username_claim: str = "preferred_username"
+    label: str = "single sign-on"  # the login page's button: "Log in with <label>"
+    timeout_s: float = Field(10.0, gt=0)
+    leeway_s: int = Field(60, ge=0, le=600)  # clock skew allowed on the ID token's times
+
+    @model_validator(mode="after")
+    def _check(self) -> OidcSettings:
+        if self.issuer:
+            check_http_url(self.issuer)
+            if not self.client_id:
+                raise ValueError("client_id is needed with an issuer")
+        object.__setattr__(self, "client_secret",
+                           _read_secret(self.client_secret, self.client_secret_file, "client_secret"))
+        return self
+
+
 class WebSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8092, ge=0, le=65535)
@@ -303,6 +330,7 @@ class WebSettings(_Section):
     login_max_failures: int = Field(5, ge=1, le=1000)
     login_max_failures_per_address: int = Field(50, ge=1, le=100_000)
     login_window_s: int = Field(900, ge=10, le=86_400)
+    oidc: OidcSettings = OidcSettings()
 
     @model_validator(mode="after")
     def _secret(self) -> WebSettings:

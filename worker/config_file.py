@@ -25,6 +25,7 @@ SECRET_KEYS = {
     ("ingest", "auth", "callback_key"),
     ("wallet", "token"),
     ("web", "session_secret"),
+    ("web", "oidc", "client_secret"),
 }
 
 

@@ -31,6 +31,8 @@ def add_parser(subparsers: Any) -> None:
                           "second approvals), admin (users)")
     add.add_argument("--limit", metavar="DOLLARS", help="a reviewer's own limit (default: review.reviewer_limit)")
     add.add_argument("--generate", action="store_true", help="make up a password and print it once")
+    add.add_argument("--no-password", action="store_true",
+                     help="no local password: the user logs in through OpenID Connect only (web.oidc)")
     add.set_defaults(func=add_cmd)
     reset = sub.add_parser("reset", help="a new password (and role or limit); ends the user's sessions")
     reset.add_argument("username")
@@ -95,7 +97,7 @@ def add_cmd(args: argparse.Namespace) -> int:
 
     def work(store: Any, actor: str) -> int:
         limit = _limit(args.limit)
-        password, made = _password(args)
+        password, made = (None, False) if args.no_password else _password(args)
         user = store.add(args.username, parse_role(args.role), password, actor, limit=limit)
         print(f"user {user.username!r} added as {user.role.value}" + (f" (limit {limit:.2f})" if limit else ""))
         if made:

@@ -23,6 +23,7 @@ from producers.sim.patrons import crowd_patron
 from producers.sim.sender import build_notification
 from tests.conftest import TEST_REDIS_URL
 from tests.integration.harness import ROOT, Stack, running_stack
+from tests.integration.oidc_provider import Provider, running_provider
 from worker.ledger.users import UserStore
 from worker.review_roles import Role
 
@@ -58,14 +59,26 @@ def chromium() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[Stack]:
-    """Simulator, ingestor, worker and vipflow web; four eyes above 5,000.00, reviewers up to 4,000.00."""
+def provider() -> Iterator[Provider]:
+    """A small OpenID Connect provider on a free port (tests/integration/oidc_provider.py)."""
+    with running_provider("vipflow-test", "provider-secret") as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def stack(provider: Provider) -> Iterator[Stack]:
+    """Simulator, ingestor, worker and vipflow web; four eyes above 5,000.00, reviewers up to 4,000.00; the
+    test provider for single sign-on."""
     with running_stack(TEST_REDIS_URL, VIPFLOW_REVIEW__FOUR_EYES_AMOUNT="5000.00",
                        VIPFLOW_REVIEW__REVIEWER_LIMIT="4000.00", VIPFLOW_WEB__LOGIN_MAX_FAILURES="3",
-                       VIPFLOW_WEB__SESSION_SECRET="a-test-secret-of-at-least-32-characters!") as s:
+                       VIPFLOW_WEB__SESSION_SECRET="a-test-secret-of-at-least-32-characters!",
+                       VIPFLOW_WEB__OIDC__ISSUER=provider.issuer, VIPFLOW_WEB__OIDC__CLIENT_ID=provider.client_id,
+                       VIPFLOW_WEB__OIDC__CLIENT_SECRET=provider.client_secret,
+                       VIPFLOW_WEB__OIDC__LABEL="the test provider") as s:
         users = UserStore(s.ledger.engine)
         for name, role in USERS.items():
             users.add(name, role, PASSWORD, "os:test")
+        users.add("olga", Role.REVIEWER, None, "os:test")  # single sign-on only
         s.start_web()
         yield s
     print(f"\nbrowser tests: the module took {time.monotonic() - _started:.1f} s (stack start included)")
@@ -332,3 +345,40 @@ def test_logins_are_rate_limited(stack: Stack) -> None:
     with stack.ledger.engine.connect() as conn:  # recorded before the answer was sent
         refusals = conn.exec_driver_sql("SELECT count(*) FROM workspace_events WHERE action = 'login_refused'")
         assert refusals.scalar_one() == 1
+
+
+def test_single_sign_on_logs_a_known_user_in(chromium: Any, stack: Stack, provider: Provider) -> None:
+    """Through the provider (authorization code with PKCE, the ID token checked against its keys) a user
+    known to vipflow lands on the queue with vipflow's role; the login is in the audit as oidc."""
+    provider.user = "olga"
+    context = chromium.new_context()
+    page = context.new_page()
+    page.goto(f"{stack.web_url}/queue")
+    page.get_by_role("link", name="Log in with the test provider").click()
+    page.wait_for_url(re.compile("/queue"))
+    assert "olga" in page.locator("header").inner_text() and "reviewer" in page.locator("header").inner_text()
+    assert provider.tokens_issued >= 1
+    with stack.ledger.engine.connect() as conn:
+        method = conn.exec_driver_sql("SELECT data FROM workspace_events WHERE action = 'login' AND actor = "
+                                      "'user:olga'").scalar_one()
+    assert "oidc" in str(method)
+    context.close()
+
+
+def test_single_sign_on_refuses_a_stranger_and_a_forged_answer(chromium: Any, stack: Stack,
+                                                               provider: Provider) -> None:
+    """A person the provider knows but vipflow does not is refused, naming the command that adds them; an
+    answer with a state this browser never started is refused too; neither gets a session."""
+    provider.user = "stranger"
+    context = chromium.new_context()
+    page = context.new_page()
+    page.goto(f"{stack.web_url}/login")
+    page.get_by_role("link", name="Log in with the test provider").click()
+    page.wait_for_load_state()
+    alert = page.locator("[role=alert]").inner_text()
+    assert "no active workspace user 'stranger'" in alert and "--no-password" in alert
+    page.goto(f"{stack.web_url}/login/oidc/callback?code=abc&state=forged")
+    assert "(state)" in page.locator("[role=alert]").inner_text()
+    page.goto(f"{stack.web_url}/queue")
+    assert "/login" in page.url
+    context.close()

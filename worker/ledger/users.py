@@ -91,19 +91,24 @@ class UserStore:
     def __init__(self, engine: Engine):
         self.engine = engine
 
-    def add(self, username: str, role: Role, password: str, actor: str, *, limit: Decimal | None = None) -> User:
-        """A new user; UserRefused when the name is taken or the name or password is not acceptable."""
+    def add(self, username: str, role: Role, password: str | None, actor: str, *,
+            limit: Decimal | None = None) -> User:
+        """A new user; UserRefused when the name is taken or the name or password is not acceptable.
+        ``password`` None: no local password (the user logs in through OpenID Connect only)."""
         check_name(username)
-        check_password(password)
+        if password is not None:
+            check_password(password)
         now = time.time()
-        row = {"username": username, "password_hash": _HASHER.hash(password), "role": role.value,
+        row = {"username": username, "password_hash": _HASHER.hash(password) if password is not None else None,
+               "role": role.value,
                "review_limit": limit, "session_epoch": 1, "created_at": now, "created_by": actor,
                "password_changed_at": now}
         try:
             with self.engine.begin() as conn:
                 conn.execute(insert(t.users).values(**row))
                 self._event(conn, actor, "user_add", username,
-                            {"role": role.value, "limit": None if limit is None else f"{limit:.2f}"})
+                            {"role": role.value, "limit": None if limit is None else f"{limit:.2f}",
+                             "local_password": password is not None})
         except IntegrityError:
             raise UserRefused(f"a user named {username!r} exists already; pick another name "
                               "(or `vipflow users reset` theirs)") from None

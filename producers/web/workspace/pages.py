@@ -8,6 +8,7 @@ its thread pool, beside the blocking ledger, Redis and VIP Connect calls.
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
@@ -20,6 +21,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response, Streamin
 from fastapi.templating import Jinja2Templates
 
 from producers.web.workspace import txpage
+from producers.web.workspace.oidc import OidcClient, OidcFailed
 from producers.web.workspace.session import LoginLimiter, PageError, Sessions, check_csrf, csrf_token
 from rules.money import format_amount
 from worker import review_audit, review_workspace
@@ -66,8 +68,9 @@ def build_router(sessions: Sessions, deps_of: Callable[[], Deps], limiter: Calla
 
     def render(request: Request, name: str, user: User | None, status: int = 200, **context: Any) -> HTMLResponse:
         flash = request.session.pop("flash", None)
+        sso = settings.web.oidc if settings.web.oidc.issuer else None
         return TEMPLATES.TemplateResponse(request, name, {"user": user, "csrf": csrf_token(request), "flash": flash,
-                                                          **context}, status_code=status)
+                                                          "oidc": sso, **context}, status_code=status)
 
     def back(request: Request, to: str, message: str, kind: str = "ok") -> RedirectResponse:
         request.session["flash"] = {"kind": kind, "text": message}
@@ -108,6 +111,50 @@ def build_router(sessions: Sessions, deps_of: Callable[[], Deps], limiter: Calla
         sessions.open(request, user)
         users.record(user.actor, "login", user.username, {"method": "password"})
         return RedirectResponse(_safe_next(next), status_code=303)
+
+    oidc = OidcClient(settings.web.oidc) if settings.web.oidc.issuer else None
+
+    def callback_url(request: Request) -> str:
+        return str(request.base_url).rstrip("/") + "/login/oidc/callback"
+
+    @router.get("/login/oidc")
+    def oidc_start(request: Request, next: str = "/") -> Response:
+        if oidc is None:
+            raise PageError(404, "single sign-on is not configured (web.oidc.issuer)")
+        try:
+            url, keep = oidc.start(callback_url(request))
+        except OidcFailed as exc:
+            raise PageError(502, f"single sign-on is unavailable: {exc}; log in with a password") from None
+        request.session["oidc"] = {**keep, "next": _safe_next(next)}
+        return RedirectResponse(url, status_code=303)
+
+    @router.get("/login/oidc/callback", response_class=HTMLResponse)
+    def oidc_callback(request: Request, code: str = "", state: str = "", error: str = "") -> Response:
+        if oidc is None:
+            raise PageError(404, "single sign-on is not configured (web.oidc.issuer)")
+        kept = request.session.pop("oidc", None)
+        users = sessions.users
+
+        def refuse(why: str, subject: str | None = None) -> Response:
+            users.record("anonymous", "login_failed", subject, {"method": "oidc", "why": why[:200]})
+            return render(request, "login.html", None, 401, next="/", why=f"single sign-on failed: {why}")
+
+        if not isinstance(kept, dict) or not state or not hmac.compare_digest(str(kept.get("state")), state):
+            return refuse("the answer does not belong to a login started here (state); start again")
+        if error or not code:
+            return refuse(f"the identity provider said {error[:60] or 'no code'}")
+        try:
+            claims = oidc.finish(callback_url(request), code, kept)
+        except OidcFailed as exc:
+            return refuse(str(exc))
+        name = str(claims.get(settings.web.oidc.username_claim) or "").strip().lower()[:64]
+        user = users.get(name) if name else None
+        if user is None or not user.active:
+            return refuse(f"no active workspace user {name!r}; an admin adds one with `vipflow users add "
+                          f"{name or 'NAME'} --role ROLE --no-password`", name if user else None)
+        sessions.open(request, user)
+        users.record(user.actor, "login", user.username, {"method": "oidc", "issuer": settings.web.oidc.issuer})
+        return RedirectResponse(str(kept.get("next") or "/"), status_code=303)
 
     @router.post("/logout")
     def logout(request: Request, csrf: CsrfField = "") -> Response:
