@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from redis import RedisError
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -25,6 +26,7 @@ from worker.ledger import Ledger
 from worker.ledger.users import UserStore
 from worker.pipeline import Deps
 from worker.review_roles import Forbidden
+from worker.store.locks import LockBusy
 
 log = logging.getLogger("vipflow.web")
 COOKIE = "vipflow_session"
@@ -123,6 +125,16 @@ def install(app: FastAPI, settings: Settings, ledger: Ledger, deps: Deps | None 
 
             return JSONResponse({"error": str(exc)}, status_code=503)
         return page(request, 503, str(exc))
+
+    @app.exception_handler(LockBusy)
+    async def busy(request: Request, exc: LockBusy) -> Response:
+        return page(request, 409, "someone else is acting on this transaction right now; look again in a moment")
+
+    @app.exception_handler(RedisError)
+    async def redis_down(request: Request, exc: RedisError) -> Response:
+        # The API's routes never reach Redis; the pages do (claims, locks, the login limiter).
+        log.warning("the review workspace could not reach Redis", extra={"error": type(exc).__name__})
+        return page(request, 503, "Redis (claims and locks) does not answer; nothing was done, try again shortly")
 
     @app.get("/static/workspace.css", include_in_schema=False)
     def css() -> Response:
