@@ -382,3 +382,18 @@ def test_single_sign_on_refuses_a_stranger_and_a_forged_answer(chromium: Any, st
     page.goto(f"{stack.web_url}/queue")
     assert "/login" in page.url
     context.close()
+
+
+def test_a_vip_refusal_keeps_it_queued_and_shows_vips_error_body(chromium: Any, stack: Stack) -> None:
+    """VIP Connect answering the approval with 400: the reviewer is told it stays in review, and the
+    transaction page shows the failed approval step with VIP's status and error body."""
+    in_review(stack, "wse0000001", "2900.00", 61)
+    assert stack.sim is not None
+    stack.sim.faults({"transaction_id": "wse0000001", "endpoint": "approve", "responses": [400]})
+    page = login(chromium, stack, "alice")
+    decide(page, stack, "wse0000001", "approve", "verified_patron")
+    assert "stays in review" in page.locator(".flash").inner_text()
+    assert stack.record("wse0000001")["state"] == "review"  # type: ignore[index]
+    vip = page.locator("section[aria-labelledby=h-vip]").inner_text()
+    assert "approve" in vip and "failed" in vip and "400" in vip and "errorCode" in vip, vip
+    assert approvals(stack, "wse0000001") == 0
