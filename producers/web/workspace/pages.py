@@ -8,7 +8,6 @@ its thread pool, beside the blocking ledger, Redis and VIP Connect calls.
 
 from __future__ import annotations
 
-import hmac
 import time
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
@@ -20,15 +19,14 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
 
-from producers.web.workspace import txpage
-from producers.web.workspace.oidc import OidcClient, OidcFailed
+from producers.web.workspace import login_pages, txpage, users_pages
 from producers.web.workspace.session import LoginLimiter, PageError, Sessions, check_csrf, csrf_token
 from rules.money import format_amount
 from worker import review_audit, review_workspace
 from worker.errors import InputError
-from worker.ledger.users import User, UserRefused
+from worker.ledger.users import User
 from worker.pipeline import Deps
-from worker.review_roles import Forbidden, Permission, Role, can, decision_limit, needs_four_eyes, parse_role, require
+from worker.review_roles import Forbidden, Permission, Role, can, decision_limit, needs_four_eyes, require
 from worker.review_service import NotInReview, ReviewActionFailed
 from worker.store.locks import LockBusy
 
@@ -62,7 +60,8 @@ TEMPLATES.env.globals.update(can=can, P=Permission)
 
 
 def build_router(sessions: Sessions, deps_of: Callable[[], Deps], limiter: Callable[[], LoginLimiter]) -> APIRouter:
-    """The workspace's routes (``/``, ``/login``, ``/queue``, ``/tx/{id}``, ``/audit``, ``/users``)."""
+    """The workspace's routes: ``/``, ``/queue``, ``/tx/{id}``, ``/audit`` here; ``/login*`` (``login_pages``)
+    and ``/users`` (``users_pages``)."""
     router = APIRouter(include_in_schema=False)
     settings = sessions.settings
 
@@ -76,93 +75,13 @@ def build_router(sessions: Sessions, deps_of: Callable[[], Deps], limiter: Calla
         request.session["flash"] = {"kind": kind, "text": message}
         return RedirectResponse(to, status_code=303)
 
+    login_pages.add_routes(router, sessions, limiter, render)
+    users_pages.add_routes(router, sessions, render, back)
+
     @router.get("/", response_class=HTMLResponse)
     def home(request: Request) -> Response:
         user = sessions.current(request)
         return RedirectResponse("/users" if user.role == Role.ADMIN else "/queue", status_code=303)
-
-    # --- login -------------------------------------------------------------------------------------
-
-    @router.get("/login", response_class=HTMLResponse)
-    def login_page(request: Request, next: str = "/") -> Response:
-        return render(request, "login.html", None, next=_safe_next(next), why=request.session.pop("why", None))
-
-    @router.post("/login", response_class=HTMLResponse)
-    def login(request: Request, csrf: CsrfField = "", username: Annotated[str, Form()] = "",
-              password: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "/") -> Response:
-        check_csrf(request, csrf)
-        name = username.strip().lower()[:64]
-        address = request.client.host if request.client else "unknown"
-        limits = limiter()
-        users = sessions.users
-        wait = limits.blocked(name, address)
-        if wait is not None:
-            users.record("anonymous", "login_refused", name if users.get(name) else None, {"why": "rate limit"})
-            return render(request, "login.html", None, 429, next=_safe_next(next),
-                          why=f"too many failed logins; try again in {wait // 60 + 1} minute(s)")
-        user = users.authenticate(name, password) if name and password else None
-        if user is None:
-            limits.failed(name, address)
-            known = users.get(name)
-            users.record("anonymous", "login_failed", name if known else None, {"known_user": known is not None})
-            return render(request, "login.html", None, 401, next=_safe_next(next),
-                          why="wrong user name or password (or the account is disabled)")
-        limits.succeeded(name)
-        sessions.open(request, user)
-        users.record(user.actor, "login", user.username, {"method": "password"})
-        return RedirectResponse(_safe_next(next), status_code=303)
-
-    oidc = OidcClient(settings.web.oidc) if settings.web.oidc.issuer else None
-
-    def callback_url(request: Request) -> str:
-        return str(request.base_url).rstrip("/") + "/login/oidc/callback"
-
-    @router.get("/login/oidc")
-    def oidc_start(request: Request, next: str = "/") -> Response:
-        if oidc is None:
-            raise PageError(404, "single sign-on is not configured (web.oidc.issuer)")
-        try:
-            url, keep = oidc.start(callback_url(request))
-        except OidcFailed as exc:
-            raise PageError(502, f"single sign-on is unavailable: {exc}; log in with a password") from None
-        request.session["oidc"] = {**keep, "next": _safe_next(next)}
-        return RedirectResponse(url, status_code=303)
-
-    @router.get("/login/oidc/callback", response_class=HTMLResponse)
-    def oidc_callback(request: Request, code: str = "", state: str = "", error: str = "") -> Response:
-        if oidc is None:
-            raise PageError(404, "single sign-on is not configured (web.oidc.issuer)")
-        kept = request.session.pop("oidc", None)
-        users = sessions.users
-
-        def refuse(why: str, subject: str | None = None) -> Response:
-            users.record("anonymous", "login_failed", subject, {"method": "oidc", "why": why[:200]})
-            return render(request, "login.html", None, 401, next="/", why=f"single sign-on failed: {why}")
-
-        if not isinstance(kept, dict) or not state or not hmac.compare_digest(str(kept.get("state")), state):
-            return refuse("the answer does not belong to a login started here (state); start again")
-        if error or not code:
-            return refuse(f"the identity provider said {error[:60] or 'no code'}")
-        try:
-            claims = oidc.finish(callback_url(request), code, kept)
-        except OidcFailed as exc:
-            return refuse(str(exc))
-        name = str(claims.get(settings.web.oidc.username_claim) or "").strip().lower()[:64]
-        user = users.get(name) if name else None
-        if user is None or not user.active:
-            return refuse(f"no active workspace user {name!r}; an admin adds one with `vipflow users add "
-                          f"{name or 'NAME'} --role ROLE --no-password`", name if user else None)
-        sessions.open(request, user)
-        users.record(user.actor, "login", user.username, {"method": "oidc", "issuer": settings.web.oidc.issuer})
-        return RedirectResponse(str(kept.get("next") or "/"), status_code=303)
-
-    @router.post("/logout")
-    def logout(request: Request, csrf: CsrfField = "") -> Response:
-        check_csrf(request, csrf)
-        user = sessions.current(request)
-        sessions.users.record(user.actor, "logout", user.username)
-        sessions.close(request)
-        return RedirectResponse("/login", status_code=303)
 
     # --- the queue ---------------------------------------------------------------------------------
 
@@ -319,53 +238,6 @@ def build_router(sessions: Sessions, deps_of: Callable[[], Deps], limiter: Calla
         return StreamingResponse(review_audit.to_csv(rows), media_type="text/csv; charset=utf-8",
                                  headers={"Content-Disposition": f'attachment; filename="vipflow-audit-{stamp}.csv"'})
 
-    # --- users (admin) -----------------------------------------------------------------------------
-
-    @router.get("/users", response_class=HTMLResponse)
-    def users_page(request: Request) -> Response:
-        user = sessions.current(request)
-        try:
-            require(user.role, Permission.MANAGE_USERS, "manage users")
-        except Forbidden as exc:
-            raise PageError(403, str(exc)) from None
-        return render(request, "users.html", user, users=sessions.users.listing(), roles=[r.value for r in Role],
-                      default_limit=settings.review.reviewer_limit)
-
-    @router.post("/users", response_class=HTMLResponse)
-    def users_add(request: Request, csrf: CsrfField = "", username: Annotated[str, Form()] = "",
-                  role: Annotated[str, Form()] = "", password: Annotated[str, Form()] = "",
-                  limit: Annotated[str, Form()] = "") -> Response:
-        check_csrf(request, csrf)
-        user = sessions.current(request)
-        try:
-            require(user.role, Permission.MANAGE_USERS, "manage users")
-        except Forbidden as exc:
-            raise PageError(403, str(exc)) from None
-        try:
-            from worker.review_roles import parse_amount
-
-            added = sessions.users.add(username.strip(), parse_role(role), password, user.actor,
-                                       limit=parse_amount(limit, "limit") if limit.strip() else None)
-        except (UserRefused, InputError) as exc:
-            return back(request, "/users", str(exc), "error")
-        return back(request, "/users", f"user {added.username} added as {added.role.value}")
-
-    @router.post("/users/{username}/disable")
-    def users_disable(request: Request, username: str, csrf: CsrfField = "") -> Response:
-        check_csrf(request, csrf)
-        user = sessions.current(request)
-        try:
-            require(user.role, Permission.MANAGE_USERS, "manage users")
-        except Forbidden as exc:
-            raise PageError(403, str(exc)) from None
-        if username == user.username:
-            return back(request, "/users", "you cannot disable yourself; ask another admin", "error")
-        try:
-            sessions.users.disable(username, user.actor)
-        except UserRefused as exc:
-            return back(request, "/users", str(exc), "error")
-        return back(request, "/users", f"user {username} disabled; their sessions have ended")
-
     return router
 
 
@@ -374,10 +246,3 @@ def _dec(text: Any) -> Decimal | None:
         return Decimal(str(text)) if text is not None else None
     except InvalidOperation:
         return None
-
-
-def _safe_next(path: str) -> str:
-    """Only a path on this site (no scheme, no host, no ``//``): never an open redirect."""
-    if not path.startswith("/") or path.startswith("//") or "\\" in path or "\n" in path or "\r" in path:
-        return "/"
-    return path

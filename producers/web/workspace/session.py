@@ -142,3 +142,11 @@ class LoginLimiter:
     def succeeded(self, username: str) -> None:
         """Forget the name's failures (the address's stay until the window passes)."""
         self.redis.delete(self._keys(username, "")[0])
+
+
+def safe_next(path: str) -> str:
+    """Where to go after a login: only a path on this site (no scheme, no host, no ``//``), never an open
+    redirect; ``/`` otherwise."""
+    if not path.startswith("/") or path.startswith("//") or "\\" in path or "\n" in path or "\r" in path:
+        return "/"
+    return path
