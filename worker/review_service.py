@@ -165,7 +165,9 @@ def _who(actor: str, stated_name: str | None, reason: str | None, verdict: str) 
             "reason": (reason or "").strip() or None, "verdict": verdict}
 
 
-def _locked(deps: Deps, transaction_id: str) -> TxLock:
+def locked(deps: Deps, transaction_id: str) -> TxLock:
+    """The transaction's lock, taken (waiting up to LOCK_WAIT_S seconds; LockBusy past that): the lock
+    every reviewer's act on a transaction is taken under; release it when done."""
     lock = deps.locks.lock(transaction_id)
     lock.acquire(wait_s=LOCK_WAIT_S)
     return lock
@@ -179,7 +181,7 @@ def approve(deps: Deps, transaction_id: str, actor: str, reason: str | None = No
     not waiting. With ``gate`` (see the module docstring): whatever it raises, or the record with a first
     approval (``review_first``) when it says not to proceed."""
     who: dict[str, Any] = {**_who(actor, stated_name, reason, "approve"), **(note or {})}
-    lock = _locked(deps, transaction_id)
+    lock = locked(deps, transaction_id)
     try:
         save = RecordWriter(deps.ledger, lock, deps.ledger.load(transaction_id))  # every step committed at once
         rec = _waiting(save.stored, transaction_id)
@@ -292,7 +294,7 @@ def reject(deps: Deps, transaction_id: str, actor: str, reason: str, *,
     if not (reason or "").strip():
         raise ReviewInputError("--reason: a rejection needs a reason, kept on the record")
     who: dict[str, Any] = {**_who(actor, stated_name, reason, "reject"), **(note or {})}
-    lock = _locked(deps, transaction_id)
+    lock = locked(deps, transaction_id)
     try:
         save = RecordWriter(deps.ledger, lock, deps.ledger.load(transaction_id))  # every step committed at once
         rec = _waiting(save.stored, transaction_id)

@@ -6,9 +6,7 @@ show the answer. Deciding goes through ``worker.review_service`` (the CLI's serv
 transaction lock and the same idempotent approval) with a gate that checks, under that lock, the
 user's role and limit (``worker.review_roles``), that nobody else holds a live claim, and four eyes.
 
-Claims live in Redis (``worker.store.keys.claim``: the claiming actor, expiring after
-``review.claim_idle_s`` without use; each page view or act by the holder renews it) and each claim and
-release is a ``human`` event in the ledger. A claim is advisory for viewing and binding for deciding:
+Claims (``worker.review_claims``, re-exported here) are advisory for viewing and binding for deciding:
 while Alice's claim is live, nobody else may approve or reject that transaction.
 
 Reasons: a rejection or approval needs one of :data:`REASONS` (or ``other`` with free text), kept on the
@@ -17,20 +15,17 @@ ledger event with the free text; free text is masked wherever it is shown.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
-from typing import Any
 
 from worker import review_service as rs
 from worker.errors import InputError
 from worker.ledger import TransactionRecord
-from worker.ledger.events import NewEvent
 from worker.ledger.states import State
-from worker.ledger.writer import RecordWriter
 from worker.masking import mask_text
 from worker.pipeline import Deps
+from worker.review_claims import claim, claim_holders, human_event, release, touch
 from worker.review_roles import (
     Forbidden,
     Permission,
@@ -40,7 +35,6 @@ from worker.review_roles import (
     needs_four_eyes,
     require,
 )
-from worker.store import keys
 
 # The short list of reasons a reviewer picks from (code -> label); "other" needs free text.
 REASONS: dict[str, dict[str, str]] = {
@@ -111,16 +105,6 @@ def _amount(text: str | None) -> Decimal | None:
         return None
 
 
-def claim_holders(deps: Deps, transaction_ids: Iterable[str]) -> dict[str, str]:
-    """Who holds a live claim on each of ``transaction_ids`` (those unclaimed are left out)."""
-    ids = list(transaction_ids)
-    if not ids:
-        return {}
-    prefix = deps.settings.redis.key_prefix
-    values = deps.locks.redis.mget([keys.claim(prefix, txid) for txid in ids])
-    return {txid: (v.decode() if isinstance(v, bytes) else str(v)) for txid, v in zip(ids, values, strict=True)
-            if v is not None}
-
 
 def queue(deps: Deps, who: Reviewer, filters: QueueFilter, *, limit: int = 500) -> list[QueueRow]:
     """The queue, oldest first, filtered, with claims; at most ``limit`` rows."""
@@ -150,59 +134,6 @@ def queue(deps: Deps, who: Reviewer, filters: QueueFilter, *, limit: int = 500) 
             break
     return rows
 
-
-def _event(deps: Deps, transaction_id: str, who: Reviewer, name: str, data: Mapping[str, Any]) -> None:
-    """Append one human event (no change of state) to ``transaction_id`` under its lock."""
-    lock = rs._locked(deps, transaction_id)
-    try:
-        stored = deps.ledger.load(transaction_id)
-        if stored is None:
-            raise rs.NotInReview(f"vipflow has no record of transaction {transaction_id}")
-        save = RecordWriter(deps.ledger, lock, stored)
-        save(stored.record, extra=[NewEvent("human", time.time(), name, "done", who.actor, dict(data))])
-    finally:
-        lock.release()
-
-
-def claim(deps: Deps, who: Reviewer, transaction_id: str) -> str:
-    """Claim a queued transaction for ``who`` (renewing their own claim); the holder afterwards. Forbidden
-    when someone else holds a live claim; NotInReview when it is not queued."""
-    require(who.role, Permission.CLAIM, "claim transactions")
-    rs.queued_record(deps.ledger, transaction_id)
-    key = keys.claim(deps.settings.redis.key_prefix, transaction_id)
-    ttl = deps.settings.review.claim_idle_s
-    r = deps.locks.redis
-    if r.set(key, who.actor, nx=True, ex=ttl):
-        _event(deps, transaction_id, who, "claim", {"idle_s": ttl})
-        return who.actor
-    holder = r.get(key)
-    holder_s = holder.decode() if isinstance(holder, bytes) else holder
-    if holder_s == who.actor:
-        r.expire(key, ttl)
-        return who.actor
-    if holder_s is None:  # it lapsed between the two calls: try once more
-        return claim(deps, who, transaction_id)
-    raise Forbidden(f"transaction {transaction_id} is claimed by {holder_s}; pick another, or wait until the "
-                    f"claim lapses ({ttl} s idle)")
-
-
-def touch(deps: Deps, who: Reviewer, transaction_id: str) -> str | None:
-    """Renew ``who``'s claim on ``transaction_id`` if they hold it (they are working on it); the holder."""
-    key = keys.claim(deps.settings.redis.key_prefix, transaction_id)
-    holder = deps.locks.redis.get(key)
-    holder_s = holder.decode() if isinstance(holder, bytes) else holder
-    if holder_s == who.actor:
-        deps.locks.redis.expire(key, deps.settings.review.claim_idle_s)
-    return holder_s
-
-
-def release(deps: Deps, who: Reviewer, transaction_id: str, *, record: bool = True) -> None:
-    """Give up ``who``'s claim on ``transaction_id`` (nothing when they hold none)."""
-    key = keys.claim(deps.settings.redis.key_prefix, transaction_id)
-    if touch(deps, who, transaction_id) == who.actor:
-        deps.locks.redis.delete(key)
-        if record:
-            _event(deps, transaction_id, who, "unclaim", {})
 
 
 def claim_next(deps: Deps, who: Reviewer, filters: QueueFilter) -> str | None:
@@ -321,4 +252,4 @@ def reveal(deps: Deps, who: Reviewer, transaction_id: str, field: str) -> None:
     field = (field or "").strip()
     if not field or len(field) > 64:
         raise InputError("field: name the masked field to reveal")
-    _event(deps, transaction_id, who, "reveal", {"field": field})
+    human_event(deps, transaction_id, who, "reveal", {"field": field})

@@ -22,7 +22,7 @@ from fastapi.templating import Jinja2Templates
 from producers.web.workspace import login_pages, txpage, users_pages
 from producers.web.workspace.session import LoginLimiter, PageError, Sessions, check_csrf, csrf_token
 from rules.money import format_amount
-from worker import review_audit, review_workspace
+from worker import review_audit, review_claims, review_workspace
 from worker.errors import InputError
 from worker.ledger.users import User
 from worker.pipeline import Deps
@@ -127,7 +127,7 @@ def build_router(sessions: Sessions, deps_of: Callable[[], Deps], limiter: Calla
         told = txpage.story(deps.ledger, transaction_id)
         if told is None:
             raise PageError(404, f"vipflow has no transaction {transaction_id}")
-        holder = review_workspace.touch(deps, user.reviewer(), transaction_id)
+        holder = review_claims.touch(deps, user.reviewer(), transaction_id)
         record = told["record"]
         amount = _dec(record.get("amount"))
         stored = deps.ledger.load(transaction_id)
@@ -165,14 +165,14 @@ def build_router(sessions: Sessions, deps_of: Callable[[], Deps], limiter: Calla
     def tx_claim(request: Request, transaction_id: str, csrf: CsrfField = "") -> Response:
         check_csrf(request, csrf)
         return act(request, transaction_id, lambda deps, user: (
-            review_workspace.claim(deps, user.reviewer(), transaction_id), f"you claimed {transaction_id}")[1])
+            review_claims.claim(deps, user.reviewer(), transaction_id), f"you claimed {transaction_id}")[1])
 
     @router.post("/tx/{transaction_id}/release")
     def tx_release(request: Request, transaction_id: str, csrf: CsrfField = "") -> Response:
         check_csrf(request, csrf)
 
         def work(deps: Deps, user: User) -> str:
-            review_workspace.release(deps, user.reviewer(), transaction_id)
+            review_claims.release(deps, user.reviewer(), transaction_id)
             return f"you released your claim on {transaction_id}"
         return act(request, transaction_id, work)
 
