@@ -35,6 +35,7 @@ COMMAND_MODULES = (
     "producers.commands.lists_cmd",
     "producers.commands.labels_cmd",
     "producers.commands.status_cmd",
+    "producers.commands.users_cmd",
 )
 
 

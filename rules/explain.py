@@ -131,3 +131,42 @@ def explain(ruleset: RuleSet, facts: dict[str, Any], lists: ListLookup = EMPTY) 
         rows.append(RuleExplanation(rule, failure is None, failure))
     decision = decide(ruleset, {r.rule.id for r in rows if r.matched}, versions or None)
     return Explanation(tuple(rows), decision)
+
+
+@dataclass(frozen=True)
+class Side:
+    """One comparison of a rule against the facts: its text, the fact's value (``left``), the other side
+    (a literal, or a field's value in ``right``), and whether it held."""
+
+    line: int
+    condition: str
+    left: str
+    right: str
+    held: bool
+
+
+def _leaves(c: Condition) -> list[Compare]:
+    if isinstance(c, Compare):
+        return [c]
+    if isinstance(c, Not):
+        return _leaves(c.item)
+    return [leaf for item in c.items for leaf in _leaves(item)]
+
+
+def sides(ruleset: RuleSet, facts: dict[str, Any]) -> dict[str, tuple[Side, ...]]:
+    """Per rule id, every comparison in it with both sides as the facts had them (money in dollars)."""
+    flat = prepare(facts)
+    out: dict[str, tuple[Side, ...]] = {}
+    for rule in ruleset.rules:
+        rows = []
+        for leaf in _leaves(rule.when):
+            if isinstance(leaf.value, FieldRef):
+                right = _shown(leaf.value.path, flat)
+            elif isinstance(leaf.value, tuple):
+                right = "[" + ", ".join(map(str, leaf.value)) + "]"
+            else:
+                right = str(leaf.value).lower() if isinstance(leaf.value, bool) else str(leaf.value)
+            rows.append(Side(leaf.line, _text(leaf), _shown(leaf.path, flat), right,
+                             bool(evaluate(compile_condition(leaf), flat))))
+        out[rule.id] = tuple(rows)
+    return out

@@ -266,6 +266,14 @@ class LedgerSettings(_Section):
 
 class ReviewSettings(_Section):
     max_age_s: int = Field(3600, ge=1)
+    # Above this amount (Decimal dollars) an approval needs a second, different senior reviewer before
+    # VIP Connect is called (four eyes); the first approval may come from anyone allowed to decide it.
+    four_eyes_amount: Decimal = Field(Decimal("10000.00"), ge=0)
+    # The most (Decimal dollars) a reviewer may decide (approve or reject) alone; a user's own limit
+    # (`vipflow users add --limit`) replaces it. Senior reviewers have no limit.
+    reviewer_limit: Decimal = Field(Decimal("5000.00"), ge=0)
+    # A claim left idle this long (seconds: no page of it viewed, nothing done) lapses; anyone may claim it.
+    claim_idle_s: int = Field(900, ge=30, le=86_400)
 
 
 class StatusSettings(_Section):
@@ -306,10 +314,60 @@ class RedirectSettings(_Section):
         return table.get(state, self.default)
 
 
+class OidcSettings(_Section):
+    """The review workspace's optional OpenID Connect login (authorization code flow with PKCE)."""
+
+    issuer: str = ""  # the provider's issuer URL (its discovery document is under it); empty: off
+    client_id: str = ""
+    # From VIPFLOW_WEB__OIDC__CLIENT_SECRET (or ..._FILE, a path); never in the YAML. None: a public client.
+    client_secret: SecretStr | None = None
+    client_secret_file: Path | None = None
+    scope: str = "openid profile email"
+    # The ID token's claim naming the workspace user (who must exist: `vipflow users add NAME --role R
+    # --no-password`; the role is vipflow's, never the provider's).
+    username_claim: str = "preferred_username"
+    label: str = "single sign-on"  # the login page's button: "Log in with <label>"
+    timeout_s: float = Field(10.0, gt=0)
+    leeway_s: int = Field(60, ge=0, le=600)  # clock skew allowed on the ID token's times
+
+    @model_validator(mode="after")
+    def _check(self) -> OidcSettings:
+        if self.issuer:
+            check_http_url(self.issuer)
+            if not self.client_id:
+                raise ValueError("client_id is needed with an issuer")
+        object.__setattr__(self, "client_secret",
+                           _read_secret(self.client_secret, self.client_secret_file, "client_secret"))
+        return self
+
+
 class WebSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8092, ge=0, le=65535)
     max_body_bytes: int = Field(65536, ge=1024)  # larger request bodies get 413, unread
+    # The review workspace's sessions: a signed cookie (HttpOnly, SameSite=Lax) signed with this secret,
+    # from VIPFLOW_WEB__SESSION_SECRET (or ..._FILE, a path); never in the YAML. None: a random secret per
+    # process (every login is lost when the service restarts; give one when several processes serve).
+    session_secret: SecretStr | None = None
+    session_secret_file: Path | None = None
+    session_max_age_s: int = Field(8 * 3600, ge=60, le=30 * 86_400)  # a session ends this long after login
+    session_idle_s: int = Field(1800, ge=60, le=86_400)  # ... or this long after its last request
+    cookie_secure: bool = False  # True behind HTTPS: the cookie is then never sent in clear
+    # Failed logins per user name within login_window_s before more are refused until the window passes;
+    # per client address (hashed) the bound is higher (an office shares one address). Counted in Redis,
+    # the keys expiring with the window.
+    login_max_failures: int = Field(5, ge=1, le=1000)
+    login_max_failures_per_address: int = Field(50, ge=1, le=100_000)
+    login_window_s: int = Field(900, ge=10, le=86_400)
+    oidc: OidcSettings = OidcSettings()
+
+    @model_validator(mode="after")
+    def _secret(self) -> WebSettings:
+        secret = _read_secret(self.session_secret, self.session_secret_file, "session_secret")
+        if secret is not None and len(secret.get_secret_value()) < 32:
+            raise ValueError("session_secret must be at least 32 characters (the value is not shown)")
+        object.__setattr__(self, "session_secret", secret)
+        return self
 
 
 class LogSettings(_Section):

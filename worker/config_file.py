@@ -24,6 +24,8 @@ SECRET_KEYS = {
     ("vip", "secret_key2"),
     ("ingest", "auth", "callback_key"),
     ("wallet", "token"),
+    ("web", "session_secret"),
+    ("web", "oidc", "client_secret"),
 }
 
 

@@ -10,6 +10,11 @@ approve twice. Reject releases any freeze. Each is recorded as a
 ``actor`` (``worker.ledger.actor``), a ``human`` event in the ledger; a name the
 reviewer states is kept beside it, never instead of it.
 
+The review workspace (``worker.review_workspace``) passes a ``gate``: a check run under the same lock,
+on the record as the lock found it, that refuses (a role, a limit, someone else's claim) or turns an
+approval above ``review.four_eyes_amount`` into a recorded first approval (``review_first``) that
+calls nobody; the second, by a different senior reviewer, then approves as here.
+
 A reviewer's approval leaves ``review`` (review -> frozen -> approving ->
 approved). If it fails, the transaction goes back to review with the error; if
 the process dies on the way, the transaction waits in ``frozen``/``approving``
@@ -21,8 +26,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from rules.errors import VipflowError
@@ -42,6 +47,7 @@ INTERRUPTED = ("a reviewer's approval started and did not finish (still running,
                "approve again to reconcile with VIP Connect")
 # The states a reviewer's approval passes through on its way out of review (where an interrupted one waits).
 _PASSING = sorted(IN_FLIGHT)
+FIRST_APPROVAL = "review_first"  # the first of a four-eyes approval: recorded, VIP Connect not called
 
 
 class NotInReview(InputError):
@@ -69,6 +75,28 @@ class QueuedItem:
     matched: tuple[str, ...]
     reason: str | None
     state: str
+    first_approver: str | None = None  # the actor of a standing first approval (four eyes), if any
+
+
+@dataclass(frozen=True)
+class GateAnswer:
+    """What a gate (see the module docstring) lets an approval do: go on to VIP Connect (``proceed``), or
+    stop at a recorded first approval; ``note`` is kept with the reviewer's step (e.g. the first approver)."""
+
+    proceed: bool = True
+    note: Mapping[str, Any] = field(default_factory=dict)
+
+
+Gate = Callable[[TransactionRecord], GateAnswer]
+
+
+def first_approval(rec: TransactionRecord) -> str | None:
+    """The actor of the standing first approval of ``rec`` (four eyes), or None. A first approval stands
+    until the transaction is decided again (a forced replay) or leaves review."""
+    last = rec.last_action(FIRST_APPROVAL)
+    if last is None or last.status != "done" or last.at < rec.decided_at:
+        return None
+    return str((last.result or {}).get("actor") or "") or None
 
 
 def interrupted(rec: TransactionRecord) -> bool:
@@ -95,7 +123,7 @@ def queued(ledger: Ledger, max_age_s: float, *, limit: int = 1000, now: float | 
         items.append(QueuedItem(
             rec.transaction_id, rec.transaction_type, rec.amount, since, age, age > max_age_s,
             tuple(str(m.get("id")) for m in decision.get("matched", ())),
-            INTERRUPTED if interrupted(rec) else rec.review_reason, str(rec.state)))
+            INTERRUPTED if interrupted(rec) else rec.review_reason, str(rec.state), first_approval(rec)))
     return items
 
 
@@ -137,21 +165,31 @@ def _who(actor: str, stated_name: str | None, reason: str | None, verdict: str) 
             "reason": (reason or "").strip() or None, "verdict": verdict}
 
 
-def _locked(deps: Deps, transaction_id: str) -> TxLock:
+def locked(deps: Deps, transaction_id: str) -> TxLock:
+    """The transaction's lock, taken (waiting up to LOCK_WAIT_S seconds; LockBusy past that): the lock
+    every reviewer's act on a transaction is taken under; release it when done."""
     lock = deps.locks.lock(transaction_id)
     lock.acquire(wait_s=LOCK_WAIT_S)
     return lock
 
 
 def approve(deps: Deps, transaction_id: str, actor: str, reason: str | None = None, *,
-            stated_name: str | None = None) -> TransactionRecord:
-    """Approve a queued transaction once through VIP Connect, recorded as ``actor``'s act;
-    ReviewActionFailed leaves it queued, NotInReview when it is not waiting."""
-    who = _who(actor, stated_name, reason, "approve")
-    lock = _locked(deps, transaction_id)
+            stated_name: str | None = None, gate: Gate | None = None,
+            note: Mapping[str, Any] | None = None) -> TransactionRecord:
+    """Approve a queued transaction once through VIP Connect, recorded as ``actor``'s act (``note``: more
+    to keep with it, such as a reason code); ReviewActionFailed leaves it queued, NotInReview when it is
+    not waiting. With ``gate`` (see the module docstring): whatever it raises, or the record with a first
+    approval (``review_first``) when it says not to proceed."""
+    who: dict[str, Any] = {**_who(actor, stated_name, reason, "approve"), **(note or {})}
+    lock = locked(deps, transaction_id)
     try:
         save = RecordWriter(deps.ledger, lock, deps.ledger.load(transaction_id))  # every step committed at once
         rec = _waiting(save.stored, transaction_id)
+        if gate is not None:
+            answer = gate(rec)
+            who.update(answer.note)
+            if not answer.proceed:
+                return save(rec.with_action(FIRST_APPROVAL, "done", {**who, "verdict": "first_approval"}))
         notes = [n for n in deps.ledger.notifications_of(transaction_id) if n.kind != "error"]
         entry = next((n for n in notes if n.status == "valid"), None)
         kind: ApprovalKind = "withdraw" if (entry.kind if entry else rec.transaction_type) == "withdraw" \
@@ -249,15 +287,19 @@ def _settled(deps: Deps, rec: TransactionRecord) -> TransactionRecord:
 
 
 def reject(deps: Deps, transaction_id: str, actor: str, reason: str, *,
-           stated_name: str | None = None) -> TransactionRecord:
-    """Reject a queued transaction as ``actor``, releasing any freeze; ReviewActionFailed leaves it queued."""
+           stated_name: str | None = None, gate: Gate | None = None,
+           note: Mapping[str, Any] | None = None) -> TransactionRecord:
+    """Reject a queued transaction as ``actor``, releasing any freeze; ReviewActionFailed leaves it queued.
+    ``gate`` may refuse (under the lock); ``note`` is kept with the step."""
     if not (reason or "").strip():
         raise ReviewInputError("--reason: a rejection needs a reason, kept on the record")
-    who = _who(actor, stated_name, reason, "reject")
-    lock = _locked(deps, transaction_id)
+    who: dict[str, Any] = {**_who(actor, stated_name, reason, "reject"), **(note or {})}
+    lock = locked(deps, transaction_id)
     try:
         save = RecordWriter(deps.ledger, lock, deps.ledger.load(transaction_id))  # every step committed at once
         rec = _waiting(save.stored, transaction_id)
+        if gate is not None:
+            who.update(gate(rec).note)
         last = rec.last_action("approve")
         if last is not None and last.status in ("started", "done"):
             # VIP Connect may already have paid: rejecting now would release funds that are gone.

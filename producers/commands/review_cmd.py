@@ -2,7 +2,9 @@
 
 Reads and writes the ledger (``database.url``). Approvals and rejections are
 recorded as the authenticated actor (``ledger.actor``, else the operating-system
-user); ``--reviewer NAME`` is kept beside it as a stated name.
+user); ``--reviewer NAME`` is kept beside it as a stated name. The same gate as the
+review workspace applies (``worker.review_workspace.command_line_gate``): four eyes
+above ``review.four_eyes_amount``, and no decision while a workspace reviewer's claim is live.
 Errors go to ``producers.exits``: exit 2 when the transaction is not in the queue or the
 input is incomplete, 1 when VIP Connect, the wallet, Redis or the ledger failed (the
 transaction stays in review).
@@ -139,11 +141,18 @@ def _decide(args: argparse.Namespace, verdict: str) -> int:
     actor = cli_actor(settings)
     # It acts on a transaction already in the ledger: no ledger there is said, not created empty.
     deps = bootstrap(settings, ledger=Ledger.open(settings.database.url, create=False))
+    from worker.review_workspace import command_line_gate
+
+    gate = command_line_gate(deps, actor, args.transaction_id)
     if verdict == "approve":
-        rec = approve(deps, args.transaction_id, actor, args.reason, stated_name=args.reviewer)
+        rec = approve(deps, args.transaction_id, actor, args.reason, stated_name=args.reviewer, gate=gate)
     else:
-        rec = reject(deps, args.transaction_id, actor, args.reason, stated_name=args.reviewer)
+        rec = reject(deps, args.transaction_id, actor, args.reason, stated_name=args.reviewer, gate=gate)
     stated = f" ({args.reviewer.strip()})" if (args.reviewer or "").strip() else ""
+    if rec.actions and rec.actions[-1].name == "review_first":
+        print(f"{rec.transaction_id}: first approval recorded by {actor}{stated}; above review.four_eyes_amount a "
+              "second, different reviewer must approve before VIP Connect is called")
+        return 0
     print(f"{rec.transaction_id}: {rec.state} by {actor}{stated}")
     return 0
 

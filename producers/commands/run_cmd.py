@@ -2,7 +2,8 @@
 
 Checks the ports it needs, starts clean (``--keep`` keeps ``var/``'s state, see
 ``run_state``), starts Redis (embedded when none answers at ``redis.url``), the
-VIP Connect and wallet simulators, the ingestor and a worker as child processes
+VIP Connect and wallet simulators, the ingestor, a worker and ``vipflow web`` (the
+review workspace, with a demo login made afresh each run) as child processes
 (their JSON logs go to ``var/logs/``), writes ``var/demo.env`` for commands in
 another terminal, sends a burst of signed notifications, and shows the decisions
 in a live table as they are recorded, then a summary: counts per outcome and the
@@ -45,6 +46,8 @@ def add_parser(subparsers: Any) -> None:
     ports.add_argument("--ingest-port", type=_port, metavar="PORT", help="the ingestor (ingest.port, 8080)")
     ports.add_argument("--vip-port", type=_port, metavar="PORT", help="the VIP Connect simulator (vip.base_url, 8090)")
     ports.add_argument("--wallet-port", type=_port, metavar="PORT", help="the wallet simulator (wallet.url, 8091)")
+    ports.add_argument("--web-port", type=_port, metavar="PORT",
+                       help="the review workspace and the operator site's API (web.port, 8092)")
     ports.add_argument("--metrics-port", metavar="PORT",
                        help="the worker's metrics (worker.metrics_port, 9108; 0: any free port; off: none)")
     ports.add_argument("--redis-url", metavar="URL", help="Redis (redis.url); embedded there when none answers")
@@ -76,6 +79,8 @@ def _overrides(args: argparse.Namespace, settings: Any, var: Path) -> dict[str, 
         out["VIPFLOW_VIP__BASE_URL"] = _with_port(settings.vip.base_url, args.vip_port)
     if args.wallet_port:
         out["VIPFLOW_WALLET__URL"] = _with_port(settings.wallet.url, args.wallet_port)
+    if args.web_port:
+        out["VIPFLOW_WEB__PORT"] = str(args.web_port)
     if args.metrics_port is not None:
         out["VIPFLOW_WORKER__METRICS_PORT"] = str(args.metrics_port)
     if settings.database.url == DatabaseSettings().url:  # not configured: the demo's ledger lives in --var
@@ -248,13 +253,19 @@ def run(args: argparse.Namespace) -> int:
         children.start("sim", "sim")
         children.start("ingest", "ingest")
         children.start("worker", "worker")
+        children.start("web", "web")
         _wait_ready("sim", '{"vip": ', f"{settings.vip.base_url}/sim/stats", children)
         ingest = f"http://{settings.ingest.host}:{settings.ingest.port}"
         _wait_ready("ingest", "ingest listening on", f"{ingest}/readyz", children)
+        web = f"http://{settings.web.host}:{settings.web.port}"
+        _wait_ready("web", "web listening on", f"{web}/healthz", children)
         print(f"simulator {settings.vip.base_url}, ingestor {ingest}, worker started; logs in {var / 'logs'}")
+        login = run_state.demo_login(settings)
         run_state.write_env_file(env_file, run_state.env_values(settings, overrides, args.config),
-                                 own_key="VIPFLOW_VIP__SECRET_KEY1" in overrides)
+                                 own_key="VIPFLOW_VIP__SECRET_KEY1" in overrides, login=login)
         print(run_state.how_to_review(env_file), flush=True)
+        print(f"review workspace: {web}/  log in as {login[0]} / {login[1]}  (a senior reviewer; the password "
+              f"is also in {env_file} while the demo runs)", flush=True)
         started = time.time()
         # A clean start sends the same traffic every time (the same mix, the same reasons); kept state gets
         # fresh transaction ids, which the same seed would repeat.

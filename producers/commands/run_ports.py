@@ -48,6 +48,8 @@ def needs(settings: Any) -> list[Need]:
         Need("the VIP Connect simulator", vip.hostname or "127.0.0.1", vip.port or 8090, "--vip-port"),
         Need("the wallet simulator", wallet.hostname or "127.0.0.1", wallet.port or 8091, "--wallet-port"),
     ]
+    if settings.web.port:
+        out.append(Need("the review workspace", settings.web.host, settings.web.port, "--web-port"))
     if settings.worker.metrics_port:
         out.append(Need("the worker's metrics", settings.worker.metrics_host, settings.worker.metrics_port,
                         "--metrics-port"))

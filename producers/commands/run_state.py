@@ -86,16 +86,44 @@ def env_values(settings: Any, overrides: dict[str, str], config: str | None) -> 
         "VIPFLOW_WALLET__URL": settings.wallet.url,
         "VIPFLOW_INGEST__HOST": settings.ingest.host,
         "VIPFLOW_INGEST__PORT": str(settings.ingest.port),
+        "VIPFLOW_WEB__PORT": str(settings.web.port),
     })
     values.update(overrides)
     return values
 
 
-def write_env_file(path: Path, values: dict[str, str], *, own_key: bool) -> None:
-    """Write ``values`` as a shell file (``KEY='value'`` lines) readable by its owner only (0600)."""
+DEMO_USER = "demo"
+
+
+def demo_login(settings: Any) -> tuple[str, str]:
+    """The demo's workspace login: user ``demo`` (a senior reviewer) with a new random password, added
+    or reset (so a kept ledger's demo user gets one too); (name, password)."""
+    import secrets
+
+    from worker.ledger import Ledger
+    from worker.ledger.users import UserStore
+    from worker.review_roles import Role
+
+    password = secrets.token_urlsafe(12)
+    with Ledger.open(settings.database.url) as ledger:
+        users = UserStore(ledger.engine)
+        if users.get(DEMO_USER) is None:
+            users.add(DEMO_USER, Role.SENIOR, password, "vipflow-run")
+        else:
+            users.reset(DEMO_USER, password, "vipflow-run", role=Role.SENIOR)
+            users.enable(DEMO_USER, "vipflow-run")
+    return DEMO_USER, password
+
+
+def write_env_file(path: Path, values: dict[str, str], *, own_key: bool,
+                   login: tuple[str, str] | None = None) -> None:
+    """Write ``values`` as a shell file (``KEY='value'`` lines) readable by its owner only (0600); with
+    ``login``, the review workspace's demo login as a comment."""
     lines = ["# vipflow run: this demo's settings, for commands in another terminal (removed when it stops):",
              f"#   set -a; . {shlex.quote(str(path))}; set +a",
              "#   vipflow review list"]
+    if login is not None:
+        lines.append(f"# review workspace (vipflow web): log in as {login[0]} with password {login[1]}")
     if not own_key:
         lines.append("# The secret key is yours (from your environment or configuration) and is not copied here:"
                      " set it in the other terminal too.")

@@ -35,6 +35,7 @@ from worker.ledger import Ledger
 from worker.ledger.api_tokens import TokenStore
 from worker.ledger.sessions import SessionStore, TransactionIdTaken
 from worker.patron_sessions import SessionRefused, SessionRequest, open_session
+from worker.pipeline import Deps
 from worker.tx_status import transaction_status
 from worker.vip.protocol import PatronSessionApi
 
@@ -85,8 +86,10 @@ def _first_problem(exc: RequestValidationError) -> str:
     return f"{where}: {msg}" + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
 
 
-def create_app(settings: Settings, *, ledger: Ledger | None = None, vip: PatronSessionApi | None = None) -> FastAPI:
-    """The API on the configured ledger and VIP Connect client (each replaceable)."""
+def create_app(settings: Settings, *, ledger: Ledger | None = None, vip: PatronSessionApi | None = None,
+               deps: Deps | None = None) -> FastAPI:
+    """The API and the review workspace (``producers.web.workspace``) on the configured ledger and VIP
+    Connect client (each replaceable; ``deps``: the workspace's, built on first use when not given)."""
     if ledger is None:
         ledger = Ledger.open(settings.database.url)
     if vip is None:
@@ -101,6 +104,9 @@ def create_app(settings: Settings, *, ledger: Ledger | None = None, vip: PatronS
     app.state.vip = vip
 
     app.add_middleware(Guard, api=app, max_body=settings.web.max_body_bytes)
+    from producers.web.workspace import install
+
+    install(app, settings, ledger, deps)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

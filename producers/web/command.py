@@ -1,4 +1,5 @@
-"""``vipflow web``: serve the operator site's API (patron sessions, transaction status)."""
+"""``vipflow web``: serve the operator site's API (patron sessions, transaction status) and the review
+workspace (the pages reviewers log in to)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from producers.commands.numbers import whole
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``web`` (with --host and --port overriding the configuration)."""
     parser: argparse.ArgumentParser = subparsers.add_parser(
-        "web", help="the operator site's API: open patron sessions, where a returning patron goes")
+        "web", help="the review workspace (pages) and the operator site's API (patron sessions, status)")
     parser.add_argument("--host", help="address to listen on (default: web.host)")
     parser.add_argument("--port", type=whole(0, 65535), help="port to listen on (default: web.port; 0: any free port)")
     parser.set_defaults(func=run)

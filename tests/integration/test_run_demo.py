@@ -40,10 +40,11 @@ def free_ports(n: int) -> list[int]:
 
 
 def demo(var: Path, redis_url: str, *extra: str, ports: list[int] | None = None) -> list[str]:
-    """The command line of ``vipflow run`` on free ports (or ``ports``: ingest, VIP, wallet)."""
+    """The command line of ``vipflow run`` on free ports (or ``ports``: ingest, VIP, wallet; the web's free)."""
     ingest, vip, wallet = ports or free_ports(3)
     return [sys.executable, "-m", "producers", "run", "--var", str(var), "--redis-url", redis_url,
             "--ingest-port", str(ingest), "--vip-port", str(vip), "--wallet-port", str(wallet),
+            "--web-port", str(free_port()),
             "--metrics-port", "0", "--rate", "60", *extra]
 
 
@@ -100,6 +101,19 @@ def test_the_demos_review_queue_is_worked_from_another_terminal(redis_url: str, 
         assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
         printed = wait_until(lambda: "set -a; . " in (tmp_path / "run.out").read_text(), 10, "the instructions")
         assert printed and f"set -a; . {env_file}; set +a" in (tmp_path / "run.out").read_text()
+        # The review workspace runs too, and the demo login it prints lets one in.
+        told = (tmp_path / "run.out").read_text()
+        shown = re.search(r"review workspace: (http://\S+)/  log in as (\S+) / (\S+)", told)
+        assert shown is not None, (tmp_path / "run.out").read_text()
+        web, user, password = shown.groups()
+        assert f"log in as {user} with password {password}" in env_file.read_text()
+        browser = requests.Session()
+        page = browser.get(f"{web}/login", timeout=10)
+        token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert token is not None
+        answer = browser.post(f"{web}/login", data={"username": user, "password": password, "csrf": token[1],
+                                                    "next": "/queue"}, timeout=10)
+        assert answer.status_code == 200 and "Review queue" in answer.text, answer.text[:2000]
         with Ledger.open(f"sqlite:///{(var / 'vipflow.db').resolve()}") as ledger:
             def queued() -> str | None:
                 return next((r.transaction_id for r in ledger.created_since(0) if r.state == State.REVIEW

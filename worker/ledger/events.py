@@ -21,7 +21,7 @@ KINDS: tuple[Kind, ...] = ("received", "delivered", "decided", "action", "review
                            "dead_letter", "state")
 WORKER = "worker"  # the actor of everything the pipeline does on its own
 # Action names that are a person's act, and the event kind of the others that are not plain actions.
-HUMAN_ACTIONS = frozenset({"review_approve", "review_reject"})
+HUMAN_ACTIONS = frozenset({"review_approve", "review_reject", "review_first"})
 _KIND_OF_ACTION: dict[str, Kind] = {"review": "review", "redecide": "replay"}
 
 

@@ -29,6 +29,12 @@
 - ``labels``: what happened to a transaction after its decision (an ACH return code, a chargeback,
   confirmed fraud or good; ``worker.labels.codes``), one row per label recorded, in its import. The
   latest row of a transaction is its label; earlier ones stay. Append-only; pruned with the transaction.
+- ``users``: the review workspace's people (issue 13): an argon2id hash of each password, a role
+  (viewer, reviewer, senior, admin), an optional decision limit, disabled or not; ``session_epoch``
+  grows on every reset or disable, which ends the sessions signed before it.
+- ``workspace_events``: the human acts that belong to no transaction (users added, disabled, reset;
+  logins, refused logins, logouts), with their actor. Append-only. The acts on a transaction are
+  ``human`` events in ``events``.
 
 Times are epoch seconds (double precision) unless a name ends in ``_ms``;
 amounts are Numeric dollars, exact.
@@ -301,3 +307,30 @@ ruleset_history = Table(
 Index("uq_ruleset_history_chain", ruleset_history.c.name, ruleset_history.c.role, ruleset_history.c.follows,
       unique=True)
 Index("ix_ruleset_history_hash", ruleset_history.c.content_hash)
+
+users = Table(
+    "users", metadata,
+    Column("username", String(64), primary_key=True),
+    Column("password_hash", String(200), nullable=True),  # argon2id (PHC string); None: no local password
+    Column("role", String(16), nullable=False),  # viewer | reviewer | senior | admin
+    Column("review_limit", Numeric(18, 2), nullable=True),  # dollars; None: review.reviewer_limit
+    Column("session_epoch", Integer, nullable=False, default=1),  # sessions of an older epoch are ended
+    Column("created_at", Double, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("disabled_at", Double, nullable=True),
+    Column("disabled_by", String(200), nullable=True),
+    Column("password_changed_at", Double, nullable=True),
+)
+
+workspace_events = Table(
+    "workspace_events", metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("at", Double, nullable=False),
+    Column("actor", String(200), nullable=False),  # "user:alice", "os:root", "anonymous"
+    Column("action", String(32), nullable=False),  # user_add | user_disable | user_reset | login | ...
+    Column("subject", String(200), nullable=True),  # the user acted on (a user name, never a patron's data)
+    Column("data", Json, nullable=True),
+)
+Index("ix_workspace_events_at", workspace_events.c.at)
+# The audit page reads the human events of every transaction, newest first.
+Index("ix_events_kind_at", events.c.kind, events.c.at)

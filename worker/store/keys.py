@@ -28,6 +28,10 @@ key                            what                                             
 ``{p}:velocity:{type}:{card}`` velocity: attempts (sorted set; ``:seen`` hash),    the longest window (7 days)
                                ``:approved`` and ``:pending`` (sorted sets)        plus an hour
 ``{p}:acct:{product}:{card}``  the account inquiry cache                          ``vip.account_cache_ttl_s``
+``{p}:claim:{id}``             a reviewer's claim on a queued transaction          ``review.claim_idle_s``
+                                                                                  (renewed while worked on)
+``{p}:login:{kind}:{sha}``     failed logins per user name / client address      ``web.login_window_s``
+                               (a sha256, never the name or address)
 ``{queue}`` (no prefix)        Celery's queue                                     drained by the workers
 =============================  =================================================  ============================
 """
@@ -115,3 +119,13 @@ def account(prefix: str, product_type: str | None, vip_card_number: str) -> str:
 def is_velocity(key: str, prefix: str) -> bool:
     """True for a velocity key (the only keys that outlive the dedupe window)."""
     return key.startswith(f"{prefix}:velocity:")
+
+
+def claim(prefix: str, transaction_id: str) -> str:
+    """A reviewer's claim on one queued transaction (its value: the claiming actor)."""
+    return f"{prefix}:claim:{transaction_id}"
+
+
+def login_failures(prefix: str, kind: str, digest: str) -> str:
+    """Failed logins within the window for one user name or client address (``kind`` user|addr), by sha256."""
+    return f"{prefix}:login:{kind}:{digest}"
