@@ -59,9 +59,13 @@ class ProblemsBody(BaseModel):
 
 
 def add_routes(app: FastAPI, errors: dict[int | str, dict[str, Any]]) -> None:
-    """Add ``POST /api/v1/labels`` to ``app`` (its ledger's engine in ``app.state.ledger``)."""
+    """Add ``POST /api/v1/labels`` to ``app`` (its ledger's engine in ``app.state.ledger``), also answered at
+    ``POST /labels``, the path the labels feature was specified with (the same handler, token and scope)."""
     store = LabelStore(app.state.ledger.engine)
 
+    @app.post("/labels", status_code=201, response_model=RecordedBody,
+              responses={**errors, 422: {"model": ProblemsBody}}, dependencies=[Depends(require("labels"))],
+              operation_id="record_labels_short")
     @app.post("/api/v1/labels", status_code=201, response_model=RecordedBody,
               responses={**errors, 422: {"model": ProblemsBody}}, dependencies=[Depends(require("labels"))])
     def record_labels(body: LabelsBody, request: Request) -> Any:

@@ -178,6 +178,10 @@ def test_labels_posted_with_a_token_change_the_report_and_name_their_actor(stack
     answer = requests.post(url, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=10)
     assert answer.status_code == 201, answer.text
     assert answer.json()["recorded"] == 1
+    short = requests.post(f"{stack.web_url}/labels", json=body, headers={"Authorization": f"Bearer {token}"},
+                          timeout=10)  # the same route at its short path: the same label is not recorded twice
+    assert short.status_code == 201 and (short.json()["recorded"], short.json()["already"]) == (0, 1), short.text
+    assert requests.post(f"{stack.web_url}/labels", json=body, timeout=10).status_code == 401
     reject = rule(report(stack), "account-not-in-good-standing")
     assert (reject["hits"], reject["labelled"], reject["precision"]) == (2, 2, 1.0)
     shown = vipflow(stack, "labels", "show", "itlbr00002", "--json")
