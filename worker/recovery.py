@@ -12,7 +12,9 @@ hour: tasks call slow services); recovery does not wait for it.
 
 One worker at a time (a lease in Redis, ``{prefix}:lock:recovery``), every
 ``recover_after_s / 10`` seconds (0.5 s to 15 s), looks at every pending
-notification received more than ``worker.recover_after_s`` ago:
+notification received more than ``worker.recover_after_s`` ago (about once per
+``recover_after_s``, the ledger's unfinished notifications of the last
+``ledger.dedupe_window_s`` that Redis does not list are made pending again first):
 
 - its transaction's lock is held: a task works on it (a live task renews the
   lock with every write): nothing to do;
@@ -93,11 +95,14 @@ class Recovery:
     """Finds pending notifications whose task message was lost and queues them again; see the module."""
 
     def __init__(self, client: Any, prefix: str, archive: Archive, ledger: Ledger, publisher: Publisher, *,
-                 queue: str, recover_after_s: float):
+                 queue: str, recover_after_s: float, ledger_window_s: float = 7 * 86_400):
         self._redis, self._prefix, self._archive, self._ledger = client, prefix, archive, ledger
         self._publisher, self._queue = publisher, queue
         self.recover_after_s = recover_after_s
         self.interval_s = interval_s(recover_after_s)
+        self._ledger_window_ms = int(ledger_window_s * 1000)
+        self._ledger_every = max(1, round(recover_after_s / self.interval_s))  # rounds between ledger looks
+        self._rounds = 0
         self._lease_ms = int(max(3 * self.interval_s, 5.0) * 1000)
         self._token = secrets.token_hex(8)
         self._lease_script = client.register_script(_LEASE)
@@ -114,7 +119,11 @@ class Recovery:
         now_ms = int(now * 1000)
         old_ms = now_ms - int(self.recover_after_s * 1000)
         pending = {i.decode() for i in self._redis.smembers(keys.pending(self._prefix))}
-        ledger_only = {n.entry_id for n in self._ledger.unprocessed() if n.received_at <= old_ms} - pending
+        ledger_only: set[str] = set()
+        if self._rounds % self._ledger_every == 0:  # about once per recover_after_s: the query is the costly part
+            recent = self._ledger.unprocessed(since_ms=now_ms - self._ledger_window_ms)
+            ledger_only = {n.entry_id for n in recent if n.received_at <= old_ms} - pending
+        self._rounds += 1
         if ledger_only:  # Redis lost them (or never had them): pending again, so the task's finish clears them
             self._redis.sadd(keys.pending(self._prefix), *ledger_only)
             pending |= ledger_only

@@ -75,7 +75,8 @@ def _start_recovery(deps: Any) -> None:
         return
     recovery = Recovery(deps.locks.redis, deps.locks.prefix, deps.archive, deps.ledger,
                         CeleryPublisher.from_settings(settings), queue=settings.worker.queue,
-                        recover_after_s=settings.worker.recover_after_s)
+                        recover_after_s=settings.worker.recover_after_s,
+                        ledger_window_s=settings.ledger.dedupe_window_s)
     _recoverer = Recoverer(recovery)
     _recoverer.start()
 
