@@ -37,8 +37,8 @@ lookup before any repeat, so VIP approves once; the delivery limit
 (``worker.max_deliveries``) counts every delivery that did not finish, so a
 notification that kills its worker each time ends in the dead letters and review
 instead of looping. The watch list (``{prefix}:recovery:watch``, a hash of entry
-id to ``first idle ms:delivery count``) holds pending entries only and expires
-when no worker sweeps.
+id to ``first idle ms:delivery count:transaction id``, ``busy`` for the time while
+a task holds the lock) holds pending entries only and expires when no worker sweeps.
 """
 
 from __future__ import annotations
@@ -136,19 +136,21 @@ class Recovery:
         stuck: list[tuple[_Seen, int]] = []
         updates: dict[str, str] = {}
         for batch in _batches(old, BATCH):
-            seen = self._transactions(batch)
+            seen = self._transactions(batch, watched)
             for item, (locked, count) in zip(seen, self._activity(seen), strict=True):
                 out.looked_at += 1
                 mark = watched.get(item.entry_id)
-                if locked:
-                    if mark is not None:
-                        updates[item.entry_id] = ""  # working on it: forget the watch
-                    continue
-                since, _, last = (mark or "").partition(":")
-                if mark is None or last != str(count):
-                    updates[item.entry_id] = f"{now_ms}:{count}"
-                elif now_ms - int(since) >= idle_for_ms:
-                    stuck.append((item, count))
+                since, last, _ = _parse(mark)
+                if locked:  # a task works on it: not idle (the transaction id is kept: no lookup next time)
+                    wanted = f"busy:{count}:{item.transaction_id or ''}"
+                elif since is None or last != str(count):
+                    wanted = f"{now_ms}:{count}:{item.transaction_id or ''}"
+                else:
+                    wanted = mark or ""
+                    if now_ms - since >= idle_for_ms:
+                        stuck.append((item, count))
+                if wanted != mark:
+                    updates[item.entry_id] = wanted
         if stuck:
             self._settle(stuck, now_ms, updates, out)
         forget = [k for k, v in updates.items() if not v]
@@ -170,7 +172,7 @@ class Recovery:
         """Queue again the stuck entries whose message is not on the queue; each is watched again from now."""
         queued = self._on_queue({item.entry_id for item, _ in stuck})
         for item, count in stuck:
-            updates[item.entry_id] = f"{now_ms}:{count}"
+            updates[item.entry_id] = f"{now_ms}:{count}:{item.transaction_id or ''}"
             if item.entry_id in queued:
                 out.still_queued.append(item.entry_id)
             elif item.transaction_id is None:
@@ -188,13 +190,21 @@ class Recovery:
                 log.warning("recovery: queued again", extra={"entry_id": item.entry_id,
                                                                "transaction_id": item.transaction_id})
 
-    def _transactions(self, entry_ids: list[str]) -> list[_Seen]:
-        """Each entry's transaction id, from the intake buffer, else the ledger (None: neither has it)."""
+    def _transactions(self, entry_ids: list[str], watched: dict[str, str]) -> list[_Seen]:
+        """Each entry's transaction id: from the watch list when it was seen before, else from the intake
+        buffer, else the ledger (None: neither has it)."""
+        known = {e: _parse(watched.get(e))[2] for e in entry_ids}
+        unknown = [e for e in entry_ids if not known[e]]
         pipe = self._redis.pipeline(transaction=False)
-        for entry_id in entry_ids:
+        for entry_id in unknown:
             pipe.xrange(keys.archive(self._prefix), entry_id, entry_id, count=1)
+        found = dict(zip(unknown, pipe.execute() if unknown else [], strict=True))
         out = []
-        for entry_id, rows in zip(entry_ids, pipe.execute(), strict=True):
+        for entry_id in entry_ids:
+            if known[entry_id]:
+                out.append(_Seen(entry_id, known[entry_id]))
+                continue
+            rows = found[entry_id]
             txid = None
             if rows:
                 txid = (rows[0][1].get(b"transaction_id") or b"").decode() or None
@@ -237,6 +247,16 @@ class Recovery:
         """Give the lease up (a worker shutting down), so another takes over at once."""
         if self._redis.get(self._lease) == self._token.encode():
             self._redis.delete(self._lease)
+
+
+def _parse(mark: str | None) -> tuple[int | None, str, str | None]:
+    """A watch value ``since:count:transaction id`` (``since`` is ``busy`` while a task holds the lock):
+    (since in epoch ms or None, the delivery count seen, the transaction id or None)."""
+    if not mark:
+        return None, "", None
+    since, _, rest = mark.partition(":")
+    count, _, txid = rest.partition(":")
+    return (int(since) if since.isdigit() else None), count, (txid or None)
 
 
 def _received_ms(entry_id: str) -> int:
