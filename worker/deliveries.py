@@ -68,7 +68,8 @@ def give_up(entry_id: str, *, archive: Archive, ledger: Ledger, locks: Locks, er
     """The task stops trying ``entry_id``: dead letter, and its transaction to review when the lock allows.
 
     Raises StoreError when neither Redis nor the ledger can take even the dead letter:
-    the intake buffer then keeps the entry pending for ``vipflow replay --unprocessed``.
+    the intake buffer then keeps the entry pending, and the recovery sweep (``worker.recovery``) queues it
+    again once Redis and the ledger answer (``vipflow replay --unprocessed`` does the same by hand).
     """
     entry = archive.get(entry_id) or ledger.notification(entry_id)
     txid = entry.transaction_id if entry is not None else None

@@ -12,7 +12,9 @@ hour: tasks call slow services); recovery does not wait for it.
 
 One worker at a time (a lease in Redis, ``{prefix}:lock:recovery``), every
 ``recover_after_s / 10`` seconds (0.5 s to 15 s), looks at every pending
-notification received more than ``worker.recover_after_s`` ago:
+notification received more than ``worker.recover_after_s`` ago (about once per
+``recover_after_s``, the ledger's unfinished notifications of the last
+``ledger.dedupe_window_s`` that Redis does not list are made pending again first):
 
 - its transaction's lock is held: a task works on it (a live task renews the
   lock with every write): nothing to do;
@@ -35,8 +37,8 @@ lookup before any repeat, so VIP approves once; the delivery limit
 (``worker.max_deliveries``) counts every delivery that did not finish, so a
 notification that kills its worker each time ends in the dead letters and review
 instead of looping. The watch list (``{prefix}:recovery:watch``, a hash of entry
-id to ``first idle ms:delivery count``) holds pending entries only and expires
-when no worker sweeps.
+id to ``first idle ms:delivery count:transaction id``, ``busy`` for the time while
+a task holds the lock) holds pending entries only and expires when no worker sweeps.
 """
 
 from __future__ import annotations
@@ -93,11 +95,14 @@ class Recovery:
     """Finds pending notifications whose task message was lost and queues them again; see the module."""
 
     def __init__(self, client: Any, prefix: str, archive: Archive, ledger: Ledger, publisher: Publisher, *,
-                 queue: str, recover_after_s: float):
+                 queue: str, recover_after_s: float, ledger_window_s: float = 7 * 86_400):
         self._redis, self._prefix, self._archive, self._ledger = client, prefix, archive, ledger
         self._publisher, self._queue = publisher, queue
         self.recover_after_s = recover_after_s
         self.interval_s = interval_s(recover_after_s)
+        self._ledger_window_ms = int(ledger_window_s * 1000)
+        self._ledger_every = max(1, round(recover_after_s / self.interval_s))  # rounds between ledger looks
+        self._rounds = 0
         self._lease_ms = int(max(3 * self.interval_s, 5.0) * 1000)
         self._token = secrets.token_hex(8)
         self._lease_script = client.register_script(_LEASE)
@@ -114,7 +119,11 @@ class Recovery:
         now_ms = int(now * 1000)
         old_ms = now_ms - int(self.recover_after_s * 1000)
         pending = {i.decode() for i in self._redis.smembers(keys.pending(self._prefix))}
-        ledger_only = {n.entry_id for n in self._ledger.unprocessed() if n.received_at <= old_ms} - pending
+        ledger_only: set[str] = set()
+        if self._rounds % self._ledger_every == 0:  # about once per recover_after_s: the query is the costly part
+            recent = self._ledger.unprocessed(since_ms=now_ms - self._ledger_window_ms)
+            ledger_only = {n.entry_id for n in recent if n.received_at <= old_ms} - pending
+        self._rounds += 1
         if ledger_only:  # Redis lost them (or never had them): pending again, so the task's finish clears them
             self._redis.sadd(keys.pending(self._prefix), *ledger_only)
             pending |= ledger_only
@@ -127,19 +136,21 @@ class Recovery:
         stuck: list[tuple[_Seen, int]] = []
         updates: dict[str, str] = {}
         for batch in _batches(old, BATCH):
-            seen = self._transactions(batch)
+            seen = self._transactions(batch, watched)
             for item, (locked, count) in zip(seen, self._activity(seen), strict=True):
                 out.looked_at += 1
                 mark = watched.get(item.entry_id)
-                if locked:
-                    if mark is not None:
-                        updates[item.entry_id] = ""  # working on it: forget the watch
-                    continue
-                since, _, last = (mark or "").partition(":")
-                if mark is None or last != str(count):
-                    updates[item.entry_id] = f"{now_ms}:{count}"
-                elif now_ms - int(since) >= idle_for_ms:
-                    stuck.append((item, count))
+                since, last, _ = _parse(mark)
+                if locked:  # a task works on it: not idle (the transaction id is kept: no lookup next time)
+                    wanted = f"busy:{count}:{item.transaction_id or ''}"
+                elif since is None or last != str(count):
+                    wanted = f"{now_ms}:{count}:{item.transaction_id or ''}"
+                else:
+                    wanted = mark or ""
+                    if now_ms - since >= idle_for_ms:
+                        stuck.append((item, count))
+                if wanted != mark:
+                    updates[item.entry_id] = wanted
         if stuck:
             self._settle(stuck, now_ms, updates, out)
         forget = [k for k, v in updates.items() if not v]
@@ -161,7 +172,7 @@ class Recovery:
         """Queue again the stuck entries whose message is not on the queue; each is watched again from now."""
         queued = self._on_queue({item.entry_id for item, _ in stuck})
         for item, count in stuck:
-            updates[item.entry_id] = f"{now_ms}:{count}"
+            updates[item.entry_id] = f"{now_ms}:{count}:{item.transaction_id or ''}"
             if item.entry_id in queued:
                 out.still_queued.append(item.entry_id)
             elif item.transaction_id is None:
@@ -179,13 +190,21 @@ class Recovery:
                 log.warning("recovery: queued again", extra={"entry_id": item.entry_id,
                                                                "transaction_id": item.transaction_id})
 
-    def _transactions(self, entry_ids: list[str]) -> list[_Seen]:
-        """Each entry's transaction id, from the intake buffer, else the ledger (None: neither has it)."""
+    def _transactions(self, entry_ids: list[str], watched: dict[str, str]) -> list[_Seen]:
+        """Each entry's transaction id: from the watch list when it was seen before, else from the intake
+        buffer, else the ledger (None: neither has it)."""
+        known = {e: _parse(watched.get(e))[2] for e in entry_ids}
+        unknown = [e for e in entry_ids if not known[e]]
         pipe = self._redis.pipeline(transaction=False)
-        for entry_id in entry_ids:
+        for entry_id in unknown:
             pipe.xrange(keys.archive(self._prefix), entry_id, entry_id, count=1)
+        found = dict(zip(unknown, pipe.execute() if unknown else [], strict=True))
         out = []
-        for entry_id, rows in zip(entry_ids, pipe.execute(), strict=True):
+        for entry_id in entry_ids:
+            if known[entry_id]:
+                out.append(_Seen(entry_id, known[entry_id]))
+                continue
+            rows = found[entry_id]
             txid = None
             if rows:
                 txid = (rows[0][1].get(b"transaction_id") or b"").decode() or None
@@ -228,6 +247,16 @@ class Recovery:
         """Give the lease up (a worker shutting down), so another takes over at once."""
         if self._redis.get(self._lease) == self._token.encode():
             self._redis.delete(self._lease)
+
+
+def _parse(mark: str | None) -> tuple[int | None, str, str | None]:
+    """A watch value ``since:count:transaction id`` (``since`` is ``busy`` while a task holds the lock):
+    (since in epoch ms or None, the delivery count seen, the transaction id or None)."""
+    if not mark:
+        return None, "", None
+    since, _, rest = mark.partition(":")
+    count, _, txid = rest.partition(":")
+    return (int(since) if since.isdigit() else None), count, (txid or None)
 
 
 def _received_ms(entry_id: str) -> int:

@@ -82,7 +82,8 @@ def _start_recovery(deps: Any) -> None:
         return
     recovery = Recovery(deps.locks.redis, deps.locks.prefix, deps.archive, deps.ledger,
                         CeleryPublisher.from_settings(settings), queue=settings.worker.queue,
-                        recover_after_s=settings.worker.recover_after_s)
+                        recover_after_s=settings.worker.recover_after_s,
+                        ledger_window_s=settings.ledger.dedupe_window_s)
     _recoverer = Recoverer(recovery)
     _recoverer.start()
 
@@ -191,7 +192,8 @@ def _give_up(deps: Any, entry_id: str, error: str, attempts: int, reason: str) -
         give_up(entry_id, archive=deps.archive, ledger=deps.ledger, locks=deps.locks, error=error,
                 attempts=attempts, reason=reason, lock_wait_s=min(deps.settings.worker.lock_ttl_s, 30))
     except Exception:
-        # Neither the ledger nor Redis can take the dead letter: the entry stays pending for replay.
-        log.exception("could not dead-letter; the intake buffer keeps the entry pending for replay",
+        # Neither the ledger nor Redis can take the dead letter: the entry stays pending; the recovery sweep
+        # queues it again (worker.recovery).
+        log.exception("could not dead-letter; the entry stays pending and the recovery sweep queues it again",
                       extra={"entry_id": entry_id})
         raise

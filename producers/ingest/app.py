@@ -170,6 +170,10 @@ def create_app(
                           "VIPFLOW_VIP__SECRET_KEY1 (or VIPFLOW_INGEST__AUTH__CALLBACK_KEY)")
     client = redis if redis is not None else connect(settings.redis)
     intake = Intake.from_settings(settings, client, publisher)
+    try:
+        intake.prepare()  # off the first request's path
+    except StoreError as exc:
+        log.warning("task messages not prepared yet (%s); the first notification tries again", exc)
     limit = settings.ingest.max_body_bytes
     paths = settings.ingest.paths
     breaker = _Breaker()

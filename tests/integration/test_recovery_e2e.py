@@ -80,6 +80,40 @@ def test_a_notification_whose_message_was_lost_is_decided(redis_url: str) -> Non
         stack.stop()
 
 
+@pytest.mark.timeout(240)
+def test_a_notification_that_keeps_killing_its_worker_is_dead_lettered_not_recovered_for_ever(
+        redis_url: str) -> None:
+    """The worker SIGKILLed inside the task twice (each time the sweep queues the notification again for the
+    next worker): the third delivery is past worker.max_deliveries (2), so it ends in the dead letters and
+    review, undecided and not approved, and the sweep has nothing left to recover."""
+    stack = Stack(redis_url, **QUICK, VIPFLOW_WORKER__MAX_DELIVERIES="2", VIPFLOW_VIP__TIMEOUT_S="60")
+    txid = "itrecpois1"
+    try:
+        sim = stack.start_sim()
+        stack.start_ingest()
+        sim.faults({"hang_ms": 45000, "scripted": [
+            {"vip_card_number": PREFERRED_GOOD.vip_card_number, "endpoint": "account",
+             "responses": ["timeout"] * 4}]})
+        stack.start_worker()
+        assert stack.notify("deposit", build_notification(
+            PREFERRED_GOOD, "deposit", Decimal("50.00"), transaction_id=txid)).status_code == 200
+        counted = f"{stack.prefix}:deliveries:{txid}"
+        for delivery in (1, 2):
+            wait_until(lambda d=delivery: int(stack.redis.hget(counted, "n") or 0) == d, 40,  # type: ignore[misc]
+                       f"delivery {delivery}")
+            wait_until(lambda d=delivery: sim.stats()["calls"].get("account_lookup", 0) >= d, 15,  # type: ignore[misc]
+                       "the worker to be inside the account inquiry")
+            stack.kill_worker()
+            stack.start_worker()
+        rec = stack.wait_state(txid, ("review", "approved", "rejected"), timeout_s=60)
+        assert rec["state"] == "review" and rec["deliveries"] == 3 and rec["decision"] is None
+        assert [(d.transaction_id, d.attempts) for d in stack.ledger.dead_letters()] == [(txid, 3)]
+        assert sim.stats()["approvals"].get(txid) is None
+        wait_until(lambda: not stack.redis.smembers(f"{stack.prefix}:archive:pending"), 10, "nothing pending")
+    finally:
+        stack.stop()
+
+
 @pytest.mark.timeout(120)
 def test_a_real_worker_runs_a_message_built_the_ingestors_way(redis_url: str) -> None:
     """A message from TaskMessages (Celery's and kombu's code, the entry id joined in as the Lua does),

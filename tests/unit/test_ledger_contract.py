@@ -162,6 +162,14 @@ def test_unprocessed_lists_valid_and_conflicting_notifications_not_done(led: Led
     assert led.unprocessed() == [conflict]
 
 
+def test_unprocessed_since_leaves_out_older_notifications(led: Ledger) -> None:
+    """With since_ms, only unfinished notifications received at or after it (the recovery sweep's window)."""
+    old, new = archived_note("1-0", "tx-old", received_at_ms=1000), archived_note("2-0", "tx-new", received_at_ms=2000)
+    led.add_notifications([old, new])
+    assert led.unprocessed(since_ms=2000) == [new]
+    assert led.unprocessed(since_ms=1000) == [old, new]
+
+
 # --- dead letters, rule texts, readers -------------------------------------------------------------
 
 def test_dead_letters_are_open_until_their_transaction_is_final(led: Ledger) -> None:

@@ -222,14 +222,17 @@ class Ledger:
                 return
             after = (rows[-1].received_at, rows[-1].entry_id)
 
-    def unprocessed(self) -> list[ArchivedNotification]:
-        """Valid and conflicting notifications whose task never finished, oldest first."""
+    def unprocessed(self, since_ms: int | None = None) -> list[ArchivedNotification]:
+        """Valid and conflicting notifications whose task never finished, oldest first; with ``since_ms``
+        (epoch ms), only those received since then (the receipt-time index bounds the scan)."""
         n, d = t.notifications, t.notification_done
 
         def op() -> list[ArchivedNotification]:
             q = (select(n).outerjoin(d, d.c.entry_id == n.c.entry_id)
                  .where(d.c.entry_id.is_(None), n.c.status != "invalid")
                  .order_by(n.c.received_at_ms, n.c.entry_id))
+            if since_ms is not None:
+                q = q.where(n.c.received_at_ms >= since_ms)
             with self._auto.connect() as conn:
                 return [_note(r) for r in conn.execute(q)]
         return self._run(op, "read unfinished notifications")

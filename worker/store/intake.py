@@ -138,6 +138,12 @@ class Intake:
         return cls(client, settings.redis.key_prefix, publisher, messages=messages,
                    queue=settings.worker.queue, retention_ms=retention_ms)
 
+    def prepare(self) -> None:
+        """Have Celery and kombu build the task message template now (one Redis round trip) rather than on the
+        first notification; StoreError when they cannot (the first notification then tries again)."""
+        if self._messages is not None:
+            self._messages.envelope()
+
     def accept(
         self,
         kind: str,
