@@ -24,6 +24,7 @@ SECRET_KEYS = {
     ("vip", "secret_key2"),
     ("ingest", "auth", "callback_key"),
     ("wallet", "token"),
+    ("redis", "sentinel_password"),
 }
 
 
