@@ -11,6 +11,7 @@ from __future__ import annotations
 from celery import Celery
 
 from worker.config import Settings, load_settings
+from worker.store.broker import transport_name
 from worker.store.connection import broker_options, broker_url
 
 TASK_NAME = "vipflow.process_notification"
@@ -49,6 +50,8 @@ def create_celery(settings: Settings) -> Celery:
         task_default_queue=settings.worker.queue,
         task_time_limit=settings.worker.task_time_limit_s,
         task_soft_time_limit=max(settings.worker.task_time_limit_s - 10, 5),
+        # kombu's transports with a fix for a connection lost while tasks are in flight (worker.store.broker).
+        broker_transport=transport_name(bool(settings.redis.sentinels)),
         broker_connection_retry_on_startup=True,
         # Bounded: a worker that cannot reach Redis exits (code 1) for its supervisor to see.
         broker_connection_max_retries=broker_retries(settings.worker.broker_connect_timeout_s),
