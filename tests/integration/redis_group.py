@@ -101,6 +101,13 @@ class RedisGroup:
             server = Server(f"data{i}", self.host, port, args, self.workdir)
             server.start(self.binary, self.prefix)
             self.data.append(server)
+        if replicas:
+            first = self.data[0].client()
+            try:
+                wait_until(lambda: len(first.execute_command("ROLE")[2]) >= replicas, 30,
+                           "the replicas to be in sync with the master")
+            finally:
+                first.close()
         for i in range(sentinels):
             port = free_port()
             conf = self.workdir / f"sentinel{i}.conf"
@@ -122,7 +129,8 @@ class RedisGroup:
         folder.mkdir(exist_ok=True)
         conf.write_text(
             f"port {port}\nbind {self.host}\ndir {folder}\nprotected-mode no\nsave \"\"\n"
-            f"appendonly yes\nappendfsync {self.appendfsync}\nmaxmemory-policy noeviction\n")
+            f"appendonly yes\nappendfsync {self.appendfsync}\nmaxmemory-policy noeviction\n"
+            "repl-diskless-sync-delay 0\n")
         return str(conf)
 
     def _all_know_everyone(self) -> bool:

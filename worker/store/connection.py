@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import redis
 from redis.sentinel import Sentinel
@@ -70,8 +70,8 @@ def _sentinel_master(settings: RedisSettings) -> redis.Redis:
         health_check_interval=HEALTH_CHECK_INTERVAL_S,
         decode_responses=False,
         db=redis_db(settings.url),
-        username=parts.username or None,
-        password=parts.password or None,
+        username=unquote(parts.username) if parts.username else None,  # as redis-py's from_url reads them
+        password=unquote(parts.password) if parts.password else None,
         ssl=parts.scheme.lower() == "rediss",
     )
     return client
@@ -85,8 +85,8 @@ def broker_url(settings: RedisSettings) -> str:
         return settings.url
     parts = urlsplit(settings.url)
     auth = ""
-    if parts.password:
-        auth = f"{quote(parts.username or '', safe='')}:{quote(parts.password, safe='')}@"
+    if parts.password:  # kept percent-encoded, as written in redis.url (kombu decodes it)
+        auth = parts.netloc.rpartition("@")[0] + "@"
     db = redis_db(settings.url)
     return ";".join(f"sentinel://{auth}{hostport}/{db}" for hostport in settings.sentinels)
 
