@@ -9,6 +9,12 @@ failover (or the restart), then counts the acknowledged notifications the
 surviving master does not hold. Prints one line per scenario and the rate of
 acknowledgements before the kill (the cost of WAIT).
 
+Scenarios: ``failover`` (the replica promoted), ``restart`` (a lone master
+SIGKILLed and started again on its files: a process crash) and ``power`` (the
+same, but its AOF first cut back to what the last fsync had made durable, as
+recorded by the ``bench/fsync_log.c`` shim: the worst a power loss or kernel
+crash leaves; needs ``cc``).
+
     python bench/failover_loss.py [--rounds 3]
 """
 
@@ -16,7 +22,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -79,10 +89,41 @@ def _missing(group: RedisGroup, settings: RedisSettings, acknowledged: list[str]
         client.close()
 
 
-def scenario(appendfsync: str, replica_acks: int, failover: bool) -> tuple[int, int, float, int]:
+def build_shim(folder: Path) -> Path | None:
+    """bench/fsync_log.c compiled into ``folder``; None without a C compiler."""
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        return None
+    out = folder / "fsync_log.so"
+    subprocess.run([compiler, "-shared", "-fPIC", "-O2", "-o", str(out), str(ROOT / "bench" / "fsync_log.c"), "-ldl"],
+                   check=True, capture_output=True)
+    return out
+
+
+def cut_to_last_fsync(group: RedisGroup, name: str, log: Path) -> int:
+    """Truncate the server's AOF increment files to their size at their last fsync; the bytes cut."""
+    synced: dict[str, int] = {}
+    if log.exists():
+        for line in log.read_text().splitlines():
+            size, _, path = line.partition(" ")
+            synced[path] = int(size)
+    cut = 0
+    for file in (group.workdir / name / "appendonlydir").glob("*.incr.aof"):
+        keep = synced.get(str(file), 0)
+        size = file.stat().st_size
+        if size > keep:
+            os.truncate(file, keep)
+            cut += size - keep
+    return cut
+
+
+def scenario(appendfsync: str, replica_acks: int, kind: str, shim: Path | None = None) -> tuple[int, int, float, int]:
     """(acknowledged, lost, acknowledgements per second before the kill, refused) for one round."""
+    failover = kind == "failover"
     replicas, sentinels = (1, 3) if failover else (0, 0)
-    with redis_group(appendfsync=appendfsync, replicas=replicas, sentinels=sentinels) as group:
+    log = Path(tempfile.mkdtemp(prefix="vipflow-fsync-")) / "fsync.log"
+    prefix = ["env", f"LD_PRELOAD={shim}", f"FSYNC_LOG={log}"] if kind == "power" and shim else None
+    with redis_group(appendfsync=appendfsync, replicas=replicas, sentinels=sentinels, prefix=prefix) as group:
         master = group.master() if failover else group.data[0]
         assert master is not None
         settings = (RedisSettings(sentinels=group.addresses, master_name=MASTER_NAME) if failover
@@ -99,12 +140,15 @@ def scenario(appendfsync: str, replica_acks: int, failover: bool) -> tuple[int, 
         if failover:
             group.wait_failover(master)
         else:
-            master.start(group.binary)  # a supervisor's restart: the same files, the AOF replayed
+            if kind == "power":
+                cut_to_last_fsync(group, master.name, log)
+            master.start(group.binary, group.prefix)  # a supervisor's restart: the same files, the AOF replayed
         time.sleep(0.5)  # and half a second of load on the survivor
         stop.set()
         for thread in threads:
             thread.join(30)
         lost = _missing(group, settings, tally.acknowledged)
+        shutil.rmtree(log.parent, ignore_errors=True)
         return len(tally.acknowledged), lost, before / 1.0, tally.refused
 
 
@@ -117,17 +161,24 @@ def main() -> int:
         ("failover", "everysec", 0), ("failover", "always", 0),
         ("failover", "everysec", 1), ("failover", "always", 1),
         ("restart", "everysec", 0), ("restart", "always", 0),
+        ("power", "everysec", 0), ("power", "always", 0),
     ]
+    shim_dir = Path(tempfile.mkdtemp(prefix="vipflow-shim-"))
+    shim = build_shim(shim_dir)
     for kind, fsync, acks in cases:
+        if kind == "power" and shim is None:
+            print(f"power    appendfsync {fsync}: skipped, no C compiler for bench/fsync_log.c", flush=True)
+            continue
         total = lost = refused = 0
         rates: list[float] = []
         for _ in range(args.rounds):
-            acked, missing, rate, no = scenario(fsync, acks, kind == "failover")
+            acked, missing, rate, no = scenario(fsync, acks, kind, shim)
             total, lost, refused = total + acked, lost + missing, refused + no
             rates.append(rate)
         print(f"{kind:8s} appendfsync {fsync:8s} replica_acks {acks}: {lost} of {total} acknowledged lost "
               f"over {args.rounds} kills ({refused} refused with 503); {min(rates):.0f}-{max(rates):.0f} "
               "acknowledgements/s before the kill", flush=True)
+    shutil.rmtree(shim_dir, ignore_errors=True)
     return 0
 
 

