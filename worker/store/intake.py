@@ -35,7 +35,7 @@ from worker.errors import StoreError, reason
 from worker.store import keys
 from worker.store.archive import Archive, archive_key, now_ms, pending_key, tx_index_key
 from worker.store.publisher import Publisher
-from worker.store.replication import ReplicaAcks
+from worker.store.replication import NotReplicated, ReplicaAcks
 from worker.store.taskmessage import LUA_HELPERS, TaskMessages
 
 if TYPE_CHECKING:
@@ -171,7 +171,12 @@ class Intake:
             args: list[str | int | bytes] = [
                 sha, now_ms(), self._lease_ms, self._retention_ms, kind, raw_body, tx, *inline, route
             ]
-            verdict, raw_id, raw_status = self._run(partial(self._acks.run, self._claim, keys, args))
+            try:
+                verdict, raw_id, raw_status = self._run(partial(self._acks.run, self._claim, keys, args))
+            except NotReplicated as exc:
+                if exc.result is not None and exc.result[0] == b"publish":  # the next delivery publishes it
+                    self._run(lambda: self._redis.hdel(seen, f"{sha}:lease"))
+                raise
             if verdict != b"busy":
                 break
             # Another delivery of this very body is being queued right now: wait

@@ -34,7 +34,12 @@ ROLE_REFRESH_S = 1.0
 
 
 class NotReplicated(StoreError):
-    """The master stored the write, but fewer replicas than required confirmed it in time."""
+    """The master stored the write, but fewer replicas than required confirmed it in time; ``result`` is what
+    the script returned on the master."""
+
+    def __init__(self, message: str, result: Any = None):
+        super().__init__(message)
+        self.result = result
 
 
 class ReplicaAcks:
@@ -69,7 +74,8 @@ class ReplicaAcks:
             if int(acked) < min(self.wanted, now_connected):
                 raise NotReplicated(
                     f"stored on the Redis master, but {int(acked)} of {need} replica(s) confirmed it within "
-                    f"{self.timeout_ms} ms (redis.replica_ack_timeout_ms); answering 503 so that it is sent again")
+                    f"{self.timeout_ms} ms (redis.replica_ack_timeout_ms); answering 503 so that it is sent again",
+                    result)
         return result
 
     def _pipeline(self, script: Script, keys: Sequence[Any], args: Sequence[Any], need: int) -> list[Any]:
