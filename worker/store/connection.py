@@ -18,6 +18,8 @@ from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from worker.config import RedisSettings, Settings
@@ -57,8 +59,11 @@ def _sentinel_master(settings: RedisSettings) -> redis.Redis:
     if parts.scheme.lower() == "unix":
         raise ConfigError("redis.url", "with redis.sentinels, redis.url gives the database and the master's "
                                        "password: write it as redis://[:PASSWORD@]ANY-HOST/DB, not a unix socket")
+    # Each sentinel is asked once per look-up (the look-up goes on to the next one, and the caller's own
+    # retries ask again): redis-py's default ten retries per sentinel made a look-up with the sentinels
+    # down take ~8 s instead of milliseconds, a CLI command or an ingestor's 503 waiting as long.
     sentinel_kwargs: dict[str, Any] = {"socket_connect_timeout": CONNECT_TIMEOUT_S,
-                                       "socket_timeout": SOCKET_TIMEOUT_S}
+                                       "socket_timeout": SOCKET_TIMEOUT_S, "retry": Retry(NoBackoff(), 0)}
     if settings.sentinel_password is not None:
         sentinel_kwargs["password"] = settings.sentinel_password.get_secret_value()
     # redis-py's Sentinel is untyped; master_for returns a redis.Redis on a SentinelConnectionPool.
@@ -156,8 +161,10 @@ def wait_for_redis(settings: RedisSettings, timeout_s: float) -> None:
             if left <= 0:
                 # Raised outside the except block: this line, with the wait it names, is the one reported
                 # (producers.exits reports a store error raised while handling a Redis error as that error).
+                fix = ("check redis.sentinels and redis.master_name" if settings.sentinels
+                       else "start it or fix redis.url")
                 raise StoreError(f"Redis at {where(settings)} did not answer within {timeout_s:g} s ({problem}); "
-                                 "start it or fix redis.url (worker.broker_connect_timeout_s sets the wait)")
+                                 f"{fix} (worker.broker_connect_timeout_s sets the wait)")
             log.warning("Redis at %s does not answer (%s); trying again for up to %.0f s more",
                         where(settings), problem, left, extra={"retry_in_s": min(pause, left)})
             time.sleep(min(pause, left))  # the pause between polls, growing to 5 s
