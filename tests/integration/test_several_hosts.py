@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import os
+import pwd
 import secrets
 import subprocess
 import sys
@@ -53,6 +54,8 @@ def net() -> Iterator[Network]:
         why = "no redis-server binary"
     if why is None and postgres_binaries() is None:
         why = "no PostgreSQL binaries (initdb, postgres) on PATH or in /usr/lib/postgresql/*/bin"
+    if why is None and os.geteuid() == 0 and not _has_user("postgres"):
+        why = "no user postgres to run the private PostgreSQL cluster as (PostgreSQL refuses to run as root)"
     if why is not None:
         if os.environ.get("CI"):
             pytest.fail(f"cannot build hosts in network namespaces: {why}; CI must be able to")
@@ -91,9 +94,15 @@ def start_postgres(host: Host, subnet: str, folder: Path) -> Proc:
 
 
 def _uid(user: str) -> int:
-    import pwd
-
     return pwd.getpwnam(user).pw_uid
+
+
+def _has_user(user: str) -> bool:
+    try:
+        pwd.getpwnam(user)
+    except KeyError:
+        return False
+    return True
 
 
 def decided_counts(url: str, ids: list[str]) -> dict[str, int]:
