@@ -121,3 +121,18 @@ def test_what_people_are_shown_names_the_master_and_sentinels_never_the_password
 def test_sentinel_hosts_are_the_operators_own() -> None:
     """The sentinels' addresses are kept in clear in messages, like redis.url's host."""
     assert {"10.0.0.5", "fd00::7"} <= operator_hosts(Settings(redis=RedisSettings(sentinels=SENTINELS)))
+
+
+def test_the_demo_refuses_sentinels_before_touching_anything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """vipflow run starts and empties a Redis of its own: with redis.sentinels it stops first, exit 2, naming
+    the key, and its folder keeps what was there."""
+    from producers.cli import main
+
+    monkeypatch.setenv("VIPFLOW_REDIS__SENTINELS", "127.0.0.1:26379")
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "worker.log").write_text("earlier run\n")
+    assert main(["run", "--var", str(tmp_path)]) == 2
+    assert "redis.sentinels" in capsys.readouterr().err
+    assert (tmp_path / "logs" / "worker.log").read_text() == "earlier run\n"
+    assert not (tmp_path / "run.lock").exists()
