@@ -169,7 +169,9 @@ def test_master_killed_under_load_loses_nothing_acknowledged(group: RedisGroup) 
             pytest.xfail(f"{len(waiting)} acknowledged notification(s) kept in the intake buffer but their task "
                          f"lost with the master ({waiting}): they wait for the recovery sweep (issue 9 item 1)")
         assert new.port != old.port
+        refused = sorted(a.ended - a.started for a in load.answers if a.status == 503)
         print(f"failover: {len(ids)} acknowledged, statuses {load.statuses()}, switch after "
-              f"{switched_at - killed_at:.1f} s, {len(approved)} approved once")
+              f"{switched_at - killed_at:.1f} s, 503 answered in {refused[len(refused) // 2] * 1000:.0f} ms (median),"
+              f" {refused[-1] * 1000:.0f} ms (slowest), {len(approved)} approved once")
     finally:
         stack.stop()
