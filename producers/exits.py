@@ -49,11 +49,22 @@ class _Context:
             return None
 
     def redis(self) -> str:
-        from worker.store.connection import shown_url
+        from worker.config import RedisSettings
+        from worker.store.connection import shown_url, where
 
-        settings = self._settings()
-        url = getattr(getattr(settings, "redis", None), "url", None)
+        section = getattr(self._settings(), "redis", None)
+        if isinstance(section, RedisSettings) and section.sentinels:
+            return f"the Redis {where(section)}"
+        url = getattr(section, "url", None)
         return f"Redis at {shown_url(url)}" if url else "Redis"
+
+    def redis_help(self) -> str:
+        """What to check when Redis cannot be reached: the sentinels' keys with Sentinel, else redis.url."""
+        section = getattr(self._settings(), "redis", None)
+        if getattr(section, "sentinels", None):
+            return ("check redis.sentinels and redis.master_name (VIPFLOW_REDIS__SENTINELS), that the sentinels "
+                    "run and that they know a master")
+        return REDIS_HELP
 
     def database(self) -> str:
         settings = self._settings()
@@ -104,9 +115,9 @@ KINDS: tuple[Kind, ...] = (
          lambda exc, ctx: f"{ctx.redis()}: {_reason(exc)}; check the database number at the end of redis.url",
          when=lambda exc: "DB index" in str(exc)),
     Kind("Redis unreachable", ("redis.exceptions.ConnectionError", "redis.exceptions.TimeoutError"), EXIT_FAILED,
-         lambda exc, ctx: f"cannot reach {ctx.redis()} ({_reason(exc)}); {REDIS_HELP}"),
+         lambda exc, ctx: f"cannot reach {ctx.redis()} ({_reason(exc)}); {ctx.redis_help()}"),
     Kind("Redis failed", ("redis.exceptions.RedisError",), EXIT_FAILED,
-         lambda exc, ctx: f"{ctx.redis()} failed ({_reason(exc)}); {REDIS_HELP}"),
+         lambda exc, ctx: f"{ctx.redis()} failed ({_reason(exc)}); {ctx.redis_help()}"),
     Kind("the ledger's database failed", ("sqlalchemy.exc.SQLAlchemyError",), EXIT_FAILED,
          lambda exc, ctx: f"{ctx.database()} failed ({_reason(exc)}); check database.url and that the "
                           "database is up"),

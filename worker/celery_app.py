@@ -11,6 +11,8 @@ from __future__ import annotations
 from celery import Celery
 
 from worker.config import Settings, load_settings
+from worker.store.broker import transport_name
+from worker.store.connection import broker_options, broker_url
 
 TASK_NAME = "vipflow.process_notification"
 
@@ -33,7 +35,9 @@ def broker_retries(timeout_s: float) -> int:
 
 def create_celery(settings: Settings) -> Celery:
     """A Celery app on the configured Redis, with the money-safe delivery settings."""
-    app = Celery("vipflow", broker=settings.redis.url, include=["worker.tasks"])
+    # With redis.sentinels: kombu's Sentinel transport, which asks the sentinels for the master again
+    # whenever the connection is lost, so a worker follows a failover (``worker.store.connection``).
+    app = Celery("vipflow", broker=broker_url(settings.redis), include=["worker.tasks"])
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
@@ -46,6 +50,8 @@ def create_celery(settings: Settings) -> Celery:
         task_default_queue=settings.worker.queue,
         task_time_limit=settings.worker.task_time_limit_s,
         task_soft_time_limit=max(settings.worker.task_time_limit_s - 10, 5),
+        # kombu's transports with a fix for a connection lost while tasks are in flight (worker.store.broker).
+        broker_transport=transport_name(bool(settings.redis.sentinels)),
         broker_connection_retry_on_startup=True,
         # Bounded: a worker that cannot reach Redis exits (code 1) for its supervisor to see.
         broker_connection_max_retries=broker_retries(settings.worker.broker_connect_timeout_s),
@@ -57,6 +63,7 @@ def create_celery(settings: Settings) -> Celery:
             "unacked_restore_throttle": 1,
             "socket_timeout": 5,
             "socket_connect_timeout": 5,
+            **broker_options(settings.redis),
         },
         worker_hijack_root_logger=False,
         worker_send_task_events=False,

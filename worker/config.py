@@ -28,6 +28,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -35,14 +36,21 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from worker.config_file import config_path, read_config_file
 from worker.config_sources import YAML_DATA, CodeSource, KnownEnvSource, YamlSource
 from worker.envvars import PREFIX, warn_unknown_variables
 from worker.errors import ConfigError
 from worker.rule_paths import DEFAULT_RULES, resolve_rule_path
-from worker.urls import check_database_url, check_http_url, check_path, check_redis_url
+from worker.urls import (
+    check_database_url,
+    check_http_url,
+    check_path,
+    check_redis_url,
+    check_sentinel,
+    sentinel_address,
+)
 
 HttpUrl = Annotated[str, AfterValidator(check_http_url)]
 RedisUrl = Annotated[str, AfterValidator(check_redis_url)]
@@ -78,9 +86,55 @@ def _check_base64_key(value: SecretStr | None, key: str) -> None:
         raise ValueError(f"{key} decodes to {len(raw)} bytes; expected at least 16")
 
 
+def _sentinel_list(value: Any) -> Any:
+    # From the environment: "h1:26379,h2:26379" (or a JSON list); from YAML: a list.
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            import json
+
+            try:
+                return json.loads(text)
+            except ValueError:
+                raise ValueError("is neither HOST:PORT,HOST:PORT nor a JSON list of them") from None
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+SentinelList = Annotated[list[Annotated[str, AfterValidator(check_sentinel)]], NoDecode,
+                         BeforeValidator(_sentinel_list)]
+
+
 class RedisSettings(_Section):
     url: RedisUrl = "redis://127.0.0.1:6379/0"
     key_prefix: str = "vipflow"
+    # Redis Sentinel: when sentinels are listed, every vipflow process asks them for the master of
+    # master_name (and again after a failover); redis.url then gives only the database number and the
+    # master's user and password, its host and port are not used.
+    sentinels: SentinelList = []
+    master_name: str = Field("mymaster", min_length=1)
+    sentinel_password: SecretStr | None = None  # the sentinels' own requirepass; from the environment only
+    sentinel_password_file: Path | None = None
+    # Replicas that must hold an accepted notification before the ingestor answers 200 (Redis WAIT);
+    # null: 1 with sentinels (a failover then never loses an acknowledged notification), 0 without.
+    replica_acks: int | None = Field(None, ge=0, le=16)
+    replica_ack_timeout_ms: int = Field(500, ge=10, le=60_000)  # past this the ingestor answers 503
+
+    @model_validator(mode="after")
+    def _sentinel_secret(self) -> RedisSettings:
+        secret = _read_secret(self.sentinel_password, self.sentinel_password_file, "sentinel_password")
+        object.__setattr__(self, "sentinel_password", secret)
+        return self
+
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        """The sentinels as ``(host, port)`` pairs; empty without Sentinel."""
+        return [sentinel_address(s) for s in self.sentinels]
+
+    def wanted_replica_acks(self) -> int:
+        """How many replicas must confirm a notification before it is acknowledged (see replica_acks)."""
+        if self.replica_acks is not None:
+            return self.replica_acks
+        return 1 if self.sentinels else 0
 
 
 class VipSettings(_Section):

@@ -26,6 +26,7 @@ SECRET_KEYS = {
     ("wallet", "token"),
     ("web", "session_secret"),
     ("web", "oidc", "client_secret"),
+    ("redis", "sentinel_password"),
 }
 
 

@@ -22,6 +22,9 @@ from worker.urls import redacted, redis_db
 def redis_summary(settings: Settings) -> str:
     """``redis://host:6379/2 (database 2, key prefix 'vipflow')``, password hidden."""
     url = settings.redis.url
+    if settings.redis.sentinels:
+        return (f"master '{settings.redis.master_name}' via sentinels {', '.join(settings.redis.sentinels)} "
+                f"(database {redis_db(url)}, key prefix '{settings.redis.key_prefix}')")
     return f"{redacted(url)} (database {redis_db(url)}, key prefix '{settings.redis.key_prefix}')"
 
 

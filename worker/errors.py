@@ -124,6 +124,8 @@ def reason(exc: BaseException) -> str:
         return system
     lines = str(exc).strip().splitlines()
     text = lines[0].strip() if lines else ""
+    if text.startswith("No master found for "):  # redis-py's Sentinel: the name, then every sentinel's repr
+        return "no sentinel answering knows a master named " + text[len("No master found for "):].split(" : ")[0]
     if " connecting to " in text and ". " in text:  # redis-py: "Error 111 connecting to h:p. Connection refused."
         text = text.rsplit(". ", 1)[1]
     elif text.startswith("connection failed: ") and ": " in text[19:]:  # psycopg: "... at "h", port p failed: X"

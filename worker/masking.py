@@ -96,6 +96,7 @@ def operator_hosts(settings: Settings) -> set[str]:
     ever need exempting from masking)."""
     urls = (settings.redis.url, settings.database.url, settings.vip.base_url, settings.wallet.url)
     hosts = {settings.ingest.host, settings.worker.metrics_host}
+    hosts.update(host for host, _ in settings.redis.sentinel_addresses())
     for url in urls:
         try:
             hosts.add(urlparse(url).hostname or "")

@@ -61,6 +61,30 @@ def check_redis_url(value: str) -> str:
     return value
 
 
+SENTINEL_FORM = "HOST:PORT (a Redis Sentinel, e.g. 10.0.0.5:26379 or [fd00::5]:26379)"
+
+
+def check_sentinel(value: str) -> str:
+    """``value`` when it is one Sentinel's ``HOST:PORT`` (IPv6 in brackets); ValueError saying what is wrong
+    otherwise (the value is not echoed)."""
+    if not value or any(c.isspace() for c in value) or "/" in value or "@" in value:
+        raise ValueError(f"a sentinel is not HOST:PORT (empty, or holds spaces, '/' or '@'); expected {SENTINEL_FORM}")
+    host, sep, port = value.rpartition(":")
+    if not sep or not host.strip("[]"):
+        raise ValueError(f"a sentinel has no host or no port; expected {SENTINEL_FORM}")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"a sentinel's port is not a number from 1 to 65535; expected {SENTINEL_FORM}")
+    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+        raise ValueError(f"a sentinel's IPv6 address must be in brackets; expected {SENTINEL_FORM}")
+    return value
+
+
+def sentinel_address(value: str) -> tuple[str, int]:
+    """``("10.0.0.5", 26379)`` from a checked ``HOST:PORT`` (brackets of an IPv6 address removed)."""
+    host, _, port = value.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
 def check_database_url(value: str) -> str:
     """``value`` when it names a ledger vipflow can open (an SQLite file or PostgreSQL); ValueError otherwise.
 

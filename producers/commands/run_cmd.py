@@ -219,6 +219,17 @@ def _start_redis(settings: Any, var: Path, keep: bool) -> Any:
     return embedded
 
 
+def _refuse_sentinels(args: argparse.Namespace) -> None:
+    """ConfigError naming redis.sentinels when they are configured: the demo starts and empties a Redis of its
+    own, so it stops before it touches anything."""
+    from worker.config import load_settings
+    from worker.errors import ConfigError
+
+    if load_settings(args.config).redis.sentinels:
+        raise ConfigError("redis.sentinels", "vipflow run is the one-machine demo with a Redis of its own; unset "
+                                             "redis.sentinels (VIPFLOW_REDIS__SENTINELS) to run it")
+
+
 def run(args: argparse.Namespace) -> int:
     """Start everything, send the burst, show decisions until Ctrl-C (or --exit-after), then a summary."""
     from sqlalchemy.engine import make_url
@@ -227,6 +238,7 @@ def run(args: argparse.Namespace) -> int:
     from worker.ledger import Ledger
 
     var = Path(args.var)
+    _refuse_sentinels(args)
     _held = _lock_var(var)  # held until this process ends: a second run in the same folder is refused
     settings, overrides = _prepare(args, var)
     own_ledger = overrides.get("VIPFLOW_DATABASE__URL") is not None

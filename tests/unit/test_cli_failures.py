@@ -172,3 +172,20 @@ def test_output_into_a_closed_pipe_ends_quietly(argv: list[str], in_review: str,
     with closed_stdout(monkeypatch):
         code = main(argv)
     assert (code, capsys.readouterr().err) == (EXIT_OUTPUT_CLOSED, "")
+
+
+@pytest.mark.parametrize("argv", REDIS_COMMANDS[:4:3], ids=" ".join)
+def test_sentinels_that_know_no_master_are_one_line_naming_them_and_exit_1(
+        argv: list[str], configured: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """With redis.sentinels on closed ports: one line naming the master and the sentinels, the keys to check,
+    exit 1, no password."""
+    ports = [_closed_port(), _closed_port()]
+    monkeypatch.setenv("VIPFLOW_REDIS__URL", f"redis://:{SECRET}@unused/0")
+    monkeypatch.setenv("VIPFLOW_REDIS__SENTINELS", ",".join(f"127.0.0.1:{p}" for p in ports))
+    code, _, err = _run(capsys, argv)
+    assert code == EXIT_FAILED
+    line = _one_line(err)
+    assert (f"cannot reach the Redis master 'mymaster' via sentinels 127.0.0.1:{ports[0]}, 127.0.0.1:{ports[1]} "
+            "(database 0) (no sentinel answering knows a master named 'mymaster')") in line
+    assert "redis.sentinels" in line and SECRET not in line

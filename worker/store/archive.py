@@ -15,12 +15,15 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import redis
 
 from worker.errors import StoreError, reason
 from worker.store import keys
+
+if TYPE_CHECKING:
+    from worker.store.replication import ReplicaAcks
 
 Status = Literal["valid", "invalid", "conflict"]
 STATUSES: tuple[Status, ...] = ("valid", "invalid", "conflict")
@@ -113,7 +116,8 @@ return id
 class Archive:
     """Append to, read and trim the archive stream; every Redis failure becomes StoreError."""
 
-    def __init__(self, client: redis.Redis, prefix: str, *, index_ttl_ms: int = 7 * 86_400_000):
+    def __init__(self, client: redis.Redis, prefix: str, *, index_ttl_ms: int = 7 * 86_400_000,
+                 acks: ReplicaAcks | None = None):
         self._redis = client
         self._prefix = prefix
         self.key = archive_key(prefix)
@@ -121,6 +125,7 @@ class Archive:
         self.pending_set = self._pending  # the set of entries whose decision is not stored yet
         self._append = client.register_script(_APPEND)
         self._index_ttl_ms = index_ttl_ms
+        self._acks = acks  # intake's: an appended body is acknowledged once replicas hold it
 
     def append(
         self,
@@ -150,7 +155,11 @@ class Archive:
         args: list[bytes | str | int] = [1 if transaction_id else 0, 1 if pending else 0, self._index_ttl_ms]
         for name, value in fields.items():
             args += [name, value]
-        entry_id = self._call(lambda: self._append(keys=keys, args=args), "archive the body")
+        if self._acks is not None:
+            acks = self._acks
+            entry_id = self._call(lambda: acks.run(self._append, keys, args), "archive the body")
+        else:
+            entry_id = self._call(lambda: self._append(keys=keys, args=args), "archive the body")
         return bytes(entry_id).decode()
 
     def get(self, entry_id: str) -> ArchivedNotification | None:

@@ -35,6 +35,7 @@ from worker.errors import StoreError, reason
 from worker.store import keys
 from worker.store.archive import Archive, archive_key, now_ms, pending_key, tx_index_key
 from worker.store.publisher import Publisher
+from worker.store.replication import NotReplicated, ReplicaAcks
 from worker.store.taskmessage import LUA_HELPERS, TaskMessages
 
 if TYPE_CHECKING:
@@ -113,8 +114,12 @@ class Intake:
         retention_ms: int = 7 * 86_400_000,  # the dedupe window: how long seen-markers live
         lease_ms: int = 10_000,
         busy_wait_s: float = 1.0,
+        replica_acks: int = 0,
+        replica_ack_timeout_ms: int = 500,
     ):
-        self.archive = Archive(client, prefix, index_ttl_ms=retention_ms)
+        # With replicas wanted, every write intake acknowledges is confirmed by WAIT (worker.store.replication).
+        self._acks = ReplicaAcks(client, replica_acks, replica_ack_timeout_ms)
+        self.archive = Archive(client, prefix, index_ttl_ms=retention_ms, acks=self._acks)
         self._prefix = prefix
         self._publisher = publisher
         if publisher is None and messages is None:
@@ -132,11 +137,14 @@ class Intake:
     def from_settings(
         cls, settings: Settings, client: redis.Redis, publisher: Publisher | None = None
     ) -> Intake:
-        """An intake on the configured prefix and queue; seen-markers live ``ledger.dedupe_window_s``."""
+        """An intake on the configured prefix and queue; seen-markers live ``ledger.dedupe_window_s``; replicas
+        confirm every write as ``redis.replica_acks`` says."""
         retention_ms = int(settings.ledger.dedupe_window_s * 1000)
         messages = TaskMessages.from_settings(settings) if publisher is None else None
         return cls(client, settings.redis.key_prefix, publisher, messages=messages,
-                   queue=settings.worker.queue, retention_ms=retention_ms)
+                   queue=settings.worker.queue, retention_ms=retention_ms,
+                   replica_acks=settings.redis.wanted_replica_acks(),
+                   replica_ack_timeout_ms=settings.redis.replica_ack_timeout_ms)
 
     def prepare(self) -> None:
         """Have Celery and kombu build the task message template now (one Redis round trip) rather than on the
@@ -174,7 +182,12 @@ class Intake:
             args: list[str | int | bytes] = [
                 sha, now_ms(), self._lease_ms, self._retention_ms, kind, raw_body, tx, *inline
             ]
-            verdict, raw_id, raw_status = self._run(partial(self._claim, keys=keys, args=args))
+            try:
+                verdict, raw_id, raw_status = self._run(partial(self._acks.run, self._claim, keys, args))
+            except NotReplicated as exc:
+                if exc.result is not None and exc.result[0] == b"publish":  # the next delivery publishes it
+                    self._run(lambda: self._redis.hdel(seen, f"{sha}:lease"))
+                raise
             if verdict != b"busy":
                 break
             # Another delivery of this very body is being queued right now: wait
