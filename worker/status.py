@@ -60,6 +60,9 @@ class StatusReport:
     ledger: dict[str, Any]
     queue: dict[str, Any] = field(default_factory=dict)
     unprocessed: dict[str, Any] = field(default_factory=dict)
+    # Pending notifications the recovery sweep (worker.recovery) is watching: seen idle, re-queued once idle
+    # for worker.recover_after_s. None when Redis does not answer.
+    recovering: int | None = None
     dead_letters: dict[str, Any] = field(default_factory=dict)
     review: dict[str, Any] = field(default_factory=dict)
     workers: list[dict[str, Any]] = field(default_factory=list)
@@ -74,6 +77,7 @@ class StatusReport:
     def to_dict(self) -> dict[str, Any]:
         """The report as plain JSON values."""
         out = asdict(self)
+        del out["recovering"]  # shown inside "unprocessed"
         out["healthy"] = self.healthy
         return out
 
@@ -113,7 +117,8 @@ def _redis(report: StatusReport, settings: Settings, client: Any, prefix: str, q
         for name in names:
             pipe.llen(name)
         pipe.smembers(keys.pending(prefix))
-        *depths, members = pipe.execute()
+        pipe.hlen(keys.recovery_watch(prefix))
+        *depths, members, watched = pipe.execute()
         info = client.info("memory") | client.info("persistence") | client.info("server")
     except Exception as exc:  # noqa: BLE001 - a Redis that does not answer is the report's first problem
         report.redis["error"] = reason(exc)
@@ -127,6 +132,7 @@ def _redis(report: StatusReport, settings: Settings, client: Any, prefix: str, q
                         maxmemory_bytes=int(info.get("maxmemory", 0)), maxmemory_policy=policy,
                         aof_enabled=bool(int(info.get("aof_enabled", 0))))
     report.queue = {"name": queue, "depth": sum(int(d) for d in depths)}
+    report.recovering = int(watched)
     if policy != "noeviction":
         report.add("redis", f"Redis's maxmemory-policy is {policy}: it may evict queued notifications",
                    "set maxmemory-policy noeviction (see the README's production checklist)")
@@ -233,7 +239,7 @@ def _unprocessed(report: StatusReport, settings: Settings, pending: set[str], le
     report.unprocessed = {"count": len(received), "in_redis": len(pending),
                           "only_in_ledger": len(set(received) - pending) if redis_ok else None,
                           "oldest_age_s": round(ages[0], 1) if ages else 0.0,
-                          "older_than_limit": len(late), "limit_s": limit_s}
+                          "older_than_limit": len(late), "limit_s": limit_s, "recovering": report.recovering}
     if late:
         report.add("unprocessed", f"{len(late)} notification{'s' if len(late) > 1 else ''} archived more than "
                    f"{_age(limit_s)} ago and not finished (oldest {_age(ages[0])})",

@@ -82,6 +82,7 @@ def render(r: dict[str, Any]) -> list[str]:
     lines.append(f"  unprocessed  {u['count']} archived and not finished"
                  + (f", oldest {age_text(u['oldest_age_s'])}, {u['older_than_limit']} older than "
                     f"{age_text(u['limit_s'])}" if u["count"] else "")
+                 + (f"; the recovery sweep is watching {u['recovering']}" if u.get("recovering") else "")
                  + ("" if red["answers"] else " (the ledger's count only: Redis does not answer)"))
     if r["dead_letters"]:
         d = r["dead_letters"]

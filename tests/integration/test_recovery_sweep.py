@@ -170,3 +170,20 @@ def test_the_watch_list_holds_pending_entries_only_and_expires(
 def test_rounds_are_a_tenth_of_the_wait_within_bounds() -> None:
     """The round interval: recover_after_s / 10, at least 0.5 s, at most 15 s."""
     assert interval_s(120) == 12 and interval_s(2) == 0.5 and interval_s(3600) == 15
+
+
+def test_vipflow_status_counts_what_the_sweep_is_watching(
+        redis_url: str, client: redis.Redis, ledger: Ledger, publisher: MemoryPublisher) -> None:
+    """A lost message seen idle by the sweep shows in `vipflow status` as recovering, until it is queued again."""
+    from worker.config import WorkerSettings
+    from worker.status import gather
+
+    archived(client, "rc-status-1")
+    settings = Settings(redis=RedisSettings(url=redis_url, key_prefix=PREFIX), worker=WorkerSettings(queue=QUEUE))
+    assert gather(settings, redis_client=client, ledger=ledger).unprocessed["recovering"] == 0
+    rec = sweep(client, ledger, publisher)
+    t0 = time.time() + AFTER_S
+    rec.once(t0)
+    report = gather(settings, redis_client=client, ledger=ledger)
+    assert report.unprocessed["recovering"] == 1 and report.unprocessed["in_redis"] == 1
+    assert "recovering" not in report.to_dict()  # shown once, inside "unprocessed"
