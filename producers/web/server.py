@@ -19,14 +19,16 @@ def serve(settings: Settings) -> None:
     from worker.logs import configure_logging
 
     configure_logging(settings.log.level)
-    app = create_app(settings)
+    # Bound first: a taken port is the one line said, before anything the app logs while it is built.
     sock = bind(settings.web.host, settings.web.port, port_option="--port (or web.port)",
                 host_option="--host (or web.host)")
-    # uvicorn says nothing of where it listens when given a socket: say it once bound.
-    logging.getLogger("vipflow.web").info("web listening on http://%s:%d", settings.web.host, sock.getsockname()[1])
-    config = uvicorn.Config(app, host=settings.web.host, port=settings.web.port, access_log=False, log_config=None,
-                            server_header=False, proxy_headers=False)
     try:
+        app = create_app(settings)
+        # uvicorn says nothing of where it listens when given a socket: say it once bound.
+        logging.getLogger("vipflow.web").info("web listening on http://%s:%d", settings.web.host,
+                                              sock.getsockname()[1])
+        config = uvicorn.Config(app, host=settings.web.host, port=settings.web.port, access_log=False,
+                                log_config=None, server_header=False, proxy_headers=False)
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         sock.close()
