@@ -676,6 +676,10 @@ def main(argv: list[str] | None = None) -> int:
         met = r.correct and r.rate >= 200
         print(f"     target >= 200/s: {'PASS' if met else 'FAIL'}")
         ok &= met
+        if celery_cpu_ms:
+            line, met = cpu_ratio_line(r, celery_cpu_ms)
+            print(f"     {line}")
+            ok &= met
         if instant is not None:
             line, met = hidden_latency_line(instant, r)
             print(f"     {line}")

@@ -41,6 +41,10 @@ def to_cents(value: Decimal | int | str) -> int:
         raise MoneyError("an amount must be a finite number", "is not a finite number")
     sign, digits, exponent = amount.as_tuple()
     assert isinstance(exponent, int)  # finite
+    if -2 <= exponent <= 0 and len(digits) + exponent <= 13:
+        # The common case (10.00, 123.4, 7): whole cents, at most 15 digits of them, so below 10**15 <
+        # 2**53, and scaleb exact (far below the context's 28 digits). A third of the general path's time.
+        return int(amount.scaleb(2))
     shift = exponent + 2  # the power of ten of the last digit, counted in cents
     if shift < 0:
         if any(digits[shift:]):

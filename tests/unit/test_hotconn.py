@@ -59,3 +59,17 @@ def test_closing_the_ledger_ends_the_sessions(pg_url: str) -> None:
         while conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}).scalar():
             assert time.monotonic() < deadline, "the session is still there"
             time.sleep(0.02)
+
+
+def test_a_thread_that_ends_leaves_no_session_open(led: Ledger) -> None:
+    """A thread of a pool that shrinks (the web service's) ends: the server session it used ends too."""
+    used: list[int] = []
+    thread = threading.Thread(target=lambda: used.append(_backend(led)))
+    thread.start()
+    thread.join(10)
+    del thread
+    deadline = time.monotonic() + 10
+    with led.engine.connect() as conn:
+        while conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": used[0]}).scalar():
+            assert time.monotonic() < deadline, "the ended thread's session is still open"
+            time.sleep(0.02)

@@ -10,8 +10,8 @@ in autocommit for good. A connection that failed is closed and the thread's next
 a new one (the task is retried meanwhile, as with a pooled connection).
 
 :func:`close` closes every such connection of an engine (``Ledger.close``; so does the engine's
-end, or the interpreter's). After a fork the child never uses its parent's: it makes its own
-(and leaves the parent's sockets alone).
+end, or the interpreter's); a thread's end closes its own. After a fork the child never uses its
+parent's: it makes its own (and leaves the parent's sockets alone).
 """
 
 from __future__ import annotations
@@ -28,36 +28,57 @@ from sqlalchemy import Engine
 T = TypeVar("T")
 
 
+class _Slot:
+    """One thread's connection. It lives in the thread's ``threading.local``, which Python clears when
+    the thread ends: the slot's finalizer then closes the connection (threads of a pool that shrinks,
+    such as the web service's, leave none open)."""
+
+    __slots__ = ("__weakref__", "conn", "fairy", "pid")
+
+    def __init__(self, fairy: Any, conn: Any):
+        self.fairy, self.conn, self.pid = fairy, conn, os.getpid()
+
+
 class _Hot:
     """An engine's detached connections, one per thread."""
 
     def __init__(self) -> None:  # never holds the engine: the registry's weak key would never go
         self.local = threading.local()
         self.lock = threading.Lock()
-        self.all: list[tuple[int, Any]] = []  # (pid, fairy) of every connection made, to close them
+        self.all: dict[int, tuple[int, Any]] = {}  # id(slot) -> (pid, fairy): every live connection
 
     def get(self, engine: Engine) -> tuple[Any, Any]:
         """This thread's (pool fairy, detached; its psycopg connection, in autocommit)."""
-        fairy = getattr(self.local, "fairy", None)
-        if fairy is not None and self.local.pid == os.getpid() and not self.local.conn.closed:
-            return fairy, self.local.conn
-        if fairy is not None and self.local.pid != os.getpid():
-            _FORKED.append(fairy)  # the parent's, in a forked child: never used, never closed here
+        slot: _Slot | None = getattr(self.local, "slot", None)
+        if slot is not None and slot.pid == os.getpid() and not slot.conn.closed:
+            return slot.fairy, slot.conn
+        if slot is not None and slot.pid != os.getpid():
+            _FORKED.append(slot.fairy)  # the parent's, in a forked child: never used, never closed here
         fairy = engine.raw_connection()
         conn: Any = fairy.driver_connection  # read before detaching: the fairy forgets its record then
         fairy.detach()
         conn.autocommit = True
-        self.local.fairy, self.local.conn, self.local.pid = fairy, conn, os.getpid()
+        slot = self.local.slot = _Slot(fairy, conn)
         with self.lock:
-            self.all.append((os.getpid(), fairy))
+            self.all[id(slot)] = (slot.pid, fairy)
+        weakref.finalize(slot, self._ended, id(slot))
         return fairy, conn
+
+    def _ended(self, key: int) -> None:
+        """A slot went (its thread ended, or it was replaced): close its connection, in its own process."""
+        with self.lock:
+            pid, fairy = self.all.pop(key, (0, None))
+        if fairy is not None and pid == os.getpid():
+            with contextlib.suppress(Exception):  # it is going either way
+                fairy.close()
 
     def drop(self, fairy: Any) -> None:
         """Close ``fairy`` (it failed); the thread's next :meth:`get` makes a new one."""
-        if getattr(self.local, "fairy", None) is fairy:
-            self.local.fairy = None
+        slot = getattr(self.local, "slot", None)
+        if slot is not None and slot.fairy is fairy:
+            self.local.slot = None
         with self.lock:
-            self.all = [(pid, f) for pid, f in self.all if f is not fairy]
+            self.all = {k: v for k, v in self.all.items() if v[1] is not fairy}
         # Closing a broken connection may fail too; it is gone either way.
         with contextlib.suppress(Exception):
             fairy.invalidate()
@@ -65,10 +86,11 @@ class _Hot:
     def close(self) -> None:
         """Close this process's connections (a forked child's copies of its parent's are only forgotten)."""
         with self.lock:
-            mine = [f for pid, f in self.all if pid == os.getpid()]
-            _FORKED.extend(f for pid, f in self.all if pid != os.getpid())
-            self.all = []
-        for fairy in mine:
+            entries, self.all = list(self.all.values()), {}
+        for pid, fairy in entries:
+            if pid != os.getpid():
+                _FORKED.append(fairy)
+                continue
             with contextlib.suppress(Exception):  # closing at shutdown: nothing more to do
                 fairy.close()
 

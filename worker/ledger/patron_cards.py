@@ -55,6 +55,9 @@ def learn(conn: Any, seen: CardSeen, now: float) -> None:
         where=(c.patron_id != stmt.excluded.patron_id) & (c.received_at_ms <= stmt.excluded.received_at_ms)))
 
 
+_PATRON_OF = "SELECT patron_id FROM patron_cards WHERE vip_card_number = %s"
+
+
 class PatronCards:
     """The learned cards on the ledger's engine. Database failures raise LedgerUnavailable."""
 
@@ -65,8 +68,15 @@ class PatronCards:
             if engine.dialect.name == "postgresql" else engine
 
     def patron_of(self, vip_card_number: str) -> str | None:
-        """The patron id last learned for ``vip_card_number``, or None when no notification taught it."""
+        """The patron id last learned for ``vip_card_number``, or None when no notification taught it (on
+        PostgreSQL one prepared statement on the thread's own connection: a withdrawal without PatronId
+        asks on the hot path)."""
         c = t.patron_cards.c
+        if self.engine.dialect.name == "postgresql":
+            from worker.ledger.commit import fetch_one_postgresql  # commit imports this module
+
+            row = fetch_one_postgresql(self.engine, _PATRON_OF, (vip_card_number,), "read a VIP card's patron")
+            return None if row is None or row["patron_id"] is None else str(row["patron_id"])
         try:
             with self._reads.connect() as conn:
                 found = conn.execute(select(c.patron_id).where(c.vip_card_number == vip_card_number)).scalar()
