@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)  ## create .venv and install vipflow with its development tools
 
 run: $(STAMP)  ## the whole pipeline on this machine (embedded Redis if none), with a burst of notifications; starts clean
-	$(BIN)/vipflow run
+	$(BIN)/vipflow run $(ARGS)
 
 test: $(STAMP)  ## every test: unit and integration (real Redis, real worker, real HTTP)
 	$(BIN)/python -m pytest -q

@@ -32,7 +32,7 @@ CARD = "7210695258"
 PATRON = "P0001234"
 PREFIX = "ml"
 # What a label value may look like: outcomes, action names, results, endpoints, rule ids.
-SAFE = re.compile(r"^[a-z][a-z0-9_.-]*$|^\(default\)$")
+SAFE = re.compile(r"^[a-z][a-z0-9_.-]*$|^\(default\)$|^[1-5][0-9]{2}$")  # names; an HTTP status code
 
 
 def _samples() -> list[tuple[str, dict[str, str], float]]:
