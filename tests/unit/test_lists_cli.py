@@ -67,7 +67,35 @@ def test_a_list_is_changed_and_shown_without_echoing_its_entries(ledger_env: str
     assert "v2" in out and "chargebacks" in out and "os:" in out
     assert "******5258" in out and CARD not in out
     code, out, _ = _run(capsys, "lists", "show", "blocked-cards", "--has", CARD, "--json")
-    assert json.loads(out) == {"list": "blocked-cards", "version": 2, "on_list": True, "added_version": 2}
+    assert json.loads(out) == {"list": "blocked-cards", "version": 2, "on_list": True, "added_version": 2,
+                               "entry": "******5258"}
+
+
+def test_has_on_a_cidr_list_matches_by_range_as_the_rules_do(ledger_env: str,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """--has on a cidr list: an address inside a range is on it, naming the narrowest range that holds it and
+    its version; narrow ranges masked as --entries masks them; a bad value names --has, not the value."""
+    _run(capsys, "lists", "create", "risky-nets", "--kind", "cidr")
+    _run(capsys, "lists", "add", "risky-nets", "10.0.0.0/8", "2001:db8::/32")
+    _run(capsys, "lists", "add", "risky-nets", "10.9.0.0/16", "198.51.100.7")
+    code, out, _ = _run(capsys, "lists", "show", "risky-nets", "--has", "10.9.9.9")
+    assert (code, out.strip()) == (0, "on list risky-nets: inside its range 10.9.0.0/16, there since v3 (now v3)")
+    code, out, _ = _run(capsys, "lists", "show", "risky-nets", "--has", "10.1.2.3", "--json")
+    assert json.loads(out) == {"list": "risky-nets", "version": 3, "on_list": True, "added_version": 2,
+                               "entry": "10.0.0.0/8"}
+    code, out, _ = _run(capsys, "lists", "show", "risky-nets", "--has", "::ffff:10.1.2.3")
+    assert "inside its range 10.0.0.0/8" in out
+    code, out, _ = _run(capsys, "lists", "show", "risky-nets", "--has", "2001:db8:1::5")
+    assert "inside its range 2001:db8::/32, there since v2" in out
+    code, out, _ = _run(capsys, "lists", "show", "risky-nets", "--has", "10.200.0.0/16")
+    assert "inside its range 10.0.0.0/8" in out
+    code, out, _ = _run(capsys, "lists", "show", "risky-nets", "--has", "198.51.100.7")
+    assert "inside its range ***/32, there since v3" in out and "198.51.100.7" not in out
+    code, out, _ = _run(capsys, "lists", "show", "risky-nets", "--has", "11.0.0.1")
+    assert (code, out.strip()) == (0, "not on list risky-nets (v3)")
+    code, _, err = _run(capsys, "lists", "show", "risky-nets", "--has", "10.9.9.999")
+    assert (code, err.strip()) == (2, "vipflow: --has: an IP range is an address or address/prefix, e.g. "
+                                      "203.0.113.0/24")
 
 
 def test_a_bad_entry_or_an_unknown_list_is_exit_2_naming_the_place(ledger_env: str,
