@@ -150,6 +150,33 @@ def test_rules_check_refuses_an_unknown_list_with_file_and_line(ledger_env: str,
     assert _run(capsys, "rules", "check", str(list_rules))[0] == 0
 
 
+def test_rules_check_reports_an_unknown_list_with_the_files_other_problems(ledger_env: str, list_rules: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """A file with another error still has the lists of its rules that loaded checked, in the same pass: an
+    unknown list, a list of the wrong kind and the bad rule, each at its line, in line order; another file's
+    lists too."""
+    Ledger.open(ledger_env).close()
+    _run(capsys, "lists", "create", "blocked-cards", "--kind", "cidr")  # the wrong kind for vip_card_number
+    withdraw = list_rules / "withdraw.yaml"
+    with withdraw.open("a", encoding="utf-8") as f:
+        f.write("\n  - id: broken\n    when: {amount: {gte: 10}}\n    outcome: approve-ish\n")
+    deposit = list_rules / "deposit.yaml"
+    with deposit.open("a", encoding="utf-8") as f:
+        f.write("\n  - id: bad-patron\n    when: {patron_id: {in_list: bad-patrons}}\n    outcome: reject\n")
+    code, out, _ = _run(capsys, "rules", "check", str(list_rules))
+    assert code == 1
+    lines = out.strip().splitlines()
+    cards, nets = _line_of(withdraw, "in_list: blocked-cards"), _line_of(withdraw, "in_list: risky-nets")
+    broken = _line_of(withdraw, "outcome: approve-ish")
+    patrons = _line_of(deposit, "in_list: bad-patrons")
+    ours = [line for line in lines if line.startswith(str(withdraw))]
+    assert [line.split(": ", 1)[0] for line in ours] == [f"{withdraw}:{n}" for n in (cards, nets, broken)]
+    assert "rule 'blocked-card': list 'blocked-cards' holds IP ranges (CIDR)" in ours[0]
+    assert "rule 'risky-network': unknown list 'risky-nets'" in ours[1]
+    assert "rule 'broken': outcome: 'approve-ish' is not an outcome" in ours[2]
+    assert f"{deposit}:{patrons}: rule 'bad-patron': unknown list 'bad-patrons'" in out
+
+
 def test_rules_check_without_a_ledger_checks_the_rest_and_says_lists_were_not(
         tmp_path: Path, list_rules: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
