@@ -81,9 +81,11 @@ class RuleBook:
 
 
 def load_rulesets(paths: list[str | Path]) -> list[RuleSet]:
-    """Load every rule file under ``paths``; RuleFilesInvalid lists all problems in all files."""
+    """Load every rule file under ``paths``; RuleFilesInvalid lists all problems in all files, its ``partial``
+    the rulesets as far as they loaded (the good files, and the rules that parsed of the others)."""
     problems: list[RuleFileError] = []
     rulesets: list[RuleSet] = []
+    partial: list[RuleSet] = []  # what loaded of the files with problems (RuleFilesInvalid.partial)
     seen: dict[str, str] = {}
     for path in paths:
         files = rule_files(path)
@@ -97,6 +99,7 @@ def load_rulesets(paths: list[str | Path]) -> list[RuleSet]:
                 rs = load_ruleset_file(file)
             except RuleFilesInvalid as exc:
                 problems.extend(exc.problems)
+                partial.extend(exc.partial)
                 continue
             if rs.name in seen:
                 problems.append(RuleFileError(str(file), None,
@@ -105,7 +108,7 @@ def load_rulesets(paths: list[str | Path]) -> list[RuleSet]:
             seen[rs.name] = str(file)
             rulesets.append(rs)
     if problems:
-        raise RuleFilesInvalid(problems)
+        raise RuleFilesInvalid(problems, partial=[*rulesets, *partial])
     return rulesets
 
 

@@ -14,12 +14,14 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from rules.model import All, Any_, Compare, Condition, FieldRef, Not, Rule, RuleSet
+from rules.model import All, Any_, Compare, Condition, FieldRef, ListRef, Not, Rule, RuleSet
 
 
 def _value(v: object) -> str:
     if isinstance(v, FieldRef):
         return f"field {v.path}"
+    if isinstance(v, ListRef):
+        return v.name  # as the rule file writes it: ``in_list: blocked-cards``
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, Decimal):

@@ -37,6 +37,12 @@ secret or a patron's personal data. ``producers.exits`` maps each kind to the
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rules.model import RuleSet
+
 
 class VipflowError(Exception):
     """Root of every error vipflow raises on purpose."""
@@ -66,8 +72,12 @@ class RuleFileError(RuleError):
 class RuleFilesInvalid(RuleError):
     """Several rule-file problems, kept together so that all are reported at once."""
 
-    def __init__(self, problems: list[RuleFileError]):
+    def __init__(self, problems: list[RuleFileError], partial: Iterable[RuleSet] = ()):
+        """``partial``: the rulesets as far as they loaded despite the problems (a file's rules that parsed;
+        the files without problems), so that checks needing a ruleset, such as its lists against the
+        ledger's (``vipflow rules check``), can still run in the same pass."""
         self.problems = problems
+        self.partial = tuple(partial)
         super().__init__("\n".join(p.render() for p in problems))
 
 

@@ -3,6 +3,7 @@ the first condition that failed, with the value the facts actually had."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 from rules.catalogue import CATALOGUE
 from rules.decision import Decision, decide
 from rules.facts import prepare
-from rules.lists import EMPTY, ListLookup, membership, membership_key
+from rules.lists import EMPTY, ListLookup, membership, membership_checks, membership_key
 from rules.model import All, Any_, Compare, Condition, FieldRef, ListRef, Not, Rule, RuleSet
 from rules.predicate import compile_condition, evaluate, flat_key
 
@@ -72,11 +73,13 @@ def _shown(path: str, flat: dict[str, Any]) -> str:
     return f"{path} = {value!r}"
 
 
-def _on_list(c: Compare, flat: dict[str, Any], versions: dict[str, int]) -> str:
+def _on_list(c: Compare, flat: dict[str, Any], versions: dict[str, int], held: Mapping[str, str]) -> str:
     assert isinstance(c.value, ListRef)
-    member = flat.get(membership_key(flat_key(c.path), c.value.name))
+    key = membership_key(flat_key(c.path), c.value.name)
+    member = flat.get(key)
     verdict = "cannot be on" if member is None else "is on" if member else "is not on"
-    return f"{_shown(c.path, flat)}, which {verdict} list {c.value.name} v{versions.get(c.value.name, '?')}"
+    inside = f" (inside its range {held[key]})" if key in held else ""
+    return f"{_shown(c.path, flat)}, which {verdict} list {c.value.name} v{versions.get(c.value.name, '?')}{inside}"
 
 
 def _text(c: Condition) -> str:
@@ -95,23 +98,24 @@ def _text(c: Condition) -> str:
     return "(" + joiner.join(_text(i) for i in c.items) + ")"
 
 
-def _first_failure(c: Condition, flat: dict[str, Any], versions: dict[str, int]) -> Failure | None:
+def _first_failure(c: Condition, flat: dict[str, Any], versions: dict[str, int],
+                   held: Mapping[str, str]) -> Failure | None:
     if evaluate(compile_condition(c), flat):
         return None
     if isinstance(c, All):
         for item in c.items:
-            failure = _first_failure(item, flat, versions)
+            failure = _first_failure(item, flat, versions, held)
             if failure is not None:
                 return failure
     if isinstance(c, Compare) and isinstance(c.value, ListRef):
-        return Failure(c.line, _text(c), _on_list(c, flat, versions))
+        return Failure(c.line, _text(c), _on_list(c, flat, versions, held))
     if isinstance(c, Compare):
         actual = [_shown(c.path, flat)]
         if isinstance(c.value, FieldRef):
             actual.append(_shown(c.value.path, flat))
         return Failure(c.line, _text(c), ", ".join(actual))
     if isinstance(c, Any_):
-        inner = [_first_failure(i, flat, versions) for i in c.items]
+        inner = [_first_failure(i, flat, versions, held) for i in c.items]
         shown = "; ".join(f.actual for f in inner if f is not None)
         return Failure(c.line, _text(c), f"no alternative held ({shown})")
     if isinstance(c, Not):
@@ -122,12 +126,20 @@ def _first_failure(c: Condition, flat: dict[str, Any], versions: dict[str, int])
 def explain(ruleset: RuleSet, facts: dict[str, Any], lists: ListLookup = EMPTY) -> Explanation:
     """Explain every rule of ``ruleset`` against nested facts and ``lists`` (name -> NamedList; RuleError
     when the ruleset names a list not there). A list condition that failed says whether the fact is on
-    the list, and the list's version."""
+    the list, and the list's version; for an address on a cidr list, the (narrowest) range holding it."""
     flat = prepare(facts)
-    versions = membership(ruleset.list_pairs, flat, lists) if ruleset.list_pairs else {}
+    checks = membership_checks(ruleset.list_pairs)
+    versions = membership(checks, flat, lists) if checks else {}
+    held: dict[str, str] = {}  # membership key -> the range holding the address (cidr lists)
+    for check in checks:
+        found = lists.get(check.name)
+        if found is not None and found.kind == "cidr" and flat.get(check.key):
+            entry = found.holding(flat.get(check.flat_path))
+            if entry is not None:
+                held[check.key] = entry
     rows = []
     for rule in ruleset.rules:
-        failure = _first_failure(rule.when, flat, versions)
+        failure = _first_failure(rule.when, flat, versions, held)
         rows.append(RuleExplanation(rule, failure is None, failure))
     decision = decide(ruleset, {r.rule.id for r in rows if r.matched}, versions or None)
     return Explanation(tuple(rows), decision)

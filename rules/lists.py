@@ -133,10 +133,24 @@ class _Ranges:
     def _table(by_len: dict[tuple[int, int], set[int]], version: int,
                bits: int) -> tuple[tuple[int, frozenset[int]], ...]:
         full = (1 << bits) - 1
-        lengths = sorted((n for v, n in by_len if v == version), reverse=True)
+        lengths = sorted((n for v, n in by_len if v == version), reverse=True)  # narrowest ranges first
         return tuple((full ^ ((1 << (bits - n)) - 1), frozenset(by_len[(version, n)])) for n in lengths)
 
-    def contains(self, text: str) -> bool | None:
+    @staticmethod
+    def _parse(text: str) -> tuple[int, int] | None:
+        """(IP version, the address as an integer), or None when ``text`` is not an address."""
+        text = text.strip()
+        try:
+            if ":" in text:
+                value = int.from_bytes(socket.inet_pton(socket.AF_INET6, text), "big")
+                if value >> 32 == 0xFFFF:  # ::ffff:a.b.c.d, an IPv4 address written as IPv6
+                    return 4, value & 0xFFFFFFFF
+                return 6, value
+            return 4, int.from_bytes(socket.inet_pton(socket.AF_INET, text), "big")
+        except OSError:
+            return None
+
+    def contains(self, text: str) -> bool | None:  # the hot path (every decision): _parse inlined
         text = text.strip()
         try:
             if ":" in text:
@@ -152,6 +166,18 @@ class _Ranges:
         except OSError:
             return None
         return any(value & mask in starts for mask, starts in table)
+
+    def holding(self, text: str) -> str | None:
+        """The narrowest range (its stored form, ``10.0.0.0/8``) holding the address ``text``, else None."""
+        parsed = self._parse(text)
+        if parsed is None:
+            return None
+        version, value = parsed
+        kind = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
+        for mask, starts in self._v4 if version == 4 else self._v6:
+            if value & mask in starts:  # the mask's one bits are the prefix length
+                return f"{kind(value & mask)}/{mask.bit_count()}"
+        return None
 
 
 @dataclass(frozen=True, eq=False)
@@ -183,6 +209,15 @@ class NamedList:
             except EntryError as exc:
                 raise EntryError(f"list '{name}' entry {n}: {exc}") from None
         return cls.build(name, kind, version, out)
+
+    def holding(self, value: Any) -> str | None:
+        """The entry (stored form) that puts the fact value on the list: for a cidr list the narrowest range
+        holding the address, else the value's stored form; None when it is not on the list or cannot be."""
+        if not self.contains(value):
+            return None
+        if self._ranges is not None:
+            return self._ranges.holding(value)
+        return _fact_form(self.kind, value)
 
     def contains(self, value: Any) -> bool | None:
         """Whether the fact value is on the list; None when it is unknown or cannot be one."""

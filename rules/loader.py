@@ -131,8 +131,8 @@ def parse_ruleset(data: bytes, file: str) -> RuleSet:
     if root is None:
         raise RuleFilesInvalid([RuleFileError(file, None, "is empty")])
     ruleset = _ruleset(reader, root, file, hashlib.sha256(data).hexdigest())
-    if problems.items:
-        raise RuleFilesInvalid(problems.items)
+    if problems.items:  # with the rules that did load: their lists can still be checked in the same pass
+        raise RuleFilesInvalid(problems.items, partial=() if ruleset is None else (ruleset,))
     assert ruleset is not None
     return dataclasses.replace(ruleset, text=text)
 

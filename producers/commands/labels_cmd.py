@@ -52,7 +52,7 @@ def import_cmd(args: argparse.Namespace) -> int:
     import hashlib
 
     from worker.errors import InputError
-    from worker.labels.parse import LabelsRefused, parse_csv
+    from worker.labels.parse import LabelsRefused, read_csv
     from worker.labels.store import LabelStore
     from worker.ledger.actor import cli_actor
 
@@ -66,9 +66,9 @@ def import_cmd(args: argparse.Namespace) -> int:
         name = args.file.name
     settings, ledger = _ledger(args)
     try:
-        rows = parse_csv(data, name)
+        rows, problems = read_csv(data, name)  # the ledger checks the rows that parsed in the same pass
         result = LabelStore(ledger.engine).record(rows, actor=cli_actor(settings), source="csv", name=name,
-                                                  sha256=hashlib.sha256(data).hexdigest())
+                                                  sha256=hashlib.sha256(data).hexdigest(), problems=problems)
     except LabelsRefused as exc:
         for problem in exc.problems:
             print(f"vipflow labels: {problem.render()}", file=sys.stderr)

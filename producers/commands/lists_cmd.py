@@ -51,7 +51,9 @@ def add_parser(subparsers: Any) -> None:
     show.add_argument("name", nargs="?")
     show.add_argument("--entries", action="store_true", help="also the entries (masked)")
     show.add_argument("--limit", type=whole(1), default=1000, help="at most this many entries (default 1000)")
-    show.add_argument("--has", metavar="VALUE", help="say whether VALUE is on the list, and since which version")
+    show.add_argument("--has", metavar="VALUE",
+                      help="say whether VALUE is on the list (for a cidr list: inside one of its ranges, as the "
+                           "rules match), which entry holds it and since which version")
     show.add_argument("--json", action="store_true", help="JSON lines")
     show.set_defaults(func=show_cmd)
 
@@ -182,12 +184,17 @@ def _show_all(store: Any, as_json: bool) -> int:
 
 
 def _show_has(store: Any, info: Any, value: str, as_json: bool) -> int:
-    since = store.has(info.name, value)
+    """Whether ``value`` is on the list as the rules would match it (for a cidr list: inside one of its
+    ranges), which entry holds it (masked as ``--entries`` shows it) and since which version."""
+    found = store.holder(info.name, value, where="--has")
+    entry, since = (None, None) if found is None else (masked(info.kind, found[0]), found[1])
     if as_json:
-        print(json.dumps({"list": info.name, "version": info.version, "on_list": since is not None,
-                          "added_version": since}))
-    elif since is None:
+        print(json.dumps({"list": info.name, "version": info.version, "on_list": found is not None,
+                          "added_version": since, "entry": entry}))
+    elif found is None:
         print(f"not on list {info.name} (v{info.version})")
+    elif info.kind == "cidr":
+        print(f"on list {info.name}: inside its range {entry}, there since v{since} (now v{info.version})")
     else:
         print(f"on list {info.name} since v{since} (now v{info.version})")
     return 0

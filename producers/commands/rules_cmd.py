@@ -71,16 +71,22 @@ def check_cmd(args: argparse.Namespace) -> int:
     from producers.commands.output import plural
     from producers.commands.rules_lists import check_rule_lists
     from rules.book import RuleBook, load_rulesets
-    from rules.errors import RuleFilesInvalid
+    from rules.errors import RuleFileError, RuleFilesInvalid
 
+    problems: list[RuleFileError] = []
     try:
         rulesets = load_rulesets(_paths(args))
-        RuleBook(rulesets)  # compiling also catches rules too complex for durable_rules
-        problems = check_rule_lists(args, rulesets)  # the lists they name, against the ledger's
-        if problems:
-            raise RuleFilesInvalid(problems)
-    except RuleFilesInvalid as exc:
-        for problem in exc.problems:
+    except RuleFilesInvalid as exc:  # the lists of the rules that did load are checked all the same
+        rulesets, problems = list(exc.partial), list(exc.problems)
+    if not problems:
+        try:
+            RuleBook(rulesets)  # compiling also catches rules too complex for durable_rules
+        except RuleFilesInvalid as exc:
+            problems = list(exc.problems)
+    problems += check_rule_lists(args, rulesets)  # the lists they name, against the ledger's
+    if problems:
+        files = {p.file: n for n, p in reversed(list(enumerate(problems)))}  # each file where it came first
+        for problem in sorted(problems, key=lambda p: (files[p.file], p.line or 0)):
             print(problem.render())
         return 1
     for rs in rulesets:

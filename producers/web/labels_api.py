@@ -77,11 +77,10 @@ def add_routes(app: FastAPI, errors: dict[int | str, dict[str, Any]]) -> None:
             checked = check_item(f"labels[{i}]", i + 1, item.transaction_id, item.label, item.date)
             (rows if isinstance(checked, LabelRow) else problems).append(checked)  # type: ignore[arg-type]
         problems.extend(duplicates(rows))
-        try:
-            if problems:
-                raise LabelsRefused(problems)
+        try:  # the ledger checks the items that parsed in the same pass: every bad item named at once
             digest = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
-            result = store.record(rows, actor=f"token:{token}", source="api", sha256=digest, name=None)
+            result = store.record(rows, actor=f"token:{token}", source="api", sha256=digest, name=None,
+                                  problems=problems)
         except LabelsRefused as exc:
             return JSONResponse({"error": str(exc), "problems": [p.render() for p in exc.problems]},
                                 status_code=422)

@@ -169,10 +169,15 @@ def test_labels_posted_with_a_token_change_the_report_and_name_their_actor(stack
     url = f"{stack.web_url}/api/v1/labels"
     body = {"labels": [{"transaction_id": "itlbr00002", "label": "confirmed_fraud", "date": DAY}]}
     assert requests.post(url, json=body, headers={"Authorization": f"Bearer {other}"}, timeout=10).status_code == 403
-    refused = requests.post(url, json={"labels": [*body["labels"], {"transaction_id": "nosuchtx002", "label": "R01",
-                                                                    "date": DAY}]},
+    refused = requests.post(url, json={"labels": [*body["labels"],
+                                                  {"transaction_id": "itlbr00002", "label": "R99", "date": DAY},
+                                                  {"transaction_id": "nosuchtx002", "label": "R01", "date": DAY},
+                                                  {"transaction_id": "itlbr00001", "label": "R01", "date": "soon"}]},
                             headers={"Authorization": f"Bearer {token}"}, timeout=10)
-    assert refused.status_code == 422 and "labels[1]: no transaction 'nosuchtx002'" in refused.json()["error"]
+    assert refused.status_code == 422 and "labels[2]: no transaction 'nosuchtx002'" in refused.json()["error"]
+    problems = refused.json()["problems"]  # the ledger's problem named with the malformed items, in one answer
+    assert [p.split(":", 1)[0] for p in problems] == ["labels[1]", "labels[2]", "labels[3]"], problems
+    assert "not a NACHA return reason code" in problems[0] and "is not a date" in problems[2]
     assert rule(report(stack), "account-not-in-good-standing")["precision"] != 1.0
 
     answer = requests.post(url, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=10)

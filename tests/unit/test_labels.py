@@ -150,6 +150,19 @@ def test_one_refused_row_records_nothing(ledger_db: Ledger) -> None:
     assert count(ledger_db, t.labels) == count(ledger_db, t.label_imports) == 0
 
 
+def test_the_parses_problems_and_the_ledgers_are_refused_together_by_line(ledger_db: Ledger) -> None:
+    """Problems found by the parse are refused with the ledger's problems with the rows that parsed, in line
+    order; nothing is recorded."""
+    from worker.labels.parse import Problem
+
+    store = LabelStore(ledger_db.engine)
+    with pytest.raises(LabelsRefused) as refused:
+        store.record([row(1, "tx000001", "R01"), row(4, "nosuchtx", "R01")], actor="os:alice", source="csv",
+                     sha256="0" * 64, problems=[Problem("f.csv:2", "malformed"), Problem("f.csv:5", "malformed")])
+    assert [p.where for p in refused.value.problems] == ["f.csv:2", "f.csv:4", "f.csv:5"]
+    assert count(ledger_db, t.labels) == count(ledger_db, t.label_imports) == 0
+
+
 def test_the_same_labels_again_are_not_recorded_twice(ledger_db: Ledger) -> None:
     """Importing a batch twice records its labels once; the second import is kept, with 0 recorded."""
     store = LabelStore(ledger_db.engine)
@@ -232,6 +245,29 @@ def test_labels_import_of_a_bad_file_exits_2_naming_each_line(cli_ledger: Ledger
     assert count(cli_ledger, t.labels) == 0
     assert main(["labels", "import", str(tmp_path / "missing.csv")]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_labels_import_names_format_and_ledger_problems_in_one_pass(cli_ledger: Ledger, tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """Malformed rows and rows the ledger refuses (unknown transaction, a date in the future, a date before the
+    transaction arrived) are all named in one run, sorted by line; nothing is recorded."""
+    for txid in ("tx000002", "tx000003", "tx000004", "tx000005"):
+        cli_ledger.write(None, TransactionRecord(transaction_id=txid))
+    day, later, long_ago = TODAY.isoformat(), (TODAY + timedelta(days=5)).isoformat(), "2020-01-01"
+    path = tmp_path / "returns.csv"
+    path.write_text(f"transaction_id,label,date\ntx000001,R01,{day}\nnosuchtx,R01,{day}\ntx000002,R99,{day}\n"
+                    f"tx000003,R01,{later}\ntx000004,R01\ntx000005,R01,{long_ago}\ntx000001,R01,yesterday\n")
+    assert main(["labels", "import", str(path)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert [line.split(": ", 2)[1] for line in err[:-1]] == [f"returns.csv:{n}" for n in (3, 4, 5, 6, 7, 8)]
+    assert "no transaction 'nosuchtx' in the ledger" in err[0]
+    assert "not a NACHA return reason code" in err[1]
+    assert "in the future" in err[2]
+    assert "2 columns, expected" in err[3]
+    assert "is before the transaction reached vipflow" in err[4]
+    assert "is not a date" in err[5]
+    assert err[-1] == "vipflow labels: 6 problems in returns.csv; nothing of it was recorded"
+    assert count(cli_ledger, t.labels) == 0
 
 
 def test_labels_codes_lists_every_label(capsys: pytest.CaptureFixture[str]) -> None:

@@ -67,7 +67,35 @@ def test_a_list_is_changed_and_shown_without_echoing_its_entries(ledger_env: str
     assert "v2" in out and "chargebacks" in out and "os:" in out
     assert "******5258" in out and CARD not in out
     code, out, _ = _run(capsys, "lists", "show", "blocked-cards", "--has", CARD, "--json")
-    assert json.loads(out) == {"list": "blocked-cards", "version": 2, "on_list": True, "added_version": 2}
+    assert json.loads(out) == {"list": "blocked-cards", "version": 2, "on_list": True, "added_version": 2,
+                               "entry": "******5258"}
+
+
+def test_has_on_a_cidr_list_matches_by_range_as_the_rules_do(ledger_env: str,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """--has on a cidr list: an address inside a range is on it, naming the narrowest range that holds it and
+    its version; narrow ranges masked as --entries masks them; a bad value names --has, not the value."""
+    _run(capsys, "lists", "create", "risky-nets", "--kind", "cidr")
+    _run(capsys, "lists", "add", "risky-nets", "10.0.0.0/8", "2001:db8::/32")
+    _run(capsys, "lists", "add", "risky-nets", "10.9.0.0/16", "198.51.100.7")
+    code, out, _ = _run(capsys, "lists", "show", "risky-nets", "--has", "10.9.9.9")
+    assert (code, out.strip()) == (0, "on list risky-nets: inside its range 10.9.0.0/16, there since v3 (now v3)")
+    code, out, _ = _run(capsys, "lists", "show", "risky-nets", "--has", "10.1.2.3", "--json")
+    assert json.loads(out) == {"list": "risky-nets", "version": 3, "on_list": True, "added_version": 2,
+                               "entry": "10.0.0.0/8"}
+    code, out, _ = _run(capsys, "lists", "show", "risky-nets", "--has", "::ffff:10.1.2.3")
+    assert "inside its range 10.0.0.0/8" in out
+    code, out, _ = _run(capsys, "lists", "show", "risky-nets", "--has", "2001:db8:1::5")
+    assert "inside its range 2001:db8::/32, there since v2" in out
+    code, out, _ = _run(capsys, "lists", "show", "risky-nets", "--has", "10.200.0.0/16")
+    assert "inside its range 10.0.0.0/8" in out
+    code, out, _ = _run(capsys, "lists", "show", "risky-nets", "--has", "198.51.100.7")
+    assert "inside its range ***/32, there since v3" in out and "198.51.100.7" not in out
+    code, out, _ = _run(capsys, "lists", "show", "risky-nets", "--has", "11.0.0.1")
+    assert (code, out.strip()) == (0, "not on list risky-nets (v3)")
+    code, _, err = _run(capsys, "lists", "show", "risky-nets", "--has", "10.9.9.999")
+    assert (code, err.strip()) == (2, "vipflow: --has: an IP range is an address or address/prefix, e.g. "
+                                      "203.0.113.0/24")
 
 
 def test_a_bad_entry_or_an_unknown_list_is_exit_2_naming_the_place(ledger_env: str,
@@ -120,6 +148,33 @@ def test_rules_check_refuses_an_unknown_list_with_file_and_line(ledger_env: str,
                            "show names them all; vipflow lists create makes one)")
     _run(capsys, "lists", "create", "risky-nets", "--kind", "cidr")
     assert _run(capsys, "rules", "check", str(list_rules))[0] == 0
+
+
+def test_rules_check_reports_an_unknown_list_with_the_files_other_problems(ledger_env: str, list_rules: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """A file with another error still has the lists of its rules that loaded checked, in the same pass: an
+    unknown list, a list of the wrong kind and the bad rule, each at its line, in line order; another file's
+    lists too."""
+    Ledger.open(ledger_env).close()
+    _run(capsys, "lists", "create", "blocked-cards", "--kind", "cidr")  # the wrong kind for vip_card_number
+    withdraw = list_rules / "withdraw.yaml"
+    with withdraw.open("a", encoding="utf-8") as f:
+        f.write("\n  - id: broken\n    when: {amount: {gte: 10}}\n    outcome: approve-ish\n")
+    deposit = list_rules / "deposit.yaml"
+    with deposit.open("a", encoding="utf-8") as f:
+        f.write("\n  - id: bad-patron\n    when: {patron_id: {in_list: bad-patrons}}\n    outcome: reject\n")
+    code, out, _ = _run(capsys, "rules", "check", str(list_rules))
+    assert code == 1
+    lines = out.strip().splitlines()
+    cards, nets = _line_of(withdraw, "in_list: blocked-cards"), _line_of(withdraw, "in_list: risky-nets")
+    broken = _line_of(withdraw, "outcome: approve-ish")
+    patrons = _line_of(deposit, "in_list: bad-patrons")
+    ours = [line for line in lines if line.startswith(str(withdraw))]
+    assert [line.split(": ", 1)[0] for line in ours] == [f"{withdraw}:{n}" for n in (cards, nets, broken)]
+    assert "rule 'blocked-card': list 'blocked-cards' holds IP ranges (CIDR)" in ours[0]
+    assert "rule 'risky-network': unknown list 'risky-nets'" in ours[1]
+    assert "rule 'broken': outcome: 'approve-ish' is not an outcome" in ours[2]
+    assert f"{deposit}:{patrons}: rule 'bad-patron': unknown list 'bad-patrons'" in out
 
 
 def test_rules_check_without_a_ledger_checks_the_rest_and_says_lists_were_not(

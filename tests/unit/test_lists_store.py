@@ -106,6 +106,18 @@ def test_any_version_can_be_rebuilt_from_the_history(store: ListStore) -> None:
     assert store.has("cards", "9999999") is None
 
 
+def test_holder_of_an_address_is_the_narrowest_range_holding_it(store: ListStore) -> None:
+    """A cidr list holds an address inside any of its ranges, as the rules match; the narrowest range is named."""
+    store.create("nets", "cidr", "os:alice")
+    store.add("nets", ["10.0.0.0/8", "0.0.0.0/0"], "os:alice")
+    store.add("nets", ["10.9.9.0/24"], "os:alice")
+    assert store.holder("nets", "10.9.9.9") == ("10.9.9.0/24", 3)
+    assert store.holder("nets", "10.1.1.1") == ("10.0.0.0/8", 2)
+    assert store.holder("nets", "192.0.2.1") == ("0.0.0.0/0", 2)
+    assert store.has("nets", "10.9.9.9") == 3
+    assert store.holder("nets", "2001:db8::1") is None
+
+
 def test_the_history_is_append_only(ledger_url: str) -> None:
     """The database refuses an UPDATE of a list's recorded version (a trigger on both SQLite and PostgreSQL)."""
     with Ledger.open(ledger_url) as ledger:

@@ -234,6 +234,22 @@ def test_diff_names_added_removed_and_changed_rules() -> None:
     assert diff_rulesets(a, a, "x", "y").same
 
 
+def test_diff_writes_a_list_as_the_rule_file_does() -> None:
+    """A list condition reads ``in_list blocked-cards`` in text and JSON, never the model's repr."""
+    head = "ruleset: withdraw\nversion: 1\ndefault: review\nrules:\n"
+    a = parse_ruleset((head + "  - id: blocked\n    when: {vip_card_number: {in_list: blocked-cards}}\n"
+                       "    outcome: reject\n").encode(), "a.yaml")
+    b = parse_ruleset((head + "  - id: blocked\n    when: {vip_card_number: {not_in_list: good-cards}}\n"
+                       "    outcome: reject\n  - id: nets\n    when: {location: {in_list: risky-nets}}\n"
+                       "    outcome: review\n").encode(), "b.yaml")
+    d = diff_rulesets(a, b, "a", "b")
+    assert d.render()[3:8] == ["    condition:", "    - vip_card_number in_list blocked-cards",
+                               "    + vip_card_number not_in_list good-cards", "+ rule nets -> review",
+                               "+     location in_list risky-nets"]
+    assert "ListRef" not in json.dumps(d.to_dict())
+    assert "location in_list risky-nets" in json.dumps(d.to_dict())
+
+
 def test_rules_diff_compares_a_ledger_version_with_the_file(rules_dir: Path, sqlite_url: str,
                                                             capsys: pytest.CaptureFixture[str],
                                                             monkeypatch: pytest.MonkeyPatch) -> None:

@@ -197,6 +197,22 @@ def test_explain_says_whether_the_fact_is_on_the_list_and_which_version() -> Non
     assert result.decision.lists["blocked-cards"] == 5
 
 
+def test_explain_names_the_range_that_holds_an_address() -> None:
+    """A failed not-on-a-cidr-list condition names the narrowest range holding the address; NamedList.holding
+    matches by range as the rules do (IPv4 written as IPv6 too), and by the stored form for other kinds."""
+    ruleset = parse_ruleset((RULES + "  - id: clean-network\n    when: {location: {not_in_list: risky-nets}}\n"
+                             "    outcome: approve\n").encode(), FILE)
+    result = explain(ruleset, {"location": "10.9.9.9"}, _lists())
+    row = next(r for r in result.rules if r.rule.id == "clean-network")
+    assert row.failure is not None
+    assert row.failure.actual == "location = '10.9.9.9', which is on list risky-nets v2 (inside its range 10.0.0.0/8)"
+    nets = NamedList.of("n", "cidr", ["10.0.0.0/8", "10.9.0.0/16", "::/0"])
+    assert (nets.holding("10.9.9.9"), nets.holding("::ffff:10.1.2.3"), nets.holding("3000::1")) == (
+        "10.9.0.0/16", "10.0.0.0/8", "::/0")
+    assert nets.holding("11.0.0.1") is None and nets.holding("not an address") is None
+    assert _lists()["known-banks"].holding(" chase   BANK") == "chase bank"
+
+
 def test_a_list_of_another_kind_than_the_fact_is_an_error(book: RuleBook) -> None:
     """A list that holds other things than the fact tested (a card list for location) is refused, not matched."""
     lists = _lists()

@@ -129,8 +129,19 @@ def _header(cells: list[str]) -> dict[str, int] | None:
 
 def parse_csv(data: bytes, name: str) -> list[LabelRow]:
     """Every row of a labels CSV file (``name`` for messages), checked; LabelsRefused listing each
-    problem by line (the file is not UTF-8, a header lacks a column, a row lacks a cell, a transaction id,
-    label or date is malformed, a transaction appears twice)."""
+    problem by line (see :func:`read_csv`). For the ledger's checks too, in the same pass, give
+    :func:`read_csv`'s rows and problems to ``LabelStore.record``."""
+    rows, problems = read_csv(data, name)
+    if problems:
+        raise LabelsRefused(problems)
+    return rows
+
+
+def read_csv(data: bytes, name: str) -> tuple[list[LabelRow], list[Problem]]:
+    """The rows of a labels CSV file (``name`` for messages) that are well formed, and every problem with the
+    others, sorted by line: a row lacks a cell, a transaction id, label or date is malformed, a transaction
+    appears twice, there is no row at all. LabelsRefused at once when the file as a whole cannot be read (not
+    UTF-8, a header lacking a column)."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -168,9 +179,12 @@ def parse_csv(data: bytes, name: str) -> list[LabelRow]:
     problems.extend(duplicates(rows))
     if not rows and not problems:
         problems.append(Problem(f"{name}:1", "no labels in the file; one row per label: transaction_id,label,date"))
-    if problems:
-        raise LabelsRefused(sorted(problems, key=lambda p: _line_of(p.where)))
-    return rows
+    return rows, in_order(problems)
+
+
+def in_order(problems: Iterable[Problem]) -> list[Problem]:
+    """``problems`` sorted by their line (``f.csv:7``) or item (``labels[6]``); a line's own keep their order."""
+    return sorted(problems, key=lambda p: _line_of(p.where))
 
 
 def _line_of(where: str) -> int:

@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine, func, insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from worker.labels.codes import kind_of
-from worker.labels.parse import LabelRow, LabelsRefused, Problem, shown
+from worker.labels.parse import LabelRow, LabelsRefused, Problem, in_order, shown
 from worker.ledger import tables as t
 from worker.ledger.commit import unavailable
 
@@ -73,18 +73,21 @@ class LabelStore:
         self.engine = engine
 
     def record(self, rows: Sequence[LabelRow], *, actor: str, source: str, sha256: str,
-               name: str | None = None, today: date | None = None) -> ImportResult:
+               name: str | None = None, today: date | None = None,
+               problems: Sequence[Problem] = ()) -> ImportResult:
         """Record ``rows`` (checked by ``worker.labels.parse``) as one import by ``actor`` from ``source``
-        (``csv``: ``name`` is the file's name; ``api``), all in one database transaction. LabelsRefused
-        listing every row the ledger refuses (no such transaction, a date before it or in the future);
-        then nothing is recorded."""
+        (``csv``: ``name`` is the file's name; ``api``), all in one database transaction. ``problems``: those
+        the parse found with the batch's other rows; ``rows`` are checked against the ledger all the same, so
+        one pass names every bad row. LabelsRefused listing every problem sorted by line, the parse's and every
+        row the ledger refuses (no such transaction, a date before it or in the future); then nothing is
+        recorded."""
         today = today or datetime.now(UTC).date()
         try:
             with self.engine.begin() as conn:
                 known = self._known(conn, [r.transaction_id for r in rows])
-                problems = [p for r in rows if (p := self._check(r, known, today)) is not None]
-                if problems:
-                    raise LabelsRefused(problems)
+                refused = [p for r in rows if (p := self._check(r, known, today)) is not None]
+                if problems or refused:
+                    raise LabelsRefused(in_order([*problems, *refused]))
                 fresh = [r for r in rows if known[r.transaction_id][1] != (r.label, r.occurred_on)]
                 now = time.time()
                 result = conn.execute(insert(t.label_imports).values(

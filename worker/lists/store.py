@@ -15,6 +15,7 @@ addresses): messages name a value's place (``entry 3``, ``FILE:17``), never the 
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -287,16 +288,33 @@ class ListStore:
         return NamedList.build(name, str(kind), version, held)
 
     def has(self, name: str, value: str) -> int | None:
-        """The version that added ``value`` (as people write it) to the list, None when it is not on it."""
+        """The version that added the entry holding ``value`` (as people write it), None when none does; see
+        :meth:`holder`."""
+        found = self.holder(name, value)
+        return None if found is None else found[1]
+
+    def holder(self, name: str, value: str, where: str = "entry 1") -> tuple[str, int] | None:
+        """The entry (stored form) that puts ``value`` on the list and the version that added it; None when
+        nothing does. Matched as the rules match a fact (``rules.lists``): equal for every kind but ``cidr``,
+        where an address (or a range) is on the list when inside one of its ranges, so ``10.9.9.9`` is held by
+        ``10.0.0.0/8``; the narrowest such range is the one given. One query: a range's candidates are its own
+        network and each wider one (at most 33 for IPv4, 129 for IPv6). ListRefused (naming ``where``, never
+        the value) when ``value`` is not of the list's form; no such list."""
         kind = self.info(name).kind
-        stored = entries_of(kind, [value])[0]
+        stored = entries_of(kind, [value], [where])[0]
+        candidates = _supernets(stored) if kind == "cidr" else [stored]
         e = t.list_entries.c
         try:
             with self.engine.connect() as conn:
-                found = conn.execute(select(e.added_version).where(e.list_name == name, e.value == stored)).scalar()
+                rows = list(conn.execute(select(e.value, e.added_version)
+                                         .where(e.list_name == name, e.value.in_(candidates))))
         except SQLAlchemyError as exc:
             raise unavailable(f"read list {name}", exc) from None
-        return None if found is None else int(found)
+        if not rows:
+            return None
+        rank = {c: n for n, c in enumerate(candidates)}  # narrowest first
+        best = min(rows, key=lambda r: rank[r.value])
+        return str(best.value), int(best.added_version)
 
     def entries(self, name: str, limit: int | None = None) -> list[str]:
         """The list's entries in their stored form, sorted (at most ``limit``)."""
@@ -317,6 +335,12 @@ class ListStore:
                 return int(conn.execute(select(func.count()).select_from(t.lists)).scalar_one())
         except SQLAlchemyError as exc:
             raise unavailable("read the lists", exc) from None
+
+
+def _supernets(network: str) -> list[str]:
+    """``network`` (a stored range) and every range holding it, narrowest first, in their stored form."""
+    net = ipaddress.ip_network(network)
+    return [str(net.supernet(new_prefix=n)) for n in range(net.prefixlen, -1, -1)]
 
 
 def _values(conn: Connection, name: str) -> list[str]:
