@@ -17,7 +17,10 @@ not hide the rest:
   a problem; workers on different rules versions are a warning (a reload under way, or hosts out of step).
 
 A problem is something a person must act on: each names what to do. :func:`gather` never raises for a
-store that does not answer: that is reported as a problem.
+store that does not answer: that is reported as a problem. A problem that is the configuration's (a Redis
+database number the server does not have, a login Redis refuses, a PostgreSQL database that does not exist)
+names the key to fix (``Problem.config``): nothing is down, waiting will not help. A ledger that answers but
+is empty has no schema (``vipflow db upgrade``), which is not "does not answer" either.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from sqlalchemy import text
 
 from rules.errors import VipflowError
 from worker.config import Settings
-from worker.errors import LedgerError, reason
+from worker.errors import reason
 from worker.heartbeat import read_workers
 from worker.store import keys
 from worker.store.archive import entry_ms
@@ -49,6 +52,7 @@ class Problem:
     check: str
     problem: str
     action: str
+    config: str | None = None  # the configuration key at fault (redis.url, database.url); None: not one
 
 
 @dataclass
@@ -74,6 +78,11 @@ class StatusReport:
         """True when nothing needs a person."""
         return not self.problems
 
+    @property
+    def misconfigured(self) -> bool:
+        """True when a problem is the configuration's (``Problem.config``): fix it, restarting helps nothing."""
+        return any(p.config for p in self.problems)
+
     def to_dict(self) -> dict[str, Any]:
         """The report as plain JSON values."""
         out = asdict(self)
@@ -81,9 +90,9 @@ class StatusReport:
         out["healthy"] = self.healthy
         return out
 
-    def add(self, check: str, problem: str, action: str) -> None:
-        """Record a problem."""
-        self.problems.append(Problem(check, problem, action))
+    def add(self, check: str, problem: str, action: str, config: str | None = None) -> None:
+        """Record a problem (``config``: the configuration key at fault, when it is one)."""
+        self.problems.append(Problem(check, problem, action, config))
 
 
 def gather(settings: Settings, *, redis_client: Any, ledger: Ledger, now: float | None = None) -> StatusReport:
@@ -121,9 +130,21 @@ def _redis(report: StatusReport, settings: Settings, client: Any, prefix: str, q
         *depths, members, watched = pipe.execute()
         info = client.info("memory") | client.info("persistence") | client.info("server")
     except Exception as exc:  # noqa: BLE001 - a Redis that does not answer is the report's first problem
-        report.redis["error"] = reason(exc)
-        report.add("redis", f"Redis at {report.redis['url']} does not answer ({reason(exc)})",
-                   "start Redis or fix redis.url; nothing is accepted or decided meanwhile")
+        why = reason(exc)
+        report.redis["error"] = why
+        kinds = {f"{c.__module__}.{c.__qualname__}" for c in type(exc).__mro__}
+        if "redis.exceptions.ResponseError" in kinds and "DB index" in why:
+            report.redis["misconfigured"] = "redis.url"
+            report.add("redis", f"Redis at {report.redis['url']} has no database {report.redis['database']} "
+                       f"({why})", "fix the database number at the end of redis.url (Redis has 16, 0 to 15, "
+                       "unless its databases setting says more)", config="redis.url")
+        elif "redis.exceptions.AuthenticationError" in kinds:
+            report.redis["misconfigured"] = "redis.url"
+            report.add("redis", f"Redis at {report.redis['url']} refused the login ({why})",
+                       "fix the user and password in redis.url", config="redis.url")
+        else:
+            report.add("redis", f"Redis at {report.redis['url']} does not answer ({why})",
+                       "start Redis or fix redis.url; nothing is accepted or decided meanwhile")
         return False
     pending.update(m.decode() if isinstance(m, bytes) else str(m) for m in members)
     policy = str(info.get("maxmemory_policy", "unknown"))
@@ -192,10 +213,28 @@ def _ledger(report: StatusReport, settings: Settings, ledger: Ledger, now: float
     try:
         with ledger.engine.connect() as conn:  # the driver's own reason when it does not answer
             conn.execute(text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001 - a ledger that does not answer is reported, not raised
+        why = reason(exc)
+        report.ledger["error"] = why
+        database = ledger.engine.url.database
+        if ledger.engine.dialect.name == "postgresql" and f'database "{database}" does not exist' in why:
+            report.ledger["misconfigured"] = "database.url"
+            report.add("ledger", f"the ledger's database {database!r} does not exist on the server of "
+                       f"{report.ledger['url']}",
+                       f"create it first (createdb {database}, or CREATE DATABASE \"{database}\"), then vipflow "
+                       "db upgrade creates the schema; or fix database.url", config="database.url")
+        else:
+            report.add("ledger", f"the ledger at {report.ledger['url']} does not answer ({why})",
+                       "start the database or fix database.url; workers retry their writes meanwhile")
+        return []
+    try:
         revision = current_revision(ledger.engine)
         head = head_revision()
         if revision is None:
-            raise LedgerError("it has no schema")
+            report.ledger.update(answers=True, revision=None, head_revision=head)
+            report.add("ledger", f"the ledger at {report.ledger['url']} answers but has no schema (an empty "
+                       "database)", "run vipflow db upgrade")
+            return []
         ids = ledger.unfinished_ids()
         size, oldest_age, overdue = ledger.review_stats(settings.review.max_age_s, now)
         letters = ledger.dead_letters()
@@ -203,8 +242,7 @@ def _ledger(report: StatusReport, settings: Settings, ledger: Ledger, now: float
         why = str(exc) if isinstance(exc, VipflowError) else reason(exc)
         report.ledger["error"] = why
         report.add("ledger", f"the ledger at {report.ledger['url']} does not answer ({why})",
-                   "start the database or fix database.url (vipflow db upgrade creates the schema); "
-                   "workers retry their writes meanwhile")
+                   "start the database or fix database.url; workers retry their writes meanwhile")
         return []
     report.ledger.update(answers=True, revision=revision, head_revision=head)
     if revision != head:

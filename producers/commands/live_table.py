@@ -77,10 +77,19 @@ def summary_lines(rows: Iterable[Row]) -> list[str]:
 
 
 def _table(rows: list[Row], summary: str) -> Table:
+    """The last 25 rows. Transaction ids and amounts, and the short words beside them, are never cut nor
+    wrapped (each such column as wide as its longest value); on a narrow terminal the rules fold instead."""
+    rows = rows[-25:]
     table = Table(title="vipflow decisions", caption=summary, expand=False)
-    for name in ("transaction", "type", "amount", "outcome", "state", "rules"):
-        table.add_column(name, justify="right" if name == "amount" else "left", overflow="fold")
-    for row in rows[-25:]:
+    values: dict[str, list[str]] = {
+        "transaction": [r.transaction_id for r in rows], "type": [r.transaction_type for r in rows],
+        "amount": [r.amount for r in rows], "outcome": [r.outcome for r in rows],
+        "state": [str(r.state) for r in rows]}
+    for name, shown in values.items():
+        table.add_column(name, justify="right" if name == "amount" else "left", no_wrap=True,
+                         min_width=max([len(name), *map(len, shown)]))
+    table.add_column("rules", overflow="fold")
+    for row in rows:
         table.add_row(row.transaction_id, row.transaction_type, row.amount, row.outcome,
                       f"[{_STYLE.get(row.state, 'white')}]{row.state}[/]", row.rules)
     return table

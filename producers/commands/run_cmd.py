@@ -230,9 +230,21 @@ def _refuse_sentinels(args: argparse.Namespace) -> None:
                                              "redis.sentinels (VIPFLOW_REDIS__SENTINELS) to run it")
 
 
+def line_buffered_stdout() -> None:
+    """Make stdout line-buffered when it is not a terminal (a file, a pipe): each line ``vipflow run`` says
+    (where things listen, "the burst is decided" and its summary) is in the file as soon as it is said,
+    not when the demo stops. A terminal is line-buffered already; a stream that cannot be reconfigured
+    (a test's capture) is left as it is."""
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None and not sys.stdout.isatty():
+        reconfigure(line_buffering=True)
+
+
 def run(args: argparse.Namespace) -> int:
     """Start everything, send the burst, show decisions until Ctrl-C (or --exit-after), then a summary."""
     from sqlalchemy.engine import make_url
+
+    line_buffered_stdout()
 
     from producers.commands import run_state
     from worker.ledger import Ledger

@@ -3,7 +3,9 @@
 Thin: build the Redis client and the ledger from the configuration, call ``worker.status.gather``, print.
 Exit 0 when nothing needs a person, 1 when something does (each problem printed with what to do; a
 store that does not answer is one of them, the rest is still shown), 2 for a bad configuration or no
-ledger where ``database.url`` points (as every command that reads the ledger; none is created).
+ledger where ``database.url`` points (as every command that reads the ledger; none is created): also when
+the whole report is printed but a problem is the configuration's (``Problem.config``: a Redis database
+number the server does not have, a Redis login refused, a PostgreSQL database that does not exist).
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ def status_cmd(args: argparse.Namespace) -> int:
     else:
         for line in render(report.to_dict()):
             print(line)
+    if report.misconfigured:
+        return 2
     return 0 if report.healthy else 1
 
 
@@ -68,10 +72,18 @@ def render(r: dict[str, Any]) -> list[str]:
         lines.append(f"  Redis     {red['url']} (db {red['database']}, prefix {red['prefix']}): answers in "
                      f"{red['ping_ms']:.1f} ms; {mem:.1f} MiB{cap}, policy {red['maxmemory_policy']}, "
                      f"AOF {'on' if red['aof_enabled'] else 'off'}")
+    elif red.get("misconfigured"):
+        lines.append(f"  Redis     {red['url']} (db {red['database']}): BAD CONFIGURATION, fix "
+                     f"{red['misconfigured']} ({red.get('error')})")
     else:
         lines.append(f"  Redis     {red['url']} (db {red['database']}): DOES NOT ANSWER ({red.get('error')})")
     led = r["ledger"]
-    if led["answers"]:
+    if led["answers"] and led.get("revision") is None:
+        lines.append(f"  ledger    {led['url']} ({led['dialect']}): answers; NO SCHEMA: run vipflow db upgrade")
+    elif led.get("misconfigured"):
+        lines.append(f"  ledger    {led['url']} ({led['dialect']}): NO SUCH DATABASE ({led.get('error')}): "
+                     f"create it (createdb) or fix {led['misconfigured']}")
+    elif led["answers"]:
         lines.append(f"  ledger    {led['url']} ({led['dialect']}): answers; schema {led['revision']} "
                      f"(this vipflow: {led['head_revision']})")
     else:
@@ -95,7 +107,7 @@ def render(r: dict[str, Any]) -> list[str]:
             f"{age_text(v['overdue_after_s'])})" if v["waiting"] else ""))
     alive = sum(1 for w in r["workers"] if w["alive"])
     if not red["answers"]:
-        lines.append("  workers   unknown: their heartbeats are in Redis, which does not answer")
+        lines.append("  workers   unknown: their heartbeats are in Redis, which could not be read")
     else:
         lines.append(f"  workers   {alive} alive" + (f", {len(r['workers']) - alive} missing"
                                                      if len(r["workers"]) > alive else ""))

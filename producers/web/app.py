@@ -27,7 +27,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from producers.web.auth import Guard, require
+from producers.web.auth import Guard, check_guarded, require
 from producers.web.labels_api import add_routes as add_label_routes
 from worker.config import Settings
 from worker.errors import LedgerUnavailable
@@ -172,4 +172,5 @@ def create_app(settings: Settings, *, ledger: Ledger | None = None, vip: PatronS
         return found.to_dict()
 
     add_label_routes(app, _errors(413))
+    check_guarded(app)
     return app

@@ -5,7 +5,9 @@ token (before one byte of the body is read, so an anonymous caller can make the 
 nothing), bounds the body (``web.max_body_bytes``: 413 past it, unread when Content-Length says so),
 and records each use of a live token in the ledger (method, route template, status), whatever the
 answer was. The route's :class:`Require` dependency names the scope (and puts the bearer scheme in
-the OpenAPI document); it answers the token's name.
+the OpenAPI document); it answers the token's name, and checks the scope again itself, so that a route the
+Guard could not see answers 401/403 rather than serve (:func:`check_guarded`, called once the app is built,
+refuses such a route outright: an API route must be added on the app itself, not through an included router).
 """
 
 from __future__ import annotations
@@ -44,12 +46,29 @@ class Require:
         name = getattr(request.state, "token_name", None)
         if name is None:  # never without the Guard in front; refuse rather than serve unauthenticated
             raise _unauthorized("no API token")
+        if self.scope not in getattr(request.state, "token_scopes", ()):  # fail closed, as the Guard does
+            raise HTTPException(403, f"token {name!r} lacks the {self.scope!r} scope; create one that has it")
         return str(name)
 
 
 def require(scope: str) -> Require:
     """The dependency for a route that needs ``scope``."""
     return Require(scope)
+
+
+def check_guarded(api: FastAPI) -> None:
+    """Raise RuntimeError naming every operation that needs a bearer token (in ``api``'s OpenAPI document)
+    that :class:`Guard` cannot see (not a route of ``api`` itself carrying :class:`Require`, e.g. one added
+    through an included router): its token would be checked only after the body was read and validated."""
+    seen = {(method, route.path) for route in api.router.routes if isinstance(route, APIRoute)
+            and any(isinstance(d.dependency, Require) for d in route.dependencies) for method in route.methods or ()}
+    hidden = sorted(f"{method.upper()} {path}" for path, operations in api.openapi().get("paths", {}).items()
+                    for method, operation in operations.items()
+                    if isinstance(operation, dict) and operation.get("security")
+                    and (method.upper(), path) not in seen)
+    if hidden:
+        raise RuntimeError(f"routes the API token guard cannot see: {', '.join(hidden)}; add them on the app "
+                           "with dependencies=[Depends(require(scope))]")
 
 
 def _bearer(scope: Scope) -> str | None:
@@ -98,7 +117,7 @@ class Guard:
         if token is None:
             await answer(401, f"the API token is unknown or revoked; {_HOW}")
             return
-        scope.setdefault("state", {})["token_name"] = token.name
+        scope.setdefault("state", {}).update(token_name=token.name, token_scopes=frozenset(token.scopes))
         replaced = False
 
         async def recorded(message: Message) -> None:

@@ -120,3 +120,49 @@ def test_a_second_demo_in_the_same_folder_is_refused(tmp_path: Path) -> None:
     first.close()
     _lock_var(tmp_path).close()
 
+
+
+def test_stdout_into_a_file_is_line_buffered(tmp_path: Path) -> None:
+    """`vipflow run > file`: a line said is in the file at once, while the demo still runs (here: a child
+    blocked on its stdin after printing), not when it stops."""
+    import sys
+    import time
+
+    out = tmp_path / "out.txt"
+    code = ("import sys; from producers.commands.run_cmd import line_buffered_stdout; line_buffered_stdout(); "
+            "print('the burst is decided:'); sys.stdin.readline()")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    with out.open("w") as sink:
+        child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=sink,
+                                 cwd=Path(__file__).resolve().parents[2], env=env)
+    try:
+        deadline = time.monotonic() + 20
+        while "the burst is decided:" not in out.read_text() and child.poll() is None \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert child.poll() is None, "the child ended early"
+        assert out.read_text() == "the burst is decided:\n"
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait(10)
+
+
+def test_the_live_table_keeps_transaction_ids_whole_at_80_columns() -> None:
+    """At 80 columns no transaction id (nor amount) is cut or wrapped onto two lines: the rules fold."""
+    import io
+
+    from rich.console import Console
+
+    from producers.commands.live_table import Row, _table
+
+    ids = ["sim1t8subri2o44mhf32zc", "sim0u0y27nn00f1qnxa", "op-2026-11-30-000000000123"]
+    rows = [Row(tx, "withdraw", "12,345.67", "review", State.REVIEW,
+                "standard-withdrawal, high-amount-review, velocity-per-card", ("x",)) for tx in ids]
+    screen = io.StringIO()
+    Console(file=screen, width=80, color_system=None).print(_table(rows, "3/3 settled: review 3"))
+    lines = screen.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= 80
+    for tx in ids:
+        assert sum(tx in line for line in lines) == 1, (tx, screen.getvalue())
+    assert sum("12,345.67" in line for line in lines) == 3

@@ -169,7 +169,96 @@ def test_the_screen_says_what_redis_down_leaves_unknown(ledger: Ledger) -> None:
     lines = render(gather(_settings("redis://127.0.0.1:1/0"), redis_client=down, ledger=ledger).to_dict())
     assert "1 PROBLEM(S) NEED A PERSON" in lines[0]
     assert any("DOES NOT ANSWER (Connection refused)" in line for line in lines)
-    assert "  workers   unknown: their heartbeats are in Redis, which does not answer" in lines
+    assert "  workers   unknown: their heartbeats are in Redis, which could not be read" in lines
     assert any("(the ledger's count only: Redis does not answer)" in line for line in lines)
     assert lines[-1].startswith("  PROBLEM [redis] Redis at redis://127.0.0.1:1/0 does not answer")
     assert "do: start Redis or fix redis.url" in lines[-1]
+
+
+def _with_db(url: str, db: int) -> str:
+    return url.rsplit("/", 1)[0] + f"/{db}"
+
+
+def test_a_redis_database_number_the_server_lacks_is_bad_configuration(redis_url: str, ledger: Ledger) -> None:
+    """redis.url ending /99 on a Redis with 16 databases: a configuration problem naming redis.url and the
+    database number (not "does not answer", not "start Redis"); the screen says BAD CONFIGURATION."""
+    from producers.commands.status_cmd import render
+
+    url = _with_db(redis_url, 99)
+    wrong = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0))
+    report = gather(_settings(url), redis_client=wrong, ledger=ledger)
+    (problem,) = report.problems
+    assert problem.check == "redis" and problem.config == "redis.url" and report.misconfigured
+    assert "has no database 99 (DB index is out of range)" in problem.problem
+    assert "fix the database number at the end of redis.url" in problem.action
+    assert "start Redis" not in problem.action
+    lines = render(report.to_dict())
+    assert any("BAD CONFIGURATION, fix redis.url (DB index is out of range)" in line for line in lines)
+    assert not any("DOES NOT ANSWER" in line for line in lines)
+
+
+def test_a_redis_that_is_down_is_not_bad_configuration(ledger: Ledger) -> None:
+    down = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
+    report = gather(_settings("redis://127.0.0.1:1/0"), redis_client=down, ledger=ledger)
+    assert not report.misconfigured and report.problems[0].config is None
+
+
+def test_a_postgresql_database_that_does_not_exist_says_create_it_first(client: redis.Redis, redis_url: str,
+                                                                        pg_url: str) -> None:
+    """database.url naming a database the server lacks: create it (createdb), then vipflow db upgrade;
+    never "vipflow db upgrade creates the schema" alone (it cannot create the database)."""
+    from sqlalchemy.engine import make_url
+
+    from producers.commands.status_cmd import render
+
+    name = f"{make_url(pg_url).database}_missing"
+    missing = make_url(pg_url).set(database=name).render_as_string(hide_password=False)
+    led = Ledger(make_engine(missing, pool_size=1, create=False))
+    try:
+        report = gather(_settings(redis_url), redis_client=client, ledger=led)
+    finally:
+        led.close()
+    (problem,) = [p for p in report.problems if p.check == "ledger"]
+    assert problem.config == "database.url" and report.misconfigured
+    assert f"the ledger's database {name!r} does not exist" in problem.problem
+    assert f"create it first (createdb {name}" in problem.action and "then vipflow db upgrade" in problem.action
+    assert any(f"NO SUCH DATABASE (database \"{name}\" does not exist): create it (createdb)" in line
+               for line in render(report.to_dict()))
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_an_empty_database_has_no_schema_rather_than_not_answering(client: redis.Redis, redis_url: str,
+                                                                   kind: str, request: pytest.FixtureRequest) -> None:
+    from producers.commands.status_cmd import render
+
+    url = str(request.getfixturevalue("sqlite_url" if kind == "sqlite" else "pg_empty_url"))
+    led = Ledger(make_engine(url, pool_size=1))  # created, never migrated
+    try:
+        report = gather(_settings(redis_url), redis_client=client, ledger=led)
+    finally:
+        led.close()
+    (problem,) = [p for p in report.problems if p.check == "ledger"]
+    assert "answers but has no schema" in problem.problem and problem.action == "run vipflow db upgrade"
+    assert problem.config is None and not report.misconfigured
+    assert report.ledger["answers"] and report.ledger["revision"] is None
+    lines = render(report.to_dict())
+    assert any("answers; NO SCHEMA: run vipflow db upgrade" in line for line in lines)
+    assert not any("DOES NOT ANSWER" in line for line in lines)
+
+
+def test_the_command_exits_2_for_bad_configuration_and_1_for_a_problem(redis_url: str, sqlite_url: str,
+                                                                       monkeypatch: pytest.MonkeyPatch,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """`vipflow status`: the whole report printed either way; exit 2 when the configuration is at fault."""
+    import argparse
+
+    from producers.commands.status_cmd import status_cmd
+
+    Ledger.open(sqlite_url).close()
+    monkeypatch.setenv("VIPFLOW_DATABASE__URL", sqlite_url)
+    monkeypatch.setenv("VIPFLOW_REDIS__URL", _with_db(redis_url, 99))
+    assert status_cmd(argparse.Namespace(json=True, config=None)) == 2
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["problems"][0]["config"] == "redis.url" and shown["ledger"]["answers"]
+    monkeypatch.setenv("VIPFLOW_REDIS__URL", "redis://127.0.0.1:1/0")
+    assert status_cmd(argparse.Namespace(json=True, config=None)) == 1
