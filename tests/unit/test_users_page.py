@@ -92,3 +92,14 @@ def test_a_limit_for_a_role_without_one_is_refused(site: tuple[Any, UserStore], 
     as_admin(app, scenario)
     added = {u.username: (u.role.value, u.review_limit) for u in users.listing()}
     assert added["frank"] == (role, None) and added["rita"] == ("reviewer", Decimal("1500.50"))
+
+
+def test_the_pages_give_a_role_its_article() -> None:
+    """The transaction page told an admin "a admin does not decide": the templates' article filter says
+    "an admin", "a viewer", and tx.html uses it."""
+    from producers.web.workspace.pages import TEMPLATES
+
+    said = TEMPLATES.env.from_string("{{ 'admin'|article }}, {{ 'viewer'|article }}").render()
+    assert said == "an admin, a viewer"
+    source = TEMPLATES.env.loader.get_source(TEMPLATES.env, "tx.html")[0]  # type: ignore[union-attr]
+    assert "{{ user.role.value|article }} does not decide" in source
