@@ -27,6 +27,7 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 
 from worker.errors import InputError
+from worker.wording import a
 
 
 class Role(StrEnum):
@@ -70,16 +71,57 @@ def parse_role(text: str) -> Role:
         raise InputError(f"role {text!r} is not one of: {', '.join(r.value for r in Role)}") from None
 
 
-def parse_amount(text: str, what: str) -> Decimal:
-    """A non-negative amount of dollars with at most two decimals (``"1500"``, ``"1500.50"``);
-    InputError naming ``what`` otherwise."""
-    try:
-        value = Decimal(text.strip())
-    except (InvalidOperation, AttributeError):
-        raise InputError(f"{what}: {text!r} is not an amount of dollars (e.g. 1500.00)") from None
-    if not value.is_finite() or value < 0 or value != value.quantize(Decimal("0.01")):
-        raise InputError(f"{what}: {text!r} must be zero or more dollars with at most two decimals")
+MAX_AMOUNT = Decimal("999999999.99")  # dollars: the largest amount a person may type (a limit, a filter)
+MIN_LIMIT = Decimal("0.01")  # a reviewer's own limit is positive: a reviewer who may decide nothing is a viewer
+_CENT = Decimal("0.01")
+
+
+def _refused(what: str, typed: str, least: Decimal) -> InputError:
+    """The one message for an amount out of shape or range; what was typed is cut to 40 characters."""
+    shown = typed if len(typed) <= 40 else typed[:40] + "..."
+    return InputError(f"{what}: {shown!r} is not an amount from {least:,.2f} to {MAX_AMOUNT:,.2f} dollars "
+                      "with at most two decimals (e.g. 1500.00)")
+
+
+def check_amount(value: Decimal, what: str, *, least: Decimal = Decimal("0"), typed: str | None = None) -> Decimal:
+    """``value`` (Decimal dollars) when it is finite, from ``least`` to :data:`MAX_AMOUNT` (999,999,999.99)
+    and has at most two decimals; InputError naming ``what`` (and ``typed``, what the person wrote) and the
+    range otherwise. The range is checked before the cents: no value of any size raises InvalidOperation."""
+    in_range = value.is_finite() and least <= value <= MAX_AMOUNT
+    if not in_range or value != value.quantize(_CENT):  # quantize only in range (28 digits of precision)
+        raise _refused(what, str(value) if typed is None else typed, least)
     return value
+
+
+def parse_amount(text: str, what: str, *, least: Decimal = Decimal("0")) -> Decimal:
+    """Dollars (Decimal) from text such as ``"1500"`` or ``"1500.50"``: from ``least`` to :data:`MAX_AMOUNT`,
+    at most two decimals; InputError naming ``what`` and the accepted range otherwise (never a traceback)."""
+    typed = str(text).strip()
+    try:
+        value = Decimal(typed)
+    except InvalidOperation:
+        raise _refused(what, typed, least) from None
+    return check_amount(value, what, least=least, typed=typed)
+
+
+def parse_limit(text: str, what: str) -> Decimal:
+    """A reviewer's own limit (``vipflow users add|reset --limit``, the /users form): Decimal dollars from
+    0.01 to 999,999,999.99 with at most two decimals; InputError naming ``what`` and that range otherwise.
+    The one parser both the command and the page use."""
+    return parse_amount(text, what, least=MIN_LIMIT)
+
+
+def check_limit(role: Role, limit: Decimal | None, what: str = "limit") -> Decimal | None:
+    """``limit`` (Decimal dollars, or None) when it may go with ``role``: only a reviewer's decisions are
+    bounded by a limit (a senior decides any amount, a viewer or an admin none), and it lies in the range
+    of :func:`parse_limit`. InputError naming ``what`` otherwise."""
+    if limit is None:
+        return None
+    if role != Role.REVIEWER:
+        does = "decides any amount" if role == Role.SENIOR else "decides nothing"
+        raise InputError(f"{what} applies to reviewers only ({a(role.value)} {does}); leave it out, "
+                         f"or make the user a reviewer")
+    return check_amount(limit, what, least=MIN_LIMIT)
 
 
 def can(role: Role, permission: Permission) -> bool:
@@ -91,7 +133,7 @@ def require(role: Role, permission: Permission, doing: str) -> None:
     """Forbidden (saying which roles may) unless ``role`` holds ``permission``; ``doing`` names the act."""
     if not can(role, permission):
         allowed = ", ".join(r.value for r in Role if can(r, permission))
-        raise Forbidden(f"a {role.value} may not {doing}; that needs the role {allowed}")
+        raise Forbidden(f"{a(role.value)} may not {doing}; that needs the role {allowed}")
 
 
 @dataclass(frozen=True)

@@ -157,13 +157,16 @@ def claim_next(deps: Deps, who: Reviewer, filters: QueueFilter) -> str | None:
     return None
 
 
+_ACTS = {"approve": "an approval", "reject": "a rejection"}  # REASONS' verdicts as nouns, for messages
+
+
 def _reason(verdict: str, code: str, text: str) -> tuple[str, dict[str, str]]:
     """The reason kept on the record ("label: text") and the note (the code); InputError when missing."""
     choices = REASONS[verdict]
     code = (code or "").strip()
     text = (text or "").strip()[:MAX_REASON_TEXT]
     if code not in choices:
-        raise InputError(f"reason: pick one of {', '.join(choices)} (a {verdict} needs a reason)")
+        raise InputError(f"reason: pick one of {', '.join(choices)} ({_ACTS[verdict]} needs a reason)")
     if code == "other" and not text:
         raise InputError("reason: 'other' needs a few words saying why")
     label = choices[code]

@@ -29,9 +29,21 @@ _PROBLEMS = {
 }
 
 
-def plural(count: int, noun: str, nouns: str | None = None) -> str:
-    """``1 notification``, ``2 notifications``, ``0 notifications`` (``nouns`` for irregular plurals)."""
-    return f"{count} {noun if count == 1 else nouns or noun + 's'}"
+def plural(count: int, noun: str, nouns: str | None = None, *, grouped: bool = False) -> str:
+    """``1 notification``, ``2 notifications``, ``0 notifications`` (``nouns`` for irregular plurals:
+    ``plural(1, "entry", "entries")``); ``grouped``: thousands separated, ``1,200 entries``."""
+    return (f"{count:,}" if grouped else f"{count}") + " " + noun_for(count, noun, nouns)
+
+
+def noun_for(count: int, noun: str, nouns: str | None = None) -> str:
+    """The noun alone as ``plural`` words it (``entry``, ``entries``), for a count printed apart (aligned)."""
+    return noun if count == 1 else nouns or noun + "s"
+
+
+def a(noun: str) -> str:
+    """``noun`` with its indefinite article by its first letter: ``a viewer``, ``an admin``, ``an approval``
+    (enough for vipflow's own nouns; not for "an hour" or "a user")."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
 
 
 def validation_problem(error: Mapping[str, Any]) -> str:

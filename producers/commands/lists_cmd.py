@@ -82,11 +82,17 @@ def create_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def _entries(count: int) -> str:
+    from producers.commands.output import plural
+
+    return plural(count, "entry", "entries", grouped=True)
+
+
 def _said(change: Any, info: Any) -> str:
     if not change.added and not change.removed:
-        return f"list {change.list_name}: nothing changed, still v{info.version} ({info.entries:,} entries)"
+        return f"list {change.list_name}: nothing changed, still v{info.version} ({_entries(info.entries)})"
     return (f"list {change.list_name} v{change.version}: {change.added:,} added, {change.removed:,} removed "
-            f"({info.entries:,} entries)")
+            f"({_entries(info.entries)})")
 
 
 def change_cmd(args: argparse.Namespace) -> int:
@@ -107,6 +113,7 @@ def change_cmd(args: argparse.Namespace) -> int:
 
 def import_cmd(args: argparse.Namespace) -> int:
     """Import a CSV file's entries in one version (all or nothing)."""
+    from producers.commands.output import plural
     from worker.lists.csvfile import read_csv
 
     ledger, store, actor = _store(args, create=False)
@@ -116,7 +123,8 @@ def import_cmd(args: argparse.Namespace) -> int:
             change = store.replace_all(args.name, found.values, actor, source=found.source, note=args.reason)
         else:
             change = store.import_values(args.name, found.values, actor, source=found.source, note=args.reason)
-        print(f"{found.rows:,} rows read ({len(found.values):,} distinct); " + _said(change, store.info(args.name)))
+        rows = plural(found.rows, "row", grouped=True)
+        print(f"{rows} read ({len(found.values):,} distinct); " + _said(change, store.info(args.name)))
     return 0
 
 
@@ -145,7 +153,7 @@ def show_cmd(args: argparse.Namespace) -> int:
         for entry in entries:
             print(json.dumps({"entry": masked(info.kind, entry)}))
         return 0
-    print(f"list {info.name}: kind {info.kind}, v{info.version}, {info.entries:,} entries"
+    print(f"list {info.name}: kind {info.kind}, v{info.version}, {_entries(info.entries)}"
           + (f" - {said(info.description)}" if info.description else ""))
     for change in history:
         what = f"+{change.added:,} -{change.removed:,}" if change.action != "create" else "created"
@@ -171,12 +179,15 @@ def _info_dict(info: Any) -> dict[str, Any]:
 
 
 def _show_all(store: Any, as_json: bool) -> int:
+    from producers.commands.output import noun_for
+
     infos = store.infos()
     for info in infos:
         if as_json:
             print(json.dumps(_info_dict(info)))
         else:
-            print(f"{info.name:<24} {info.kind:<8} v{info.version:<5} {info.entries:>9,} entries  "
+            entries = noun_for(info.entries, "entry", "entries")
+            print(f"{info.name:<24} {info.kind:<8} v{info.version:<5} {info.entries:>9,} {entries:<7}  "
                   f"changed {_when(info.updated_at)} by {info.updated_by}")
     if not infos and not as_json:
         print("no lists; create one with `vipflow lists create NAME --kind card`")

@@ -1,4 +1,4 @@
-"""What commands print with: one rich console, and counted nouns (``worker.wording.plural``).
+"""What commands print with: one rich console, and counted nouns (``worker.wording.plural``, ``noun_for``).
 
 The console ends a command quietly when the reader of its output leaves
 (``| head``): rich's own handling would exit 1 from inside the print, so the
@@ -11,9 +11,9 @@ from __future__ import annotations
 import errno
 from typing import Any
 
-from worker.wording import plural
+from worker.wording import noun_for, plural
 
-__all__ = ["console", "plural", "print_table"]
+__all__ = ["console", "noun_for", "plural", "print_table"]
 
 
 def console(**options: Any) -> Any:

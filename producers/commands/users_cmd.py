@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 ROLES = ("viewer", "reviewer", "senior", "admin")  # worker.review_roles.Role, without importing it here
+LIMIT_RANGE = "0.01 to 999999999.99 dollars"  # worker.review_roles.parse_limit's range, for the help
 
 
 def add_parser(subparsers: Any) -> None:
@@ -29,15 +30,17 @@ def add_parser(subparsers: Any) -> None:
     add.add_argument("--role", required=True, choices=ROLES,
                      help="viewer (sees masked data), reviewer (decides up to a limit), senior (any amount, "
                           "second approvals), admin (users)")
-    add.add_argument("--limit", metavar="DOLLARS", help="a reviewer's own limit (default: review.reviewer_limit)")
-    add.add_argument("--generate", action="store_true", help="make up a password and print it once")
-    add.add_argument("--no-password", action="store_true",
-                     help="no local password: the user logs in through OpenID Connect only (web.oidc)")
+    add.add_argument("--limit", metavar="DOLLARS", help=f"a reviewer's own limit, {LIMIT_RANGE} "
+                                                        "(default: review.reviewer_limit); reviewers only")
+    password = add.add_mutually_exclusive_group()
+    password.add_argument("--generate", action="store_true", help="make up a password and print it once")
+    password.add_argument("--no-password", action="store_true",
+                          help="no local password: the user logs in through OpenID Connect only (web.oidc)")
     add.set_defaults(func=add_cmd)
     reset = sub.add_parser("reset", help="a new password (and role or limit); ends the user's sessions")
     reset.add_argument("username")
     reset.add_argument("--role", choices=ROLES, help="a new role")
-    reset.add_argument("--limit", metavar="DOLLARS", help="a new limit")
+    reset.add_argument("--limit", metavar="DOLLARS", help=f"a new limit, {LIMIT_RANGE}; reviewers only")
     reset.add_argument("--generate", action="store_true", help="make up a password and print it once")
     reset.set_defaults(func=reset_cmd)
     disable = sub.add_parser("disable", help="refuse the user's logins and end their sessions")
@@ -85,10 +88,12 @@ def _run(args: argparse.Namespace, work: Any, *, create: bool = False) -> int:
         ledger.close()
 
 
-def _limit(text: str | None) -> Any:
-    from worker.review_roles import parse_amount
+def _limit(text: str | None, role: Any) -> Any:
+    """The --limit given (Decimal dollars) or None; InputError when out of range or the role has no limit.
+    Checked before a password is asked for, so a refusal costs no typing."""
+    from worker.review_roles import check_limit, parse_limit
 
-    return None if text is None else parse_amount(text, "--limit")
+    return None if text is None else check_limit(role, parse_limit(text, "--limit"), "--limit")
 
 
 def add_cmd(args: argparse.Namespace) -> int:
@@ -96,7 +101,7 @@ def add_cmd(args: argparse.Namespace) -> int:
     from worker.review_roles import parse_role
 
     def work(store: Any, actor: str) -> int:
-        limit = _limit(args.limit)
+        limit = _limit(args.limit, parse_role(args.role))
         password, made = (None, False) if args.no_password else _password(args)
         user = store.add(args.username, parse_role(args.role), password, actor, limit=limit)
         print(f"user {user.username!r} added as {user.role.value}" + (f" (limit {limit:.2f})" if limit else ""))
@@ -111,10 +116,11 @@ def reset_cmd(args: argparse.Namespace) -> int:
     from worker.review_roles import parse_role
 
     def work(store: Any, actor: str) -> int:
-        limit = _limit(args.limit)
+        role = parse_role(args.role) if args.role else None
+        current = store.existing(args.username)  # before the password prompt: an unknown name costs no typing
+        limit = _limit(args.limit, role or current.role)
         password, made = _password(args)
-        user = store.reset(args.username, password, actor, role=parse_role(args.role) if args.role else None,
-                           limit=limit)
+        user = store.reset(args.username, password, actor, role=role, limit=limit)
         print(f"user {user.username!r} reset ({user.role.value}); their sessions have ended")
         if made:
             print(f"password: {password}  (shown only now)")
@@ -156,7 +162,8 @@ def list_cmd(args: argparse.Namespace) -> int:
                                   "disabled_at": u.disabled_at}))
             else:
                 state = f"disabled {_when(u.disabled_at)}" if u.disabled_at else "active"
-                print(f"{u.username:<24} {u.role.value:<9} limit {limit or 'default':<10} "
+                shown = limit or ("default" if u.role.value == "reviewer" else "-")  # only reviewers have one
+                print(f"{u.username:<24} {u.role.value:<9} limit {shown:<10} "
                       f"created {_when(u.created_at)} by {u.created_by:<20} {state}")
         if not users and not args.json:
             print("no users; add one with `vipflow users add NAME --role reviewer`")

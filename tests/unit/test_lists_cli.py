@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -123,6 +124,20 @@ def test_a_csv_import_is_one_version_or_nothing(ledger_env: str, tmp_path: Path,
     assert err.strip() == (f"vipflow: {bad}:2: an IP range has no host bits set past its prefix (did you mean "
                            "192.0.2.0/24?); nothing was imported")
     assert json.loads(_run(capsys, "lists", "show", "--json")[1])["version"] == 2
+
+
+def test_one_entry_and_one_row_are_counted_in_the_singular(ledger_env: str, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """"1 entries" and "1 rows read" were printed: a count of one takes the singular noun in every message."""
+    _run(capsys, "lists", "create", "nets", "--kind", "cidr")
+    one = tmp_path / "one.csv"
+    one.write_text("10.0.0.0/8\n", encoding="utf-8")
+    code, out, _ = _run(capsys, "lists", "import", "nets", str(one))
+    assert (code, out.strip()) == (0, "1 row read (1 distinct); list nets v2: 1 added, 0 removed (1 entry)")
+    assert _run(capsys, "lists", "add", "nets", "10.0.0.0/8")[1].strip() == (
+        "list nets: nothing changed, still v2 (1 entry); 1 already on it")
+    assert "v2, 1 entry" in _run(capsys, "lists", "show", "nets")[1]
+    assert re.search(r"^nets\s+cidr\s+v2\s+1 entry\s+changed ", _run(capsys, "lists", "show")[1], re.M)
 
 
 def test_reading_commands_create_no_ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

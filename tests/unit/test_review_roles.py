@@ -9,16 +9,19 @@ import pytest
 
 from worker.errors import InputError
 from worker.review_roles import (
+    MAX_AMOUNT,
     Forbidden,
     Permission,
     Reviewer,
     Role,
     can,
     check_decide,
+    check_limit,
     check_second_approval,
     decision_limit,
     needs_four_eyes,
     parse_amount,
+    parse_limit,
     parse_role,
     require,
 )
@@ -114,3 +117,42 @@ def test_roles_and_amounts_parse_strictly() -> None:
     for bad in ("-1", "1.001", "NaN", "lots", "Infinity"):
         with pytest.raises(InputError, match="--limit"):
             parse_amount(bad, "--limit")
+
+
+@pytest.mark.parametrize("typed", ["1e309", "99999999999999999999999999999", "1e20", "1000000000", "0", "-0.01",
+                                   "0.001", "1e-999999", "sNaN", "-Infinity", "", "12 dollars"])
+def test_a_limit_out_of_range_is_refused_naming_the_range_never_a_decimal_error(typed: str) -> None:
+    """--limit 1e309 or 29 nines raised decimal.InvalidOperation (a traceback, an HTTP 500); now any text
+    outside 0.01..999,999,999.99 or with more than two decimals is an InputError naming the option and the
+    range."""
+    with pytest.raises(InputError, match=r"^--limit: .* is not an amount from 0\.01 to 999,999,999\.99 dollars"):
+        parse_limit(typed, "--limit")
+
+
+def test_a_limit_in_range_is_exact_dollars() -> None:
+    """The bounds are inclusive; 1e3 is 1000 dollars; what is typed is not echoed past 40 characters."""
+    assert parse_limit("0.01", "limit") == Decimal("0.01")
+    assert parse_limit(" 999999999.99 ", "limit") == MAX_AMOUNT
+    assert parse_limit("1e3", "limit") == Decimal("1000")
+    with pytest.raises(InputError) as caught:
+        parse_limit("9" * 500, "limit")
+    assert len(str(caught.value)) < 200
+
+
+@pytest.mark.parametrize("role", [Role.SENIOR, Role.VIEWER, Role.ADMIN])
+def test_only_a_reviewer_has_a_limit(role: Role) -> None:
+    """A limit given for a senior (any amount), a viewer or an admin (none) means nothing: refused, naming the
+    role with its article ("an admin"); none at all is fine for every role."""
+    with pytest.raises(InputError, match=f"--limit applies to reviewers only \\({'an' if role == Role.ADMIN else 'a'} "
+                                          f"{role.value} decides"):
+        check_limit(role, Decimal("100"), "--limit")
+    assert check_limit(role, None) is None
+    assert check_limit(Role.REVIEWER, Decimal("100")) == Decimal("100")
+    with pytest.raises(InputError, match="limit: '1E\\+20'"):
+        check_limit(Role.REVIEWER, Decimal("1e20"))
+
+
+def test_an_admin_is_refused_with_an_article_that_fits() -> None:
+    """An admin is "an admin may not ...", never "a admin"."""
+    with pytest.raises(Forbidden, match=r"^an admin may not claim transactions"):
+        require(Role.ADMIN, Permission.CLAIM, "claim transactions")

@@ -175,6 +175,16 @@ def test_a_decision_needs_a_reason_from_the_list(world: World) -> None:
     assert done.data["reason"] == "other (say why): patron called to cancel"
 
 
+def test_a_missing_reason_is_worded_for_the_act(world: World) -> None:
+    """The refusal said "a approve needs a reason": now "an approval needs a reason", "a rejection ..."."""
+    queued(world, "rwr0000002", "3000.00")
+    with pytest.raises(InputError, match=r"\(an approval needs a reason\)$"):
+        ws.approve(world.deps, ALICE, "rwr0000002", "")
+    with pytest.raises(InputError, match=r"\(a rejection needs a reason\)$"):
+        ws.reject(world.deps, ALICE, "rwr0000002", "because")
+    assert state(world, "rwr0000002") == State.REVIEW
+
+
 def test_a_reveal_is_recorded_and_a_viewer_may_not(world: World) -> None:
     """A reveal is a human event naming the field, never its value; a viewer is refused."""
     queued(world, "rwv0000001", "3000.00")

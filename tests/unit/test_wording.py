@@ -13,7 +13,7 @@ from rules.facts import prepare
 from rules.money import MoneyError, to_cents
 from worker.errors import NotificationError
 from worker.notification import parse_notification
-from worker.wording import plural
+from worker.wording import a, noun_for, plural
 
 # Words that only mean something to a Python programmer.
 PYTHON = re.compile(r"\b(Decimal|float|int|str|dict|NoneType|InvalidOperation|MoneyError|ValueError|"
@@ -26,6 +26,16 @@ def test_plural_agrees_with_the_count() -> None:
     """1 notification, 0 and 2 notifications; irregular plurals given."""
     assert [plural(1, "notification"), plural(0, "notification"), plural(2, "entry", "entries")] == [
         "1 notification", "0 notifications", "2 entries"]
+
+
+def test_counts_group_thousands_and_nouns_take_their_article() -> None:
+    """1 entry (never "1 entries"), 1,200 entries grouped; the noun alone for an aligned column; a viewer,
+    an admin, an approval."""
+    assert plural(1, "entry", "entries", grouped=True) == "1 entry"
+    assert plural(1200, "entry", "entries", grouped=True) == "1,200 entries"
+    assert [noun_for(1, "entry", "entries"), noun_for(3, "row")] == ["entry", "rows"]
+    assert [a("viewer"), a("admin"), a("approval"), a("rejection")] == [
+        "a viewer", "an admin", "an approval", "a rejection"]
 
 
 @pytest.mark.parametrize(("field", "value"), [

@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from worker.errors import InputError
 from worker.ledger import tables as t
 from worker.ledger.commit import unavailable
-from worker.review_roles import Reviewer, Role
+from worker.review_roles import Reviewer, Role, check_limit
 
 _NAME = re.compile(r"[a-z][a-z0-9._-]{1,63}")
 MIN_PASSWORD = 12
@@ -94,8 +94,10 @@ class UserStore:
     def add(self, username: str, role: Role, password: str | None, actor: str, *,
             limit: Decimal | None = None) -> User:
         """A new user; UserRefused when the name is taken or the name or password is not acceptable.
-        ``password`` None: no local password (the user logs in through OpenID Connect only)."""
+        ``password`` None: no local password (the user logs in through OpenID Connect only). ``limit``
+        (Decimal dollars) is a reviewer's own; InputError for another role or out of range (check_limit)."""
         check_name(username)
+        check_limit(role, limit)
         if password is not None:
             check_password(password)
         now = time.time()
@@ -158,36 +160,42 @@ class UserStore:
 
     def disable(self, username: str, actor: str) -> User:
         """Disable ``username`` (ending their sessions); a second disable changes nothing."""
-        user = self._existing(username)
+        user = self.existing(username)
         if user.active:
             self._set(username, disabled_at=time.time(), disabled_by=actor,
                       session_epoch=t.users.c.session_epoch + 1, event=(actor, "user_disable", {}))
-        return self._existing(username)
+        return self.existing(username)
 
     def enable(self, username: str, actor: str) -> User:
         """Enable a disabled ``username`` again."""
-        user = self._existing(username)
+        user = self.existing(username)
         if not user.active:
             self._set(username, disabled_at=None, disabled_by=None, event=(actor, "user_enable", {}))
-        return self._existing(username)
+        return self.existing(username)
 
     def reset(self, username: str, password: str, actor: str, *, role: Role | None = None,
               limit: Decimal | None = None) -> User:
-        """Set a new password (and optionally role or limit) for ``username``, ending their sessions."""
-        user = self._existing(username)
+        """Set a new password (and optionally role or limit) for ``username``, ending their sessions.
+        ``limit`` (Decimal dollars) only for a user who is (or becomes) a reviewer: InputError otherwise. A
+        reviewer made senior, viewer or admin loses their own limit (a later reviewer gets the default)."""
+        user = self.existing(username)
+        check_limit(role or user.role, limit)
         check_password(password)
         values: dict[str, Any] = {"password_hash": _HASHER.hash(password), "password_changed_at": time.time(),
                                   "session_epoch": t.users.c.session_epoch + 1}
         changed: dict[str, Any] = {}
         if role is not None and role != user.role:
             values["role"] = changed["role"] = role.value
+            if role != Role.REVIEWER and user.review_limit is not None:
+                values["review_limit"] = changed["limit"] = None  # a limit binds reviewers only
         if limit is not None:
             values["review_limit"] = limit
             changed["limit"] = f"{limit:.2f}"
         self._set(username, **values, event=(actor, "user_reset", changed))
-        return self._existing(username)
+        return self.existing(username)
 
-    def _existing(self, username: str) -> User:
+    def existing(self, username: str) -> User:
+        """The user named ``username`` (disabled too); UserRefused naming ``vipflow users list`` when none."""
         user = self.get(username)
         if user is None:
             raise UserRefused(f"no user named {username!r} (see `vipflow users list`)")

@@ -27,6 +27,7 @@ from rules.lists import KINDS, LIST_NAME, LIST_NAME_RULE, EntryError, NamedList,
 from worker.errors import InputError
 from worker.ledger import tables as t
 from worker.ledger.commit import unavailable
+from worker.wording import plural
 
 CHUNK = 1000  # values per IN (...) or per multi-row insert
 DEFAULT_MAX_ENTRIES = 1_000_000
@@ -172,7 +173,8 @@ class ListStore:
                     removing = [v for v in wanted if v in present] if action == "remove" else []
                 size = int(row.entries) + len(adding) - len(removing)
                 if size > self.max_entries:
-                    raise ListRefused(f"list {name!r} would hold {size:,} entries, more than lists.max_entries "
+                    would = plural(size, "entry", "entries", grouped=True)
+                    raise ListRefused(f"list {name!r} would hold {would}, more than lists.max_entries "
                                       f"({self.max_entries:,}); nothing was changed")
                 if not adding and not removing:  # no version for nothing: roll the lock's UPDATE back
                     raise _NoChange(ListChange(name, int(row.version), action, now, actor, 0, 0, source, note))

@@ -29,6 +29,7 @@ from worker.pipeline import Deps
 from worker.review_roles import Forbidden, Permission, Role, can, decision_limit, needs_four_eyes, require
 from worker.review_service import NotInReview, ReviewActionFailed
 from worker.store.locks import LockBusy
+from worker.wording import a
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
 CsrfField = Annotated[str, Form(alias="csrf")]
@@ -55,7 +56,7 @@ def _when(epoch: Any) -> str:
     return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-TEMPLATES.env.filters.update(age=_age, when=_when, money=format_amount)
+TEMPLATES.env.filters.update(age=_age, when=_when, money=format_amount, article=a)  # article: "an admin"
 TEMPLATES.env.globals.update(can=can, P=Permission)
 
 

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from producers.web.workspace.session import PageError, Sessions, check_csrf
 from worker.errors import InputError
-from worker.ledger.users import UserRefused
-from worker.review_roles import Forbidden, Permission, Role, parse_amount, parse_role, require
+from worker.ledger.users import User, UserRefused
+from worker.review_roles import (
+    MAX_AMOUNT,
+    MIN_LIMIT,
+    Forbidden,
+    Permission,
+    Role,
+    check_limit,
+    parse_limit,
+    parse_role,
+    require,
+)
 
 CsrfField = Annotated[str, Form(alias="csrf")]
 
@@ -20,6 +30,12 @@ def add_routes(router: APIRouter, sessions: Sessions, render: Callable[..., HTML
                back: Callable[..., RedirectResponse]) -> None:
     """``/users`` (GET, POST) and ``/users/{name}/disable`` on ``router``, for admins only."""
     settings = sessions.settings
+
+    def users_html(request: Request, user: User, status: int = 200, **context: Any) -> HTMLResponse:
+        """The users page: every user, and the form to add one (``form``: what was typed, shown again)."""
+        return render(request, "users.html", user, status, users=sessions.users.listing(),
+                      roles=[r.value for r in Role], default_limit=settings.review.reviewer_limit,
+                      limit_range=f"{MIN_LIMIT:,.2f} to {MAX_AMOUNT:,.2f}", **context)
 
     # --- users (admin) -----------------------------------------------------------------------------
 
@@ -30,8 +46,7 @@ def add_routes(router: APIRouter, sessions: Sessions, render: Callable[..., HTML
             require(user.role, Permission.MANAGE_USERS, "manage users")
         except Forbidden as exc:
             raise PageError(403, str(exc)) from None
-        return render(request, "users.html", user, users=sessions.users.listing(), roles=[r.value for r in Role],
-                      default_limit=settings.review.reviewer_limit)
+        return users_html(request, user)
 
     @router.post("/users", response_class=HTMLResponse)
     def users_add(request: Request, csrf: CsrfField = "", username: Annotated[str, Form()] = "",
@@ -44,10 +59,13 @@ def add_routes(router: APIRouter, sessions: Sessions, render: Callable[..., HTML
         except Forbidden as exc:
             raise PageError(403, str(exc)) from None
         try:
-            added = sessions.users.add(username.strip(), parse_role(role), password, user.actor,
-                                       limit=parse_amount(limit, "limit") if limit.strip() else None)
+            role_asked = parse_role(role)
+            amount = check_limit(role_asked, parse_limit(limit, "limit"), "limit") if limit.strip() else None
+            added = sessions.users.add(username.strip(), role_asked, password, user.actor, limit=amount)
         except (UserRefused, InputError) as exc:
-            return back(request, "/users", str(exc), "error")
+            # Shown again with what was typed (never the password) and the problem; nothing was added.
+            return users_html(request, user, 400, flash={"kind": "error", "text": str(exc)},
+                              form={"username": username.strip(), "role": role, "limit": limit.strip()})
         return back(request, "/users", f"user {added.username} added as {added.role.value}")
 
     @router.post("/users/{username}/disable")
