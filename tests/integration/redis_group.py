@@ -106,6 +106,12 @@ class RedisGroup:
             try:
                 wait_until(lambda: len(first.execute_command("ROLE")[2]) >= replicas, 30,
                            "the replicas to be in sync with the master")
+
+                def acknowledged() -> bool:  # past the initial sync: a write confirmed by every replica
+                    first.set("redis-group:synced", "1")
+                    return int(first.execute_command("WAIT", replicas, 1000)) >= replicas
+
+                wait_until(acknowledged, 30, "every replica to acknowledge a write (initial sync over)")
             finally:
                 first.close()
         for i in range(sentinels):
