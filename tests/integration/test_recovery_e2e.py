@@ -194,7 +194,7 @@ def test_redis_killed_and_restarted_under_load_loses_nothing_and_approves_nothin
                                 break
                         except requests.RequestException:
                             pass
-                        time.sleep(0.2)  # VIP Connect tries again later
+                        stop.wait(0.2)  # VIP Connect tries again later (pacing; ends at once on stop)
 
             exits: list[int] = []
 
@@ -208,7 +208,7 @@ def test_redis_killed_and_restarted_under_load_loses_nothing_and_approves_nothin
                         if worker.process.returncode == 0:
                             return  # a clean stop is not restarted: the test then fails, as a supervisor would
                         stack.start_worker(timeout_s=60)
-                    time.sleep(0.2)
+                    stop.wait(0.2)  # polls the worker's exit, as a supervisor does; ends at once on stop
 
             senders = [threading.Thread(target=send, args=(part,), daemon=True) for part in range(4)]
             supervisor = threading.Thread(target=supervise, daemon=True)
@@ -217,7 +217,9 @@ def test_redis_killed_and_restarted_under_load_loses_nothing_and_approves_nothin
             supervisor.start()
             wait_until(lambda: len(acknowledged) >= count // 3, 60, "a third of the notifications to be acknowledged")
             server.kill()
-            time.sleep(down_s)  # meanwhile the ingestor answers 503 and the worker's tasks fail to store
+            # The outage under test lasts down_s (a parameter, not a wait for a condition): meanwhile the
+            # ingestor answers 503 and the worker's tasks fail to store.
+            time.sleep(down_s)
             server.start()
             for sender in senders:
                 sender.join(timeout=200)
