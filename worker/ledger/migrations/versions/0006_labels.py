@@ -5,7 +5,7 @@
 on PostgreSQL DELETE only by ``vipflow db prune``, which takes a transaction's labels with it).
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 """
 
 from __future__ import annotations

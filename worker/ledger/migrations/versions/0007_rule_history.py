@@ -5,7 +5,7 @@ fork it. Append-only: on PostgreSQL the ledger's ``vipflow_append_only`` trigger
 UPDATE and DELETE; on SQLite a trigger refuses UPDATE.
 
 Revision ID: 0007
-Revises: 0004
+Revises: 0006
 """
 
 from __future__ import annotations

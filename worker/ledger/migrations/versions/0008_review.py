@@ -5,7 +5,7 @@
 triggers as the events). An index on ``events (kind, at)`` for the audit page's human events.
 
 Revision ID: 0008
-Revises: 0004
+Revises: 0007
 """
 
 from __future__ import annotations
