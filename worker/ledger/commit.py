@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from worker.errors import LedgerUnavailable, reason
 from worker.ledger import hotconn, pgwrite
 from worker.ledger import tables as t
-from worker.ledger.patron_cards import NO_CARD, CardSeen, learn
+from worker.ledger.patron_cards import CardSeen, learn
 from worker.ledger.record import TransactionRecord, encode_json
 from worker.ledger.session_guard import SessionUnread, open_session_exists
 from worker.ledger.states import State
@@ -71,7 +71,7 @@ def note_row(n: ArchivedNotification) -> dict[str, Any]:
 
 def fetch_one_postgresql(engine: Engine, sql: str, params: Sequence[Any], doing: str) -> dict[str, Any] | None:
     """One row of a constant ``sql`` (``%s`` placeholders) as a dict by column name, or None: on the
-    thread's own connection in autocommit (``hotconn``), a prepared statement, one round trip (the hot
+    hot connection in autocommit (``hotconn``), a prepared statement, one round trip (the hot
     path's reads: no SQLAlchemy work per call). Raises LedgerUnavailable while ``doing``."""
     def use(conn: Any) -> tuple[Any, list[str]]:
         with conn.cursor() as cur:
@@ -89,18 +89,31 @@ def write_postgresql(engine: Engine, prev_seq: int | None, prev_state: str | Non
                      stored: TransactionRecord, events: list[dict[str, Any]],
                      notification: ArchivedNotification | None, done_entry: str | None, now: float,
                      card: CardSeen | None = None, session_unread: bool = False) -> None:
-    """The write as one statement (``pgwrite``) on the thread's own connection, in autocommit.
+    """The write as one statement (``pgwrite``) on a hot connection, in autocommit.
     ``prev_seq`` None: the transaction's first write (refused when ``session_unread`` and an open patron
     session exists: ``worker.ledger.session_guard``). Raises LockLost, SessionUnread, LedgerUnavailable."""
-    note = note_row(notification) if notification is not None else {}
     params = {**row, "txid": txid, "seq0": prev_seq or 0, "now": now, "session_unread": session_unread,
-              "created_at": stored.created_at, "record": stored.to_json(), "events": encode_json(events),
-              "done": done_entry, **{f"n_{k}": note.get(k) for k in NOTE_COLUMNS},
-              **(card.params() if card is not None else NO_CARD)}
+              "created_at": stored.created_at, "record": stored.to_json()}
+    parts = []  # only the parts this write needs: see pgwrite.statement
+    if events:
+        parts.append("events")
+        params["events"] = encode_json(events)
+    if notification is not None:
+        parts.append("notification")
+        note = note_row(notification)
+        params.update((f"n_{k}", note[k]) for k in NOTE_COLUMNS)
+    if card is not None:
+        parts.append("card")
+        params.update(card.params())
+    if done_entry:
+        parts.append("done")
+        params["done"] = done_entry
     doing = f"record transaction {txid}"
+    chosen = frozenset(parts)
     try:
-        # The thread's own connection, in autocommit (``hotconn``): no pool work per statement.
-        written = hotconn.run(engine, lambda conn: pgwrite.write(conn, first=prev_seq is None, params=params),
+        # A hot connection, in autocommit (``hotconn``): no pool work per statement.
+        written = hotconn.run(engine, lambda conn: pgwrite.write(conn, first=prev_seq is None, params=params,
+                                                                  parts=chosen),
                               (psycopg.Error,))
     except psycopg.errors.IntegrityError:
         raise created_elsewhere(txid) from None

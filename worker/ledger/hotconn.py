@@ -1,17 +1,30 @@
-"""One PostgreSQL connection per worker thread for the hot path's one-statement writes and reads.
+"""The hot path's PostgreSQL connections: a few per process, shared by its threads, each in autocommit.
 
 Each write of a transaction on PostgreSQL is one statement in autocommit (``pgwrite``). Taking
 a connection from SQLAlchemy's pool for it and giving it back, and switching the driver's
 autocommit on and off around it, cost about a quarter of the write's CPU in the worker
-(profiled under the end-to-end bench). A worker thread writes one transaction at a time, so
-it keeps a connection of its own instead: taken once from the engine's pool and detached
-from it (``_ConnectionFairy.detach``: the engine's own connect settings and events apply),
-in autocommit for good. A connection that failed is closed and the thread's next call makes
-a new one (the task is retried meanwhile, as with a pooled connection).
+(profiled under the end-to-end bench). So the hot path keeps connections of its own: made from
+the engine (``_ConnectionFairy.detach``: the engine's own connect settings and events apply),
+in autocommit for good, and lent to one statement at a time: taking one is a ``list.pop``,
+giving it back a ``list.append`` (both atomic in CPython), newest first, so the same few stay
+warm. A statement takes a fraction of a millisecond of a task that waits tens of milliseconds
+on VIP Connect: a worker of 32 threads keeps a handful of server backends busy, not 32 (an
+earlier version kept one per thread: 64 backends for two workers, each paying its start, its
+catalog caches and its plans, with the server's scheduling of them measured at about a seventh
+of its CPU). At most ``MAX_OPEN`` are open per engine and process: a statement
+that finds them all lent waits for one (a worker's first burst would otherwise open one per thread).
 
-:func:`close` closes every such connection of an engine (``Ledger.close``; so does the engine's
-end, or the interpreter's); a thread's end closes its own. After a fork the child never uses its
-parent's: it makes its own (and leaves the parent's sockets alone).
+Each connection is set up once (:func:`_setup`): ``plan_cache_mode = force_generic_plan`` (the
+hot statements find rows by primary key: one plan per connection and statement, instead of
+planning the first five executions anew) and ``default_toast_compression = lz4`` where the
+server has it (the transaction's record, a few kilobytes, is compressed on every write; lz4
+costs a fraction of pglz's CPU, measured at about 6 % of the server's share under the bench).
+
+A connection whose use failed is closed, never lent again (the task is retried meanwhile, as
+with a pooled connection). :func:`close` closes an engine's idle connections and marks those
+lent out to be closed when given back (``Ledger.close``; so does the engine's end, or the
+interpreter's). After a fork the child never uses its parent's: it makes its own (and leaves
+the parent's sockets alone).
 """
 
 from __future__ import annotations
@@ -24,75 +37,114 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 T = TypeVar("T")
 
+# Connections per engine and process: a statement that finds them all lent waits for one (at most
+# WAIT_S seconds, then SQLAlchemy's pool TimeoutError, which the callers report as the ledger unavailable).
+MAX_OPEN = 8
+WAIT_S = 30.0
 
-class _Slot:
-    """One thread's connection. It lives in the thread's ``threading.local``, which Python clears when
-    the thread ends: the slot's finalizer then closes the connection (threads of a pool that shrinks,
-    such as the web service's, leave none open)."""
+# Run once on each new connection, in autocommit; a setting the server refuses (an lz4-less build,
+# a server older than 14) is left at the server's default.
+_SETUP = ("SET plan_cache_mode = force_generic_plan", "SET default_toast_compression = lz4")
 
-    __slots__ = ("__weakref__", "conn", "fairy", "pid")
 
-    def __init__(self, fairy: Any, conn: Any):
-        self.fairy, self.conn, self.pid = fairy, conn, os.getpid()
+def _setup(conn: Any) -> None:
+    for statement in _SETUP:
+        try:
+            conn.execute(statement)
+        except Exception:  # a speed setting; the server's default works too
+            if conn.closed:
+                raise
 
 
 class _Hot:
-    """An engine's detached connections, one per thread."""
+    """An engine's hot connections in this process: the idle ones (newest last) and every live one."""
 
     def __init__(self) -> None:  # never holds the engine: the registry's weak key would never go
-        self.local = threading.local()
+        self.pid = os.getpid()
+        self.idle: list[tuple[Any, Any]] = []  # (fairy, psycopg connection), given back, newest last
         self.lock = threading.Lock()
-        self.all: dict[int, tuple[int, Any]] = {}  # id(slot) -> (pid, fairy): every live connection
+        self.all: dict[int, Any] = {}  # id(fairy) -> fairy: every connection made and not yet closed
+        self.closing = False
+        self.slots = threading.BoundedSemaphore(MAX_OPEN)  # one per connection lent out
 
-    def get(self, engine: Engine) -> tuple[Any, Any]:
-        """This thread's (pool fairy, detached; its psycopg connection, in autocommit)."""
-        slot: _Slot | None = getattr(self.local, "slot", None)
-        if slot is not None and slot.pid == os.getpid() and not slot.conn.closed:
-            return slot.fairy, slot.conn
-        if slot is not None and slot.pid != os.getpid():
-            _FORKED.append(slot.fairy)  # the parent's, in a forked child: never used, never closed here
+    def take(self, engine: Engine) -> tuple[Any, Any]:
+        """An idle connection (the newest), or a new one: (pool fairy, detached; its psycopg connection)."""
+        if self.pid != os.getpid():
+            self._forked()
+        if not self.slots.acquire(timeout=WAIT_S):
+            raise PoolTimeout(f"all {MAX_OPEN} of this process's ledger connections stayed busy for {WAIT_S:.0f} s")
+        try:
+            return self._take(engine)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def _take(self, engine: Engine) -> tuple[Any, Any]:
+        conn: Any
+        while True:
+            try:
+                fairy, conn = self.idle.pop()
+            except IndexError:
+                break
+            if not conn.closed:
+                return fairy, conn
+            self._close(fairy)
         fairy = engine.raw_connection()
-        conn: Any = fairy.driver_connection  # read before detaching: the fairy forgets its record then
+        conn = fairy.driver_connection  # read before detaching: the fairy forgets its record then
         fairy.detach()
         conn.autocommit = True
-        slot = self.local.slot = _Slot(fairy, conn)
         with self.lock:
-            self.all[id(slot)] = (slot.pid, fairy)
-        weakref.finalize(slot, self._ended, id(slot))
+            self.all[id(fairy)] = fairy
+        try:
+            _setup(conn)
+        except Exception:
+            self._close(fairy)
+            raise
         return fairy, conn
 
-    def _ended(self, key: int) -> None:
-        """A slot went (its thread ended, or it was replaced): close its connection, in its own process."""
-        with self.lock:
-            pid, fairy = self.all.pop(key, (0, None))
-        if fairy is not None and pid == os.getpid():
-            with contextlib.suppress(Exception):  # it is going either way
-                fairy.close()
+    def give(self, fairy: Any, conn: Any) -> None:
+        """Take back a lent connection whose statement ended well."""
+        if self.pid != os.getpid() or self.closing or conn.closed:
+            self._close(fairy)
+        else:
+            self.idle.append((fairy, conn))
+        self.slots.release()
 
-    def drop(self, fairy: Any) -> None:
-        """Close ``fairy`` (it failed); the thread's next :meth:`get` makes a new one."""
-        slot = getattr(self.local, "slot", None)
-        if slot is not None and slot.fairy is fairy:
-            self.local.slot = None
+    def discard(self, fairy: Any) -> None:
+        """Close a lent connection (it failed, or its statement was interrupted)."""
+        self._close(fairy)
+        self.slots.release()
+
+    def _close(self, fairy: Any) -> None:
+        """Close ``fairy``; closing may fail too: it is gone either way."""
         with self.lock:
-            self.all = {k: v for k, v in self.all.items() if v[1] is not fairy}
-        # Closing a broken connection may fail too; it is gone either way.
-        with contextlib.suppress(Exception):
-            fairy.invalidate()
+            self.all.pop(id(fairy), None)
+        if self.pid == os.getpid():
+            with contextlib.suppress(Exception):
+                fairy.close()  # detached: closes the driver's connection too
 
     def close(self) -> None:
-        """Close this process's connections (a forked child's copies of its parent's are only forgotten)."""
+        """Close this process's idle connections; those lent out are closed when given back."""
+        self.closing = True
+        if self.pid != os.getpid():
+            self._forked()
+            return
         with self.lock:
-            entries, self.all = list(self.all.values()), {}
-        for pid, fairy in entries:
-            if pid != os.getpid():
-                _FORKED.append(fairy)
-                continue
-            with contextlib.suppress(Exception):  # closing at shutdown: nothing more to do
-                fairy.close()
+            idle, self.idle = self.idle, []
+        for fairy, _conn in idle:
+            self._close(fairy)
+
+    def _forked(self) -> None:
+        """In a forked child: forget the parent's connections (kept referenced: collecting one would end
+        the parent's session on the socket they share) and start empty."""
+        with self.lock:
+            _FORKED.extend(self.all.values())
+            self.all, self.idle, self.pid = {}, [], os.getpid()
+            self.slots = threading.BoundedSemaphore(MAX_OPEN)
 
 
 _BY_ENGINE: weakref.WeakKeyDictionary[Engine, _Hot] = weakref.WeakKeyDictionary()
@@ -102,10 +154,7 @@ _LOCK = threading.Lock()
 _FORKED: list[Any] = []
 
 
-def run(engine: Engine, use: Callable[[Any], T], failed: tuple[type[BaseException], ...]) -> T:
-    """``use(psycopg connection)`` on this thread's connection to ``engine``, in autocommit; a connection
-    whose use raised one of ``failed`` (the driver's errors) is closed before the error propagates.
-    SQLAlchemy's errors from making a connection propagate as they are."""
+def _hot(engine: Engine) -> _Hot:
     hot = _BY_ENGINE.get(engine)
     if hot is None:
         with _LOCK:
@@ -114,17 +163,49 @@ def run(engine: Engine, use: Callable[[Any], T], failed: tuple[type[BaseExceptio
                 hot = _BY_ENGINE[engine] = _Hot()
                 # An engine dropped without Ledger.close (or still there at exit) closes them too.
                 weakref.finalize(engine, hot.close)
-    fairy, conn = hot.get(engine)
+    return hot
+
+
+def run(engine: Engine, use: Callable[[Any], T], failed: tuple[type[BaseException], ...]) -> T:
+    """``use(psycopg connection)`` on one of ``engine``'s hot connections, in autocommit, lent to this call
+    alone. A connection whose use raised one of ``failed`` (the driver's errors) and is broken or left
+    inside a transaction is closed before the error propagates. SQLAlchemy's errors from making a
+    connection propagate as they are."""
+    hot = _hot(engine)
+    fairy, conn = hot.take(engine)
     try:
-        return use(conn)
+        result = use(conn)
     except failed:
         if conn.closed or conn.info.transaction_status != 0:
-            hot.drop(fairy)  # broken, or left inside a transaction: never given to the next write
+            hot.discard(fairy)  # broken, or left inside a transaction: never lent to the next write
+        else:
+            hot.give(fairy, conn)
         raise
+    except BaseException:
+        hot.discard(fairy)  # interrupted mid-statement: its state is unknown
+        raise
+    hot.give(fairy, conn)
+    return result
+
+
+def warm(engine: Engine, count: int = MAX_OPEN) -> int:
+    """Open ``count`` (at most ``MAX_OPEN``) hot connections now and leave them idle (a worker's start: its
+    first tasks then find them made and set up, instead of each opening one while traffic waits); how many
+    were opened. SQLAlchemy's and psycopg's errors propagate."""
+    hot = _hot(engine)
+    made: list[tuple[Any, Any]] = []
+    try:
+        for _ in range(min(count, MAX_OPEN)):
+            made.append(hot.take(engine))
+    finally:
+        for fairy, conn in made:
+            hot.give(fairy, conn)
+    return len(made)
 
 
 def close(engine: Engine) -> None:
-    """Close every thread's connection to ``engine`` (made by :func:`run`)."""
+    """Close ``engine``'s hot connections (made by :func:`run`): the idle ones now, those lent out when
+    their statement ends."""
     hot = _BY_ENGINE.pop(engine, None)
     if hot is not None:
         hot.close()

@@ -34,9 +34,6 @@ class CardSeen:
                 "c_received": self.received_at_ms}
 
 
-NO_CARD: dict[str, Any] = {"c_card": None, "c_patron": None, "c_entry": None, "c_received": None}
-
-
 def learn(conn: Any, seen: CardSeen, now: float) -> None:
     """Upsert ``seen`` on an open SQLAlchemy connection (SQLite or PostgreSQL): insert the card, or change
     its patron when ``seen`` is newer and names another one."""

@@ -21,34 +21,39 @@ from __future__ import annotations
 
 from typing import Any
 
-_EVENTS = """
+# The parts after the transaction's row, each its own data-modifying CTE; a write names only those it needs
+# (a part left out is a plan node the server neither builds nor runs: ``statement``).
+_PARTS = {
+    "events": """
   e AS (INSERT INTO events (transaction_id, seq, at, kind, name, status, state, actor, data)
         SELECT t.transaction_id, x.seq, x.at, x.kind, x.name, x.status, x.state, x.actor, x.data
         FROM t, jsonb_to_recordset(CAST(%(events)s AS jsonb))
              AS x(seq integer, at double precision, kind text, name text, status text, state text,
-                  actor text, data jsonb)),
+                  actor text, data jsonb))""",
+    "notification": """
   n AS (INSERT INTO notifications (entry_id, kind, route, received_at_ms, status, error, transaction_id,
                                    body, body_sha256, stored_at)
-        SELECT CAST(%(n_entry_id)s AS text), CAST(%(n_kind)s AS text), CAST(%(n_route)s AS text),
+        VALUES (CAST(%(n_entry_id)s AS text), CAST(%(n_kind)s AS text), CAST(%(n_route)s AS text),
                CAST(%(n_received_at_ms)s AS bigint), CAST(%(n_status)s AS text), CAST(%(n_error)s AS text),
                CAST(%(n_transaction_id)s AS text), CAST(%(n_body)s AS bytea), CAST(%(n_body_sha256)s AS text),
-               CAST(%(now)s AS double precision)
-        WHERE CAST(%(n_entry_id)s AS text) IS NOT NULL
-        ON CONFLICT (entry_id) DO NOTHING),
+               CAST(%(now)s AS double precision))
+        ON CONFLICT (entry_id) DO NOTHING)""",
+    "card": """
   c AS (INSERT INTO patron_cards AS pc (vip_card_number, patron_id, entry_id, received_at_ms, learned_at)
         SELECT CAST(%(c_card)s AS text), CAST(%(c_patron)s AS text), CAST(%(c_entry)s AS text),
                CAST(%(c_received)s AS bigint), CAST(%(now)s AS double precision)
-        FROM t WHERE CAST(%(c_card)s AS text) IS NOT NULL
+        FROM t
         ON CONFLICT (vip_card_number) DO UPDATE SET patron_id = EXCLUDED.patron_id, entry_id = EXCLUDED.entry_id,
            received_at_ms = EXCLUDED.received_at_ms, learned_at = EXCLUDED.learned_at
-        WHERE pc.patron_id <> EXCLUDED.patron_id AND pc.received_at_ms <= EXCLUDED.received_at_ms),
+        WHERE pc.patron_id <> EXCLUDED.patron_id AND pc.received_at_ms <= EXCLUDED.received_at_ms)""",
+    "done": """
   d AS (INSERT INTO notification_done (entry_id, at)
-        SELECT CAST(%(done)s AS text), CAST(%(now)s AS double precision) FROM t WHERE CAST(%(done)s AS text) IS NOT NULL
-        ON CONFLICT (entry_id) DO NOTHING)
-SELECT count(*) FROM t
-"""
+        SELECT CAST(%(done)s AS text), CAST(%(now)s AS double precision) FROM t
+        ON CONFLICT (entry_id) DO NOTHING)""",
+}
+PARTS = tuple(_PARTS)
 
-INSERT = ("""
+INSERT = """
 WITH t AS (INSERT INTO transactions (transaction_id, state, transaction_type, amount, outcome, ruleset_hash,
                                     review_reason, review_since, held_by, deliveries, seq, record,
                                     created_at, updated_at)
@@ -60,9 +65,9 @@ WITH t AS (INSERT INTO transactions (transaction_id, state, transaction_type, am
                   CAST(%(created_at)s AS double precision), CAST(%(now)s AS double precision)
            WHERE NOT (CAST(%(session_unread)s AS boolean) AND EXISTS (
                  SELECT 1 FROM patron_sessions WHERE transaction_id = CAST(%(txid)s AS text) AND status = 'open'))
-           RETURNING transaction_id),""" + _EVENTS)  # noqa: S608 - constant text; values are bound parameters
+           RETURNING transaction_id)"""
 
-UPDATE = ("""
+UPDATE = """
 WITH t AS (UPDATE transactions SET state = CAST(%(state)s AS text),
                   transaction_type = CAST(%(transaction_type)s AS text), amount = CAST(%(amount)s AS numeric),
                   outcome = CAST(%(outcome)s AS text), ruleset_hash = CAST(%(ruleset_hash)s AS text),
@@ -73,15 +78,34 @@ WITH t AS (UPDATE transactions SET state = CAST(%(state)s AS text),
                   deliveries = CAST(%(deliveries)s AS integer), seq = CAST(%(seq)s AS integer),
                   record = CAST(%(record)s AS json), updated_at = CAST(%(now)s AS double precision)
            WHERE transaction_id = CAST(%(txid)s AS text) AND seq = CAST(%(seq0)s AS integer)
-           RETURNING transaction_id),""" + _EVENTS)  # noqa: S608 - constant text; values are bound parameters
+           RETURNING transaction_id)"""
+
+_STATEMENTS: dict[tuple[bool, frozenset[str]], str] = {}
 
 
-def write(conn: Any, *, first: bool, params: dict[str, Any]) -> int:
-    """Run the one-statement write on a psycopg connection in autocommit (a prepared statement); how many
-    rows of ``transactions`` it wrote (0: the fence refused it, or, on a first write with
-    ``session_unread`` true, an open patron session exists). psycopg's IntegrityError when a first write
-    finds the row already there."""
+def statement(first: bool, parts: frozenset[str]) -> str:
+    """The write's text: the transaction's row (INSERT when ``first``, else the fenced UPDATE), then
+    ``parts`` (of ``PARTS``) in their fixed order, then ``SELECT count(*) FROM t``. One text per
+    combination (at most 32), made once: each is a prepared statement of its own on a connection."""
+    key = (first, parts)
+    found = _STATEMENTS.get(key)
+    if found is None:
+        unknown = parts - _PARTS.keys()
+        if unknown:
+            raise ValueError(f"unknown write parts: {', '.join(sorted(unknown))}")
+        clauses = [_PARTS[name] for name in PARTS if name in parts]
+        found = _STATEMENTS[key] = ((INSERT if first else UPDATE) + "".join("," + c for c in clauses)
+                                    + "\nSELECT count(*) FROM t\n")
+    return found
+
+
+def write(conn: Any, *, first: bool, params: dict[str, Any], parts: frozenset[str] = frozenset(PARTS)) -> int:
+    """Run the one-statement write with ``parts`` (see :func:`statement`; ``params`` holds the values of
+    those parts) on a psycopg connection in autocommit (a prepared statement); how many rows of
+    ``transactions`` it wrote (0: the fence refused it, or, on a first write with ``session_unread``
+    true, an open patron session exists). psycopg's IntegrityError when a first write finds the row
+    already there; ValueError for a part not in ``PARTS``."""
     with conn.cursor() as cur:
-        cur.execute(INSERT if first else UPDATE, params, prepare=True)
+        cur.execute(statement(first, parts), params, prepare=True)
         row = cur.fetchone()
     return int(row[0]) if row else 0

@@ -146,6 +146,15 @@ class Ledger:
         hotconn.close(self.engine)
         self.engine.dispose()
 
+    def warm(self) -> int:
+        """Open the hot path's PostgreSQL connections now (``hotconn.warm``), before a worker's first tasks;
+        how many (0 on SQLite). Raises LedgerUnavailable when the database cannot be reached."""
+        if not self._pg:
+            return 0
+        from worker.ledger import hotconn
+
+        return self._run(lambda: hotconn.warm(self.engine), "open the ledger's connections")
+
     def _run(self, op: Callable[[], T], doing: str) -> T:
         try:
             return op()
