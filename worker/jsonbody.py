@@ -17,6 +17,7 @@ Numbers that are not integers become ``Decimal`` (never a float).
 
 from __future__ import annotations
 
+import functools
 import json
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -34,8 +35,10 @@ class DuplicateField(NotificationError):
     """One object states the same field twice with different values (the ingestor answers 422)."""
 
 
+@functools.lru_cache(maxsize=4096)
 def fold(key: str) -> str:
-    """A key as the notification matches it: without case, underscores or hyphens."""
+    """A key as the notification matches it: without case, underscores or hyphens (remembered: the same
+    few dozen field names come in every notification; a bounded cache, whatever keys a body holds)."""
     return key.replace("_", "").replace("-", "").lower()
 
 

@@ -118,7 +118,7 @@ class _Handler:
             try:
                 await run_in_threadpool(
                     self.intake.accept, kind, raw, None, str(exc), transaction_id=hint,
-                    route=request.url.path)
+                    route=request.scope.get("path", ""))
             except StoreError as store_exc:
                 return self._unavailable(store_exc)
             log.warning("archived an invalid %s notification: %s", kind, exc,
@@ -131,10 +131,10 @@ class _Handler:
                 # One local Redis round trip (~0.2 ms): the thread hop would
                 # cost more CPU than the call on the 2-core target (bench: p99
                 # 4 ms on the loop vs 30-80 ms through the pool at 1,000 req/s).
-                outcome = self.intake.accept(kind, raw, note, None, route=request.url.path)
+                outcome = self.intake.accept(kind, raw, note, None, route=request.scope.get("path", ""))
             else:  # a separate publisher may wait on its broker: keep the loop free
                 outcome = await run_in_threadpool(self.intake.accept, kind, raw, note, None,
-                                                  route=request.url.path)
+                                                  route=request.scope.get("path", ""))
         except StoreError as exc:
             self.breaker.trip()
             return self._unavailable(exc)
