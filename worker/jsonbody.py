@@ -97,10 +97,27 @@ def _check_shape(body: Any) -> None:
                 stack.append((item, depth + 1))
 
 
+# Built once: json.loads with any hook builds a new decoder (and its scanner) per call. A decoder keeps no
+# state between calls, so threads share it (as json.loads shares its default one).
+DECIMAL_JSON = json.JSONDecoder(parse_float=Decimal)
+_BODY_JSON = json.JSONDecoder(parse_float=Decimal, parse_constant=_constant, object_pairs_hook=_object)
+
+
+def loads(decoder: json.JSONDecoder, data: bytes | str) -> Any:
+    """``json.loads(data, ...)`` with ``decoder``'s hooks: bytes in UTF-8, -16 or -32 as json.loads takes
+    them; a str starting with a byte order mark refused as json.loads does. json.JSONDecodeError (a
+    ValueError) when it is not JSON."""
+    if isinstance(data, bytes | bytearray):
+        data = data.decode(json.detect_encoding(data), "surrogatepass")
+    elif data.startswith("\ufeff"):
+        raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", data, 0)
+    return decoder.decode(data)
+
+
 def decode_body(raw: bytes) -> Any:
     """The decoded body (non-integers as Decimal); BodyUnreadable or DuplicateField naming what is wrong."""
     try:
-        body = json.loads(raw, parse_float=Decimal, parse_constant=_constant, object_pairs_hook=_object)
+        body = loads(_BODY_JSON, raw)
     except NotificationError:
         raise
     except RecursionError:

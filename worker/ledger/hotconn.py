@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -61,47 +62,75 @@ def _setup(conn: Any) -> None:
 
 
 class _Hot:
-    """An engine's hot connections in this process: the idle ones (newest last) and every live one."""
+    """An engine's hot connections in this process: the idle ones (newest last), how many are open, and every
+    live one. Taking an idle connection and giving it back take no lock (``list.pop`` and ``list.append``
+    are atomic in CPython); the lock is for opening one, closing one, and waiting when all are lent."""
 
     def __init__(self) -> None:  # never holds the engine: the registry's weak key would never go
         self.pid = os.getpid()
         self.idle: list[tuple[Any, Any]] = []  # (fairy, psycopg connection), given back, newest last
         self.lock = threading.Lock()
+        self.freed = threading.Condition(self.lock)  # a connection was given back or closed
+        self.waiting = 0  # statements waiting for a connection (read without the lock by give)
+        self.open = 0  # connections made and not yet closed (lent or idle), at most MAX_OPEN
         self.all: dict[int, Any] = {}  # id(fairy) -> fairy: every connection made and not yet closed
         self.closing = False
-        self.slots = threading.BoundedSemaphore(MAX_OPEN)  # one per connection lent out
 
     def take(self, engine: Engine) -> tuple[Any, Any]:
-        """An idle connection (the newest), or a new one: (pool fairy, detached; its psycopg connection)."""
+        """An idle connection (the newest), or a new one while fewer than ``MAX_OPEN`` are open, or the first
+        one given back within ``WAIT_S`` (else PoolTimeout): (pool fairy, detached; its psycopg connection)."""
         if self.pid != os.getpid():
             self._forked()
-        if not self.slots.acquire(timeout=WAIT_S):
-            raise PoolTimeout(f"all {MAX_OPEN} of this process's ledger connections stayed busy for {WAIT_S:.0f} s")
+        found = self._idle()
+        if found is not None:
+            return found
+        deadline = time.monotonic() + WAIT_S
+        with self.lock:
+            self.waiting += 1  # before looking again: a give() from now on sees it and wakes this one
+            try:
+                while True:
+                    found = self._idle()
+                    if found is not None:
+                        return found
+                    if self.open < MAX_OPEN:
+                        self.open += 1
+                        break
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise PoolTimeout(f"all {MAX_OPEN} of this process's ledger connections stayed busy "
+                                          f"for {WAIT_S:.0f} s")
+                    self.freed.wait(left)
+            finally:
+                self.waiting -= 1
         try:
-            return self._take(engine)
+            return self._make(engine)
         except BaseException:
-            self.slots.release()
+            with self.lock:
+                self.open -= 1
+                self.freed.notify()
             raise
 
-    def _take(self, engine: Engine) -> tuple[Any, Any]:
-        conn: Any
+    def _idle(self) -> tuple[Any, Any] | None:
+        """The newest idle connection that is still open, or None (closed ones met on the way are dropped)."""
         while True:
             try:
                 fairy, conn = self.idle.pop()
             except IndexError:
-                break
+                return None
             if not conn.closed:
                 return fairy, conn
             self._close(fairy)
+
+    def _make(self, engine: Engine) -> tuple[Any, Any]:
         fairy = engine.raw_connection()
-        conn = fairy.driver_connection  # read before detaching: the fairy forgets its record then
+        conn: Any = fairy.driver_connection  # read before detaching: the fairy forgets its record then
         fairy.detach()
         conn.autocommit = True
         with self.lock:
             self.all[id(fairy)] = fairy
         try:
             _setup(conn)
-        except Exception:
+        except BaseException:
             self._close(fairy)
             raise
         return fairy, conn
@@ -110,19 +139,23 @@ class _Hot:
         """Take back a lent connection whose statement ended well."""
         if self.pid != os.getpid() or self.closing or conn.closed:
             self._close(fairy)
-        else:
-            self.idle.append((fairy, conn))
-        self.slots.release()
+            return
+        self.idle.append((fairy, conn))
+        if self.waiting:
+            with self.lock:
+                self.freed.notify()
 
     def discard(self, fairy: Any) -> None:
         """Close a lent connection (it failed, or its statement was interrupted)."""
         self._close(fairy)
-        self.slots.release()
 
     def _close(self, fairy: Any) -> None:
-        """Close ``fairy``; closing may fail too: it is gone either way."""
+        """Close ``fairy`` (one fewer open: a waiting statement may open another); closing may fail too: it is
+        gone either way."""
         with self.lock:
-            self.all.pop(id(fairy), None)
+            if self.all.pop(id(fairy), None) is not None:
+                self.open -= 1
+                self.freed.notify()
         if self.pid == os.getpid():
             with contextlib.suppress(Exception):
                 fairy.close()  # detached: closes the driver's connection too
@@ -133,18 +166,20 @@ class _Hot:
         if self.pid != os.getpid():
             self._forked()
             return
-        with self.lock:
-            idle, self.idle = self.idle, []
+        idle, self.idle = self.idle, []
         for fairy, _conn in idle:
             self._close(fairy)
 
     def _forked(self) -> None:
         """In a forked child: forget the parent's connections (kept referenced: collecting one would end
-        the parent's session on the socket they share) and start empty."""
-        with self.lock:
-            _FORKED.extend(self.all.values())
-            self.all, self.idle, self.pid = {}, [], os.getpid()
-            self.slots = threading.BoundedSemaphore(MAX_OPEN)
+        the parent's session on the socket they share) and start empty, with a lock of its own (the
+        parent's may have been held by a thread that does not exist here)."""
+        if self.pid == os.getpid():
+            return
+        _FORKED.extend(self.all.values())
+        self.lock = threading.Lock()
+        self.freed = threading.Condition(self.lock)
+        self.all, self.idle, self.open, self.waiting, self.pid = {}, [], 0, 0, os.getpid()
 
 
 _BY_ENGINE: weakref.WeakKeyDictionary[Engine, _Hot] = weakref.WeakKeyDictionary()

@@ -11,12 +11,13 @@ import email.utils
 import json
 import time
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import InvalidOperation
 from typing import Any
 
 from worker.config import VipSettings
 from worker.errors import ConfigError, VipRejectedError, VipTransientError
 from worker.httpsession import HttpClient, HttpFailed
+from worker.jsonbody import DECIMAL_JSON, loads
 from worker.masking import mask_mapping, mask_text
 from worker.tokens import TokenCache
 from worker.vip.models import (
@@ -48,7 +49,7 @@ def _loads(content: bytes) -> Any:
     if not content.strip():
         return None
     try:
-        return json.loads(content, parse_float=Decimal)
+        return loads(DECIMAL_JSON, content)
     except (ValueError, InvalidOperation):
         return content.decode("utf-8", "replace")[:500]
 

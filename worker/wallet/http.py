@@ -42,6 +42,7 @@ from urllib.parse import quote
 from worker.config import WalletSettings
 from worker.errors import WalletError, WalletRefusedError, WalletTransientError
 from worker.httpsession import HttpAnswer, HttpClient, HttpFailed
+from worker.jsonbody import DECIMAL_JSON, loads
 from worker.masking import mask_text
 from worker.wallet.protocol import HOLD_STATUSES, Credit, Hold, HoldStatus
 
@@ -51,7 +52,7 @@ _REFUSED_HOLD = {404: "no_such_hold", 409: "wrong_state", 422: "refused"}
 
 def _json(resp: HttpAnswer) -> Any:
     try:
-        return json.loads(resp.content or b"null", parse_float=Decimal)
+        return loads(DECIMAL_JSON, resp.content or b"null")
     except (ValueError, InvalidOperation):
         return None
 
