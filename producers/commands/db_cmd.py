@@ -25,7 +25,8 @@ def add_parser(subparsers: Any) -> None:
     status.add_argument("--json", action="store_true", help="one JSON object")
     status.set_defaults(func=status_cmd)
 
-    prune = sub.add_parser("prune", help="delete final transactions older than ledger.retention_days "
+    prune = sub.add_parser("prune", help="delete final transactions, unused patron sessions, API token uses "
+                                         "and workspace events older than ledger.retention_days "
                                          "(the only delete path; each run is recorded)")
     prune.add_argument("--dry-run", action="store_true", help="count what would go, delete nothing")
     prune.add_argument("--json", action="store_true", help="one JSON object")
@@ -88,7 +89,7 @@ def status_cmd(args: argparse.Namespace) -> int:
     note = "up to date" if current == head else "run `vipflow db upgrade`"
     print(f"schema    {current or 'empty'} (this code: {head}; {note})")
     for name, n in counts.items():
-        print(f"{name:<13} {n:>12,}")
+        print(f"{name:<16} {n:>12,}")
     return 0
 
 
@@ -118,6 +119,9 @@ def prune_cmd(args: argparse.Namespace) -> int:
           f"{plural(report.notifications, 'notification')} and {plural(report.dead_letters, 'dead letter')} "
           f"older than {_iso(report.cutoff_at)} "
           f"(ledger.retention_days {report.retention_days})")
+    print(f"{verb} {plural(report.patron_sessions, 'patron session')}, "
+          f"{plural(report.api_token_uses, 'API token use')} and "
+          f"{plural(report.workspace_events, 'workspace event')} older than the same cutoff")
     if report.run_id is not None:
         print(f"recorded as prune run {report.run_id} by {report.actor}")
     return 0

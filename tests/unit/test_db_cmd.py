@@ -7,10 +7,12 @@ import os
 import pwd
 import socket
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select, text, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from producers.cli import main
 from tests.conftest import archived_note
@@ -20,6 +22,7 @@ from worker.ledger import prune as prune_module
 from worker.ledger import tables as t
 from worker.ledger.actor import cli_actor
 from worker.ledger.schema import head_revision, make_engine, upgrade
+from worker.ledger.sessions import PatronSession, SessionStore
 
 DAY_S = prune_module.DAY_S
 
@@ -125,7 +128,19 @@ def test_status_json_gives_revisions_dialect_and_counts(ledger_at: Ledger,
     assert (status["current"], status["head"], status["up_to_date"], status["dialect"]) == (
         head_revision(), head_revision(), True, "sqlite")
     assert status["counts"] == {"transactions": 1, "events": _count(ledger_at, "events"), "notifications": 1,
-                                "dead_letters": 1}
+                                "dead_letters": 1, "patron_sessions": 0, "api_token_uses": 0,
+                                "workspace_events": 0}
+
+
+def test_status_counts_the_tables_prune_keeps_small(ledger_at: Ledger, capsys: pytest.CaptureFixture[str]) -> None:
+    """`vipflow db status` lists patron sessions, API token uses and workspace events with the other tables."""
+    _session(ledger_at, "tx-session")
+    _token_use(ledger_at, prune_module.time.time())
+    _workspace_event(ledger_at, prune_module.time.time())
+    code, out, _ = _run(capsys, "db", "status")
+    lines = dict(line.rsplit(maxsplit=1) for line in out.splitlines()[2:])
+    assert code == 0
+    assert (lines["patron_sessions"], lines["api_token_uses"], lines["workspace_events"]) == ("1", "1", "1")
 
 
 def test_status_never_prints_the_database_password(monkeypatch: pytest.MonkeyPatch,
@@ -239,6 +254,160 @@ def test_prune_dry_run_counts_and_changes_nothing(ledger_at: Ledger, monkeypatch
     assert (report["transactions"], report["events"], report["notifications"], report["dead_letters"]) == (
         1, events, 1, 1)
     assert ledger_at.load("tx-approved") is not None and _count(ledger_at, "prune_runs") == 0
+
+
+# --- prune: patron sessions, API token uses, workspace events (SQLite and PostgreSQL) --------------
+
+@pytest.fixture
+def any_ledger(ledger_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ledger]:
+    """A migrated ledger, once SQLite and once PostgreSQL, configured for the CLI."""
+    monkeypatch.delenv("VIPFLOW_CONFIG", raising=False)
+    monkeypatch.setenv("VIPFLOW_DATABASE__URL", ledger_url)
+    with Ledger.open(ledger_url) as ledger:
+        yield ledger
+
+
+def _session(ledger: Ledger, txid: str, *, created_at: float | None = None,
+             opened_at: float | None = None) -> None:
+    """A patron session reserved and opened now; ``created_at`` / ``opened_at`` (epoch seconds) replace its
+    times (the table is not append-only: VIP's answer updates it)."""
+    store = SessionStore(ledger.engine)
+    store.reserve(PatronSession(transaction_id=txid, status="opening", patron_kind="existing", patron_id="p-1",
+                                vip_card_number="7210695258", transaction_type="withdraw", amount=Decimal("99.00")))
+    store.mark_open(txid, f"vip-{txid}")
+    times = {k: v for k, v in (("created_at", created_at), ("opened_at", opened_at)) if v is not None}
+    if times:
+        with ledger.engine.begin() as conn:
+            conn.execute(update(t.patron_sessions).where(t.patron_sessions.c.transaction_id == txid).values(times))
+
+
+def _token_use(ledger: Ledger, at: float) -> None:
+    with ledger.engine.begin() as conn:  # inserted with its time: the table refuses UPDATE
+        conn.execute(insert(t.api_token_uses).values(token_name="site", at=at, method="POST",
+                                                     route="/api/v1/sessions", status=201))
+
+
+def _workspace_event(ledger: Ledger, at: float) -> None:
+    with ledger.engine.begin() as conn:
+        conn.execute(insert(t.workspace_events).values(at=at, actor="user:alice", action="login"))
+
+
+def _sessions(ledger: Ledger) -> set[str]:
+    with ledger.engine.connect() as conn:
+        return set(conn.execute(select(t.patron_sessions.c.transaction_id)).scalars())
+
+
+def _world(ledger: Ledger) -> float:
+    """What the tests below prune 31 days on with a retention of 30 (the cutoff: now + 1 day); returns now.
+
+    - tx-pruned: a final transaction with its session, both old: both go;
+    - tx-kept: a transaction in review with its old session: both stay;
+    - tx-young: a final transaction (goes) whose session was opened after the cutoff: it stays;
+    - unused-old: an old session of no transaction: goes; unused-late: one opened after the cutoff: stays;
+    - two old API token uses and workspace events (go), one recent of each (stays)."""
+    now = prune_module.time.time()
+    _session(ledger, "tx-pruned")
+    _transaction(ledger, "tx-pruned", State.APPROVED)
+    _session(ledger, "tx-kept")
+    _transaction(ledger, "tx-kept", None)
+    _session(ledger, "tx-young", opened_at=now + 5 * DAY_S)
+    _transaction(ledger, "tx-young", State.REJECTED)
+    _session(ledger, "unused-old")
+    _session(ledger, "unused-late", opened_at=now + 5 * DAY_S)  # created before the cutoff, opened after it
+    for at in (now, now + 0.5 * DAY_S, now + 5 * DAY_S):
+        _token_use(ledger, at)
+        _workspace_event(ledger, at)
+    return now
+
+
+def test_prune_deletes_old_sessions_token_uses_and_workspace_events(any_ledger: Ledger,
+                                                                    monkeypatch: pytest.MonkeyPatch,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """An old session goes with its pruned transaction, an old unused one goes; a session of a kept transaction
+    stays however old, and one whose latest time is after the cutoff stays; old token uses and workspace
+    events go, recent ones stay. The report and prune_runs count them."""
+    now = _world(any_ledger)
+    monkeypatch.setenv("VIPFLOW_LEDGER__RETENTION_DAYS", "30")
+    _later(monkeypatch, 31)
+    code, out, _ = _run(capsys, "db", "prune", "--json")
+    report = json.loads(out)
+    assert code == 0 and report["transactions"] == 2
+    assert _sessions(any_ledger) == {"tx-kept", "tx-young", "unused-late"}
+    assert any_ledger.load("tx-kept") is not None
+    with any_ledger.engine.connect() as conn:
+        assert list(conn.execute(select(t.api_token_uses.c.at)).scalars()) == [pytest.approx(now + 5 * DAY_S)]
+        assert list(conn.execute(select(t.workspace_events.c.at)).scalars()) == [pytest.approx(now + 5 * DAY_S)]
+        run = conn.execute(select(t.prune_runs)).one()._mapping
+    assert (report["patron_sessions"], report["api_token_uses"], report["workspace_events"]) == (2, 2, 2)
+    assert (run["patron_sessions"], run["api_token_uses"], run["workspace_events"]) == (2, 2, 2)
+    assert (run["transactions"], run["id"]) == (2, report["run_id"]) and run["finished_at"] is not None
+
+
+def test_a_session_left_by_its_pruned_transaction_goes_once_it_is_old(any_ledger: Ledger,
+                                                                      monkeypatch: pytest.MonkeyPatch,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A session younger than its pruned transaction stays; a later prune takes it as a session of no
+    transaction. A session of a kept transaction stays at every prune."""
+    _world(any_ledger)
+    monkeypatch.setenv("VIPFLOW_LEDGER__RETENTION_DAYS", "30")
+    _later(monkeypatch, 31)
+    _run(capsys, "db", "prune")
+    _later(monkeypatch, 40)  # the cutoff is now + 10 days: the sessions opened at now + 5 days are old
+    code, out, _ = _run(capsys, "db", "prune")
+    assert code == 0 and "deleted 2 patron sessions, 1 API token use and 1 workspace event" in out
+    assert _sessions(any_ledger) == {"tx-kept"}
+    assert _count(any_ledger, "api_token_uses") == _count(any_ledger, "workspace_events") == 0
+
+
+def test_prune_in_small_batches_deletes_and_records_the_same(any_ledger: Ledger,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches of one row (keyset: each starts where the last stopped) delete what one batch would, and
+    prune_runs adds every batch's counts."""
+    _world(any_ledger)
+    _later(monkeypatch, 31)
+    report = prune_module.prune(any_ledger.engine, retention_days=30, actor="os:alice", batch=1)
+    assert (report.transactions, report.patron_sessions, report.api_token_uses, report.workspace_events) == (
+        2, 2, 2, 2)
+    assert _sessions(any_ledger) == {"tx-kept", "tx-young", "unused-late"}
+    with any_ledger.engine.connect() as conn:
+        run = conn.execute(select(t.prune_runs)).one()._mapping
+    assert (run["transactions"], run["patron_sessions"], run["api_token_uses"], run["workspace_events"]) == (
+        2, 2, 2, 2)
+
+
+def test_prune_dry_run_counts_sessions_token_uses_and_workspace_events(any_ledger: Ledger,
+                                                                        monkeypatch: pytest.MonkeyPatch,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """--dry-run deletes nothing, records no run, and counts exactly what the prune then deletes."""
+    _world(any_ledger)
+    sizes = {name: _count(any_ledger, name) for name in prune_module.COUNTED}
+    monkeypatch.setenv("VIPFLOW_LEDGER__RETENTION_DAYS", "30")
+    _later(monkeypatch, 31)
+    code, out, _ = _run(capsys, "db", "prune", "--dry-run")
+    assert code == 0
+    assert "would delete 2 patron sessions, 2 API token uses and 2 workspace events older than" in out
+    _, out, _ = _run(capsys, "db", "prune", "--dry-run", "--json")
+    dry = json.loads(out)
+    assert {name: _count(any_ledger, name) for name in prune_module.COUNTED} == sizes
+    assert _count(any_ledger, "prune_runs") == 0
+    _, out, _ = _run(capsys, "db", "prune", "--json")
+    done = json.loads(out)
+    counts = ("transactions", "events", "notifications", "dead_letters", "patron_sessions", "api_token_uses",
+              "workspace_events")
+    assert {k: dry[k] for k in counts} == {k: done[k] for k in counts}
+    assert (dry["patron_sessions"], dry["api_token_uses"], dry["workspace_events"]) == (2, 2, 2)
+
+
+def test_postgresql_refuses_a_workspace_event_delete_outside_prune(pg_url: str) -> None:
+    """On PostgreSQL only prune's batches delete: a DELETE of a workspace event (or a token use) elsewhere is
+    refused by the append-only trigger, and the rows stay."""
+    with Ledger.open(pg_url) as ledger:
+        _workspace_event(ledger, 1.0)
+        _token_use(ledger, 1.0)
+        for table in ("workspace_events", "api_token_uses"):
+            with pytest.raises(SQLAlchemyError, match="append-only"), ledger.engine.begin() as conn:
+                conn.execute(text(f"DELETE FROM {table}"))  # noqa: S608 - a table name of this test
+            assert _count(ledger, table) == 1
 
 
 # --- PostgreSQL and failures -----------------------------------------------------------------------

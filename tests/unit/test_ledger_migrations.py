@@ -168,3 +168,41 @@ def test_processes_opening_a_fresh_sqlite_ledger_together_take_turns(tmp_path: P
                  for _ in range(4)]
         errors = [p.communicate(timeout=60)[1] for p in procs]
         assert [p.returncode for p in procs] == [0, 0, 0, 0], [err[-400:] for err in errors]
+
+
+_PRUNE_COUNTS = ("patron_sessions", "api_token_uses", "workspace_events")  # prune_runs' columns since 0009
+
+
+def test_an_empty_database_gets_prune_runs_counts_of_0009(empty_engine: Engine) -> None:
+    """An empty database upgraded to head has prune_runs' three new counts, NOT NULL and 0 when not given."""
+    upgrade(empty_engine)
+    columns = {c["name"]: c for c in inspect(empty_engine).get_columns("prune_runs")}
+    assert all(columns[name]["nullable"] is False for name in _PRUNE_COUNTS)
+    with empty_engine.begin() as conn:  # a row written without them, as code before 0009 wrote it
+        conn.execute(text("INSERT INTO prune_runs (started_at, cutoff_at, retention_days, actor, transactions, "
+                          "events, notifications) VALUES (1, 0, 30, 'os:alice', 1, 2, 3)"))
+        row = conn.execute(select(t.prune_runs)).one()._mapping
+    assert [row[name] for name in _PRUNE_COUNTS] == [0, 0, 0]
+
+
+def test_the_0008_schema_upgrades_to_prune_counts(empty_engine: Engine) -> None:
+    """A database at 0008 with a recorded prune run upgrades to 0009: the run keeps its counts and gets 0 for
+    the sessions, token uses and workspace events it could not delete; downgrading drops the columns again."""
+    from alembic import command
+
+    from worker.ledger.schema import _alembic_config
+
+    assert upgrade(empty_engine, "0008") == (None, "0008")
+    with empty_engine.begin() as conn:
+        conn.execute(text("INSERT INTO prune_runs (started_at, finished_at, cutoff_at, retention_days, actor, "
+                          "transactions, events, notifications) VALUES (1, 2, 0, 30, 'os:alice', 1, 2, 3)"))
+    assert not set(_PRUNE_COUNTS) & {c["name"] for c in inspect(empty_engine).get_columns("prune_runs")}
+    assert upgrade(empty_engine, "0009") == ("0008", "0009")
+    with empty_engine.connect() as conn:
+        row = conn.execute(select(t.prune_runs)).one()._mapping
+    assert (row["transactions"], row["events"], row["notifications"], row["actor"]) == (1, 2, 3, "os:alice")
+    assert [row[name] for name in _PRUNE_COUNTS] == [0, 0, 0]
+    with empty_engine.begin() as conn:
+        command.downgrade(_alembic_config(conn), "0008")
+    assert current_revision(empty_engine) == "0008"
+    assert not set(_PRUNE_COUNTS) & {c["name"] for c in inspect(empty_engine).get_columns("prune_runs")}

@@ -4,20 +4,41 @@ What goes, once it is older than the cutoff (now minus ``ledger.retention_days``
 
 - every transaction whose state is final (``states.FINAL``) and whose current row
   has not changed since the cutoff (``updated_at``), with its events, its
-  notifications (and their "done" marks), its dead letters and its outcome labels (their
-  ``label_imports`` rows stay: the audit of who recorded what); a transaction that
-  received a notification after the cutoff stays;
+  notifications (and their "done" marks), its dead letters, its outcome labels (their
+  ``label_imports`` rows stay: the audit of who recorded what) and its patron session
+  when that is older than the cutoff too; a transaction that received a notification
+  after the cutoff stays;
 - every notification received before the cutoff that belongs to no transaction
-  (those archived as invalid), with its "done" mark and dead letters.
+  (those archived as invalid), with its "done" mark and dead letters;
+- every patron session (personal data) older than the cutoff, by the latest time its
+  row records (``opened_at``, else ``created_at``), whose transaction id names no
+  transaction once this run's transactions are gone: its transaction was pruned (now
+  or by an earlier run, while the session was younger) or never came (an unused id).
+  A session whose transaction is kept stays, whatever its age;
+- every API token use (``api_token_uses.at``) and every workspace event (logins, user
+  changes: ``workspace_events.at``) older than the cutoff. The human acts on a
+  transaction are its ``human`` events, which go with it.
 
-Deletes run in batches of ``batch`` transactions (or notifications), each its own
-database transaction, so a prune of years of data never holds one giant
-transaction. On PostgreSQL each batch does ``SET LOCAL vipflow.prune = 'on'``:
-the append-only trigger of migration 0002 refuses every other DELETE. Each run is
-a row of ``prune_runs`` (who, when, the cutoff, how many rows went), whose counts
-are updated in the same database transaction as each batch: the audit stays exact
-when a run stops midway (its ``finished_at`` then stays empty). A dry run only
-counts, and records nothing.
+What stays, whatever its age:
+
+- ``patron_cards``: one row per card, kept while the card is in use; its time is not
+  updated on every sighting (only when the card's patron changes), so its age says
+  nothing about whether the card is still seen;
+- ``rulesets``, ``ruleset_history`` (the rule texts and which went live when): small,
+  and needed to explain every decision kept;
+- ``label_imports`` and ``prune_runs``: the audit itself (who recorded labels, who
+  deleted what);
+- ``users``, ``api_tokens`` and the lists (``lists``, ``list_entries``,
+  ``list_changes``, ``list_change_entries``): configuration in use, not traffic.
+
+Deletes run in batches of ``batch`` rows (transactions, notifications, sessions,
+token uses, workspace events), each its own database transaction, so a prune of
+years of data never holds one giant transaction. On PostgreSQL each batch does
+``SET LOCAL vipflow.prune = 'on'``: the append-only triggers (migrations 0002, 0003,
+0008) refuse every other DELETE. Each run is a row of ``prune_runs`` (who, when, the
+cutoff, how many rows of each kind went), whose counts are updated in the same
+database transaction as each batch: the audit stays exact when a run stops midway
+(its ``finished_at`` then stays empty). A dry run only counts, and records nothing.
 """
 
 from __future__ import annotations
@@ -35,7 +56,9 @@ from worker.ledger.states import FINAL
 
 DAY_S = 86_400
 DEFAULT_BATCH = 500
-COUNTED = ("transactions", "events", "notifications", "dead_letters")  # what `vipflow db status` counts
+# What `vipflow db status` counts: the tables that grow with traffic.
+COUNTED = ("transactions", "events", "notifications", "dead_letters", "patron_sessions", "api_token_uses",
+           "workspace_events")
 
 
 def now() -> float:
@@ -58,6 +81,9 @@ class PruneReport:
     events: int
     notifications: int
     dead_letters: int
+    patron_sessions: int
+    api_token_uses: int
+    workspace_events: int
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -83,6 +109,29 @@ def _orphan_notifications(cutoff_at: float) -> Select[Any]:
     return select(n.entry_id).where(n.received_at_ms < int(cutoff_at * 1000), ~has_tx)
 
 
+def _old_session(cutoff_at: float) -> Any:
+    """A patron session whose latest time (``opened_at``, else ``created_at``) is before ``cutoff_at``."""
+    s = t.patron_sessions.c
+    return and_(s.created_at < cutoff_at, or_(s.opened_at.is_(None), s.opened_at < cutoff_at))
+
+
+def _unused_session(cutoff_at: float) -> Any:
+    """A patron session older than ``cutoff_at`` whose transaction id names no transaction."""
+    tx, s = t.transactions.c, t.patron_sessions.c
+    has_tx = select(tx.transaction_id).where(tx.transaction_id == s.transaction_id).exists()
+    return and_(_old_session(cutoff_at), ~has_tx)
+
+
+def _unused_sessions(cutoff_at: float) -> Select[Any]:
+    """The transaction ids of patron sessions older than ``cutoff_at`` that name no transaction."""
+    return select(t.patron_sessions.c.transaction_id).where(_unused_session(cutoff_at))
+
+
+def _old_rows(table: Any, cutoff_at: float) -> Select[Any]:
+    """The ids of ``table``'s rows (``api_token_uses``, ``workspace_events``) whose ``at`` is before ``cutoff_at``."""
+    return select(table.c.id).where(table.c.at < cutoff_at)
+
+
 def _allow_delete(conn: Connection) -> None:
     # Only for this database transaction: the trigger of migration 0002 lets this DELETE through.
     if conn.dialect.name == "postgresql":
@@ -97,6 +146,10 @@ def _dry_run(engine: Engine, cutoff_at: float) -> dict[str, int]:
     tx_ids, orphans = _prunable_transactions(cutoff_at), _orphan_notifications(cutoff_at)
     n, ev, dl = t.notifications.c, t.events.c, t.dead_letters.c
     tx_notes = select(n.entry_id).where(n.transaction_id.in_(tx_ids))
+    s = t.patron_sessions.c
+    # The sessions both steps of a run delete: those of its transactions and those of no transaction.
+    sessions = select(s.transaction_id).where(_old_session(cutoff_at), or_(
+        s.transaction_id.in_(tx_ids), s.transaction_id.in_(_unused_sessions(cutoff_at))))
     with engine.connect() as conn:
         return {
             "transactions": _count(conn, tx_ids),
@@ -104,15 +157,20 @@ def _dry_run(engine: Engine, cutoff_at: float) -> dict[str, int]:
             "notifications": _count(conn, tx_notes) + _count(conn, orphans),
             "dead_letters": _count(conn, select(dl.id).where(or_(
                 dl.transaction_id.in_(tx_ids), dl.entry_id.in_(tx_notes), dl.entry_id.in_(orphans)))),
+            "patron_sessions": _count(conn, sessions),
+            "api_token_uses": _count(conn, _old_rows(t.api_token_uses, cutoff_at)),
+            "workspace_events": _count(conn, _old_rows(t.workspace_events, cutoff_at)),
         }
 
 
-_NOTHING = {"transactions": 0, "events": 0, "notifications": 0, "dead_letters": 0}
+_NOTHING = {"transactions": 0, "events": 0, "notifications": 0, "dead_letters": 0, "patron_sessions": 0,
+            "api_token_uses": 0, "workspace_events": 0}
 
 
 def _delete_transactions(conn: Connection, cutoff_at: float, batch: int, after: Any) -> tuple[dict[str, int], Any]:
-    """One batch: up to ``batch`` prunable transactions after id ``after``, and everything of theirs;
-    returns the counts and where the next batch starts (None: this was the last)."""
+    """One batch: up to ``batch`` prunable transactions after id ``after``, and everything of theirs (their
+    patron sessions only when older than ``cutoff_at`` too); returns the counts and where the next batch
+    starts (None: this was the last)."""
     tx = t.transactions.c
     q = _prunable_transactions(cutoff_at).order_by(tx.transaction_id).limit(batch)
     if after is not None:  # keyset: each batch starts where the last one stopped, never rescans
@@ -132,8 +190,11 @@ def _delete_transactions(conn: Connection, cutoff_at: float, batch: int, after: 
     conn.execute(delete(t.labels).where(t.labels.c.transaction_id.in_(ids)))
     notes = conn.execute(delete(t.notifications).where(n.entry_id.in_(entry_ids)))
     txs = conn.execute(delete(t.transactions).where(tx.transaction_id.in_(ids)))
-    counts = {"transactions": txs.rowcount, "events": events.rowcount, "notifications": notes.rowcount,
-              "dead_letters": dead.rowcount}
+    # A younger session stays: _delete_unused_sessions takes it, with no transaction now, once it is old.
+    sessions = conn.execute(delete(t.patron_sessions).where(t.patron_sessions.c.transaction_id.in_(ids),
+                                                            _old_session(cutoff_at)))
+    counts = {**_NOTHING, "transactions": txs.rowcount, "events": events.rowcount,
+              "notifications": notes.rowcount, "dead_letters": dead.rowcount, "patron_sessions": sessions.rowcount}
     return counts, ids[-1] if len(ids) == batch else None
 
 
@@ -158,18 +219,58 @@ def _delete_orphans(conn: Connection, cutoff_at: float, batch: int, after: Any) 
     return counts, (last.received_at_ms, last.entry_id) if len(rows) == batch else None
 
 
+def _delete_unused_sessions(conn: Connection, cutoff_at: float, batch: int,
+                            after: Any) -> tuple[dict[str, int], Any]:
+    """One batch: up to ``batch`` patron sessions older than ``cutoff_at`` that name no transaction (never used,
+    or pruned while the session was younger), after transaction id ``after``; returns the counts and where the
+    next batch starts (None: done). Runs after _delete_transactions: "no transaction" is after its deletes."""
+    s = t.patron_sessions.c
+    q = _unused_sessions(cutoff_at).order_by(s.transaction_id).limit(batch)
+    if after is not None:
+        q = q.where(s.transaction_id > after)
+    ids = list(conn.execute(q).scalars())
+    if not ids:
+        return dict(_NOTHING), None
+    # The DELETE checks again: a transaction written for one of these ids since the SELECT keeps its session.
+    gone = conn.execute(delete(t.patron_sessions).where(s.transaction_id.in_(ids), _unused_session(cutoff_at)))
+    return {**_NOTHING, "patron_sessions": gone.rowcount}, ids[-1] if len(ids) == batch else None
+
+
+def _delete_old_rows(table: Any, key: str) -> Any:
+    """The batch step for ``table`` (``api_token_uses``, ``workspace_events``): up to ``batch`` rows whose ``at``
+    is before the cutoff, after id ``after`` (keyset by id); its count goes under ``key``."""
+    def step(conn: Connection, cutoff_at: float, batch: int, after: Any) -> tuple[dict[str, int], Any]:
+        q = _old_rows(table, cutoff_at).order_by(table.c.id).limit(batch)
+        if after is not None:
+            q = q.where(table.c.id > after)
+        ids = list(conn.execute(q).scalars())
+        if not ids:
+            return dict(_NOTHING), None
+        gone = conn.execute(delete(table).where(table.c.id.in_(ids)))
+        return {**_NOTHING, key: gone.rowcount}, ids[-1] if len(ids) == batch else None
+
+    return step
+
+
+# In this order: unused sessions are those whose transaction is gone once the transactions' step is done.
+_STEPS = (_delete_transactions, _delete_orphans, _delete_unused_sessions,
+          _delete_old_rows(t.api_token_uses, "api_token_uses"),
+          _delete_old_rows(t.workspace_events, "workspace_events"))
+_RECORDED = ("transactions", "events", "notifications", "patron_sessions", "api_token_uses",
+             "workspace_events")  # the counts prune_runs keeps (dead letters: in the report only)
+
+
 def _run(engine: Engine, run_id: int, cutoff_at: float, batch: int) -> dict[str, int]:
     totals = dict(_NOTHING)
     runs = t.prune_runs.c
-    for step in (_delete_transactions, _delete_orphans):
+    for step in _STEPS:
         after: Any = None
         while True:
             with engine.begin() as conn:
                 _allow_delete(conn)
                 done, after = step(conn, cutoff_at, batch, after)
                 conn.execute(update(t.prune_runs).where(runs.id == run_id).values(
-                    transactions=runs.transactions + done["transactions"], events=runs.events + done["events"],
-                    notifications=runs.notifications + done["notifications"]))
+                    {runs[key]: runs[key] + done[key] for key in _RECORDED}))
             for key, value in done.items():
                 totals[key] += value
             if after is None:
@@ -195,7 +296,7 @@ def prune(engine: Engine, *, retention_days: int, actor: str, dry_run: bool = Fa
             with engine.begin() as conn:
                 result = conn.execute(insert(t.prune_runs).values(
                     started_at=started, cutoff_at=cutoff_at, retention_days=retention_days, actor=actor,
-                    transactions=0, events=0, notifications=0))
+                    **dict.fromkeys(_RECORDED, 0)))
                 run_id = int(result.inserted_primary_key[0])  # type: ignore[index]
             counts = _run(engine, run_id, cutoff_at, batch)
             finished = now()

@@ -14,12 +14,13 @@
 - ``dead_letters``: tasks that gave up, kept for replay.
 - ``prune_runs``: the audit of every ``vipflow db prune``.
 - ``patron_sessions``: every patron session vipflow asked VIP to open (opening, open, or refused with
-  VIP's answer), keyed by the transaction id vipflow issued for it.
+  VIP's answer), keyed by the transaction id vipflow issued for it. ``vipflow db prune`` deletes a
+  session past the retention once its transaction is gone (or never came).
 - ``patron_cards``: which patron a VIP card number belongs to, learned from every valid notification
   that carries both (a documented withdrawal carries only the card); written with the transaction's
   first ledger write, changed only when a card's patron changes.
 - ``api_tokens``: the operator site's bearer tokens (only a sha256 of each), their scopes and revocation;
-  ``api_token_uses``: every request made with one, by the token's name. Append-only.
+  ``api_token_uses``: every request made with one, by the token's name. Append-only; pruned by age.
 - ``lists``: the named lists the rules test facts against (``in_list``), one row each: kind, current
   version and size; ``list_entries``: what each holds now; ``list_changes`` and ``list_change_entries``:
   every version of every list, who made it, when and what it added or removed (append-only: any
@@ -33,7 +34,7 @@
   (viewer, reviewer, senior, admin), an optional decision limit, disabled or not; ``session_epoch``
   grows on every reset or disable, which ends the sessions signed before it.
 - ``workspace_events``: the human acts that belong to no transaction (users added, disabled, reset;
-  logins, refused logins, logouts), with their actor. Append-only. The acts on a transaction are
+  logins, refused logins, logouts), with their actor. Append-only; pruned by age. The acts on a transaction are
   ``human`` events in ``events``.
 
 Times are epoch seconds (double precision) unless a name ends in ``_ms``;
@@ -163,6 +164,9 @@ prune_runs = Table(
     Column("transactions", Integer, nullable=False, default=0),
     Column("events", Integer, nullable=False, default=0),
     Column("notifications", Integer, nullable=False, default=0),
+    Column("patron_sessions", Integer, nullable=False, default=0, server_default="0"),  # since 0009
+    Column("api_token_uses", Integer, nullable=False, default=0, server_default="0"),
+    Column("workspace_events", Integer, nullable=False, default=0, server_default="0"),
 )
 
 patron_sessions = Table(
