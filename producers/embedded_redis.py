@@ -68,7 +68,8 @@ class EmbeddedRedis:
 
 
 def start_embedded(url: str, *, data_dir: str | None = None, persist: bool = False) -> EmbeddedRedis:
-    """Start redis-server on the URL's host and port; wait until it answers."""
+    """Start redis-server on the URL's host and port, in a session of its own (see below); wait until it
+    answers. RuntimeError when it exits at start or does not answer within 10 s."""
     parsed = urlparse(url)
     host = parsed.hostname or "127.0.0.1"
     port = parsed.port or 6379
@@ -78,7 +79,10 @@ def start_embedded(url: str, *, data_dir: str | None = None, persist: bool = Fal
             "--save", "", "--maxmemory-policy", "noeviction", "--daemonize", "no"]
     # Persistence as the README asks of production: every write in the append-only file.
     args += ["--appendonly", "yes", "--appendfsync", "everysec"] if persist else ["--appendonly", "no"]
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603 - our own binary
+    # A session of its own: Ctrl-C in the terminal reaches the processes using it, which stop first (a worker
+    # removes its heartbeat, finishes its tasks); this one is stopped by whoever started it, last.
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,  # noqa: S603 - our own binary
+                               start_new_session=True)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from producers.commands.numbers import transaction_id
+
 IMPORT_HELP = """Record outcome labels from a CSV file, all or nothing (one database transaction).
 One row per label: transaction_id,label,date. A header row naming the columns is optional (other
 columns are then ignored). label: a NACHA return reason code (R01 Insufficient Funds, R02 Account
@@ -31,7 +33,7 @@ def add_parser(subparsers: Any) -> None:
     imp.add_argument("--json", action="store_true", help="print the result as JSON")
     imp.set_defaults(func=import_cmd)
     show = sub.add_parser("show", help="every label recorded for a transaction, who recorded it and from what")
-    show.add_argument("transaction_id")
+    show.add_argument("transaction_id", type=transaction_id)
     show.add_argument("--json", action="store_true", help="JSON lines, one per label")
     show.set_defaults(func=show_cmd)
     codes = sub.add_parser("codes", help="the labels vipflow accepts: NACHA's return codes and the others")

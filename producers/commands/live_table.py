@@ -76,10 +76,25 @@ def summary_lines(rows: Iterable[Row]) -> list[str]:
     return lines
 
 
+_SHOWN = 25  # rows in the table: the newest
+_FILE_WIDTH = 200  # columns of the table written into a file or a pipe
+
+
+def wide_unless_terminal(console: Console) -> Console:
+    """``console``, made ``_FILE_WIDTH`` columns wide when it writes into a file or a pipe (which have no
+    width: rich's default of 80 would fold the rule names mid-word)."""
+    if not console.is_terminal and console.width < _FILE_WIDTH:
+        console.width = _FILE_WIDTH
+    return console
+
+
 def _table(rows: list[Row], summary: str) -> Table:
-    """The last 25 rows. Transaction ids and amounts, and the short words beside them, are never cut nor
-    wrapped (each such column as wide as its longest value); on a narrow terminal the rules fold instead."""
-    rows = rows[-25:]
+    """The last 25 rows (the caption says so when there are more). Transaction ids and amounts, and the
+    short words beside them, are never cut nor wrapped (each such column as wide as its longest value); on a
+    narrow terminal the rules fold instead."""
+    if len(rows) > _SHOWN:
+        summary = f"{summary}; the last {_SHOWN} of {len(rows)} shown (vipflow review list, vipflow tx show ID)"
+    rows = rows[-_SHOWN:]
     table = Table(title="vipflow decisions", caption=summary, expand=False)
     values: dict[str, list[str]] = {
         "transaction": [r.transaction_id for r in rows], "type": [r.transaction_type for r in rows],
@@ -104,7 +119,7 @@ def follow_decisions(settings: Any, *, since: float, expected: int, children_che
 
     ledger = Ledger.open(settings.database.url)
     shown: dict[str, Row] = {}
-    console = console or make_console(highlight=True)  # a reader that leaves ends it as every command ends
+    console = wide_unless_terminal(console or make_console(highlight=True))  # a reader that leaves ends it
     try:
         with Live(_table([], "waiting for notifications ..."), console=console, refresh_per_second=4) as live:
             _poll(ledger, shown, since, expected, children_check, exit_after, live)

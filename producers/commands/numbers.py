@@ -39,3 +39,16 @@ def number(minimum: float, maximum: float | None = None, *, above: bool = False)
         return value
     parse.__name__ = "number"
     return parse
+
+
+def transaction_id(text: str) -> str:
+    """A transaction id as the ledger keys it: 1 to 64 characters, not blank (an empty ``ID`` would be
+    looked up as it is and reported as unknown, with a blank where the id goes)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the transaction id is empty")
+    if len(text) > 64:
+        raise argparse.ArgumentTypeError(f"a transaction id is at most 64 characters; this one has {len(text)}")
+    return text
+
+
+transaction_id.__name__ = "transaction id"

@@ -19,7 +19,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from producers.commands.numbers import whole
+from producers.commands.numbers import transaction_id, whole
 
 
 def add_parser(subparsers: Any) -> None:
@@ -33,20 +33,20 @@ def add_parser(subparsers: Any) -> None:
     ls.set_defaults(func=list_cmd)
 
     show = sub.add_parser("show", help="one queued transaction: why it waits, its decision and its events")
-    show.add_argument("transaction_id", metavar="ID")
+    show.add_argument("transaction_id", metavar="ID", type=transaction_id)
     show.add_argument("--json", action="store_true",
                       help="{record, events, notifications, review} as JSON (masked)")
     show.set_defaults(func=show_cmd)
 
     approve = sub.add_parser("approve", help="approve through VIP Connect (at most once)")
-    approve.add_argument("transaction_id", metavar="ID")
+    approve.add_argument("transaction_id", metavar="ID", type=transaction_id)
     approve.add_argument("--reviewer", metavar="NAME",
                          help="a name kept beside the recorded actor (ledger.actor, else the OS user)")
     approve.add_argument("--reason", metavar="TEXT", help="why (kept on the record)")
     approve.set_defaults(func=approve_cmd)
 
     reject = sub.add_parser("reject", help="reject, releasing any freeze")
-    reject.add_argument("transaction_id", metavar="ID")
+    reject.add_argument("transaction_id", metavar="ID", type=transaction_id)
     reject.add_argument("--reviewer", metavar="NAME",
                         help="a name kept beside the recorded actor (ledger.actor, else the OS user)")
     reject.add_argument("--reason", required=True, metavar="TEXT", help="why (required; kept on the record)")

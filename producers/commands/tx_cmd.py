@@ -6,13 +6,15 @@ import argparse
 import json
 from typing import Any
 
+from producers.commands.numbers import transaction_id
+
 
 def add_parser(subparsers: Any) -> None:
     """Register ``tx`` and ``tx show``."""
     tx: argparse.ArgumentParser = subparsers.add_parser("tx", help="inspect transactions in the ledger")
     tx_sub = tx.add_subparsers(dest="tx_command", required=True, metavar="ACTION")
     show = tx_sub.add_parser("show", help="show one transaction: its state, decision, notifications and events")
-    show.add_argument("transaction_id", metavar="ID")
+    show.add_argument("transaction_id", metavar="ID", type=transaction_id)
     show.add_argument("--json", action="store_true",
                       help="print {record, events, notifications, rules?} as JSON (masked)")
     show.add_argument("--rules", action="store_true", help="also print the exact rule text that decided it")

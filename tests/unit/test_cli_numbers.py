@@ -1,4 +1,5 @@
-"""Counts, limits, rates and ports below their minimum are refused by the parser (exit 2, naming the option);
+"""Counts, limits, rates and ports below their minimum, and blank transaction ids, are refused by the parser
+(exit 2, naming the option);
 `sim --send` that got no answer says why in one line; `rules check` on a path that is not there says so."""
 
 from __future__ import annotations
@@ -45,6 +46,23 @@ def test_a_number_below_its_minimum_is_refused_naming_the_option(
     assert stopped.value.code == 2
     err = capsys.readouterr().err
     assert f"argument {option}" in err and ("out of range" in err or "not a" in err)
+
+
+@pytest.mark.parametrize(("argv", "said"), [
+    (["tx", "show", ""], "the transaction id is empty"),
+    (["review", "show", "   "], "the transaction id is empty"),
+    (["review", "approve", "", "--reason", "x"], "the transaction id is empty"),
+    (["labels", "show", "x" * 65], "at most 64 characters; this one has 65"),
+])
+def test_a_blank_or_overlong_transaction_id_is_refused_by_the_parser(
+        argv: list[str], said: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """An empty id was looked up as it is and reported unknown, with a blank where the id goes: now exit 2
+    naming the argument, before any store is opened."""
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument" in err and said in err
 
 
 @pytest.mark.parametrize("argv", [["review", "list", "--limit", "1"], ["replay", "--dry-run", "--max-rows", "0"],

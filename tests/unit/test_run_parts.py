@@ -166,3 +166,37 @@ def test_the_live_table_keeps_transaction_ids_whole_at_80_columns() -> None:
     for tx in ids:
         assert sum(tx in line for line in lines) == 1, (tx, screen.getvalue())
     assert sum("12,345.67" in line for line in lines) == 3
+
+
+def test_the_live_table_says_when_it_shows_only_the_newest_rows() -> None:
+    """60 settled: the table shows the newest 25 and its caption says it shows 25 of 60."""
+    import io
+
+    from rich.console import Console
+
+    from producers.commands.live_table import Row, _table
+
+    rows = [Row(f"sim{i:04d}", "deposit", "10.00", "approve", State.APPROVED, "standard-deposit", ("x",))
+            for i in range(60)]
+    screen = io.StringIO()
+    Console(file=screen, width=200, color_system=None).print(_table(rows, "60/60 settled: approved 60"))
+    text = screen.getvalue()
+    assert "the last 25 of 60 shown" in text
+    assert "sim0059" in text and "sim0035" in text and "sim0034" not in text
+
+
+def test_the_live_table_into_a_pipe_keeps_rule_names_whole() -> None:
+    """Written into a file (not a terminal: rich would take 80 columns), the table is wide enough that no
+    rule name is folded."""
+    import io
+
+    from producers.commands.live_table import Row, _table, wide_unless_terminal
+    from producers.commands.output import console as make_console
+
+    out = io.StringIO()
+    made = make_console(file=out, color_system=None)
+    assert not made.is_terminal and made.width == 80
+    rules = "above-remaining-daily-deposit-limit, instant-payment-to-ineligible-bank"
+    rows = [Row("simvbizuohrpdm", "deposit", "2492.23", "reject", State.REJECTED, rules, ("x",))]
+    wide_unless_terminal(made).print(_table(rows, "1/1 settled: rejected 1"))
+    assert rules in out.getvalue()
