@@ -34,7 +34,9 @@ cannot go past one core, nor the whole path past the cores.
 The +latency case is also run on the code before the ledger (``--baseline``,
 default BASELINE_REF): a temporary ``git worktree`` of that commit runs its own
 ``bench/e2e_bench.py --only latency`` with the same figures, importing its own
-packages; the ledger's rate must reach RATIO_TARGET of that one.
+packages. Both sides run ``--rounds`` times (ROUNDS, 3) in alternating order (B L,
+L B, ...), each run once the machine has gone quiet (``wait_quiet``); the ledger's
+median rate must reach RATIO_TARGET of the baseline's median (``run_compared``).
 
 Issue 9's targets, each a ratio or a figure of one run: the busiest worker's CPU per
 notification (instant simulator) at most CPU_RATIO_TARGET times Celery's own CPU per
@@ -48,7 +50,7 @@ machine's clock), p99 under APPROVAL_P99_MS.
     python bench/e2e_bench.py [--count 3000] [--workers 2] [--concurrency 8] [--latency-concurrency 32]
                               [--latency-ms 50] [--only instant|latency|approval] [--floor 1050]
                               [--database postgresql+psycopg://postgres@127.0.0.1:5432/vipflow_bench_e2e]
-                              [--baseline d7a1cde|none]
+                              [--baseline d7a1cde|none] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -760,6 +762,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=ROUNDS,
                         help="runs of each side for that comparison, in alternating order (medians compared)")
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
     sigterm_as_interrupt()
     floor, celery_cpu_ms = args.floor, None
     if args.only in (None, "instant"):
