@@ -637,15 +637,6 @@ class BaselineTree:
                         float(found_rate.group(3).replace(",", "")), "-> correct" in out, out)
 
 
-def run_baseline(ref: str = BASELINE_REF, base_url: str = DEFAULT_REDIS, *, count: int = 3000,
-                 rate: float = 3000.0, latency_ms: float = 50.0, concurrency: int = 32, workers: int = 2,
-                 timeout_s: float = 600) -> Baseline:
-    """One run of ``ref``'s own +latency case in a temporary worktree (``BaselineTree``)."""
-    with BaselineTree(ref) as tree:
-        return tree.run(base_url, count=count, rate=rate, latency_ms=latency_ms, concurrency=concurrency,
-                        workers=workers, timeout_s=timeout_s)
-
-
 def wait_quiet(max_wait_s: float = 20.0, idle_share: float = 0.85, window_s: float = 1.0) -> float:
     """Wait until the machine's CPUs were at least ``idle_share`` idle over ``window_s`` (the previous run's
     processes, the database's checkpoint after its drop, the page cache's writeback: gone), at most

@@ -288,8 +288,9 @@ def run(args: argparse.Namespace) -> int:
         run_state.write_env_file(env_file, run_state.env_values(settings, overrides, args.config),
                                  own_key="VIPFLOW_VIP__SECRET_KEY1" in overrides, login=login)
         print(run_state.how_to_review(env_file), flush=True)
-        print(f"review workspace: {web}/  log in as {login[0]} / {login[1]}  (a senior reviewer; the password "
-              f"is also in {env_file} while the demo runs)", flush=True)
+        # The password stays out of the output (which may be kept in a file): it is in the mode-0600 file only.
+        print(f"review workspace: {web}/  log in as {login[0]} (a senior reviewer) with the password in "
+              f"{env_file} while the demo runs: grep password {env_file}", flush=True)
         started = time.time()
         # A clean start sends the same traffic every time (the same mix, the same reasons); kept state gets
         # fresh transaction ids, which the same seed would repeat.
