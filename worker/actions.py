@@ -161,8 +161,9 @@ def settle(rec: TransactionRecord, save: Save, wallet: Wallet, *, patron_id: str
     held amount is paid out); in ``crediting``, credit the deposit's ``amount`` (Decimal dollars) to
     ``patron_id``, keyed by transaction id. Then ``approved``. Any other state: nothing to do.
 
-    WalletTransientError propagates (the task is delivered again and settles then: both calls are
-    idempotent); a refusal is recorded as the step's failure and raises SettlementRefused.
+    The step's start is committed with its end (both calls are idempotent; see the comment inside).
+    WalletTransientError propagates once the start is committed (the task is delivered again and settles
+    then); a refusal is recorded as the step's failure and raises SettlementRefused.
     """
     if rec.state not in (State.CAPTURING, State.CREDITING):
         return rec
@@ -176,13 +177,21 @@ def settle(rec: TransactionRecord, save: Save, wallet: Wallet, *, patron_id: str
             return wallet.credit(txid, patron_id, amount)
     else:
         raise SettlementRefused("credit", "no patron id or amount in the notification")
-    rec = save(rec.with_action(step, "started"))
+    # The step's start is staged, not committed on its own (one commit fewer per withdrawal): both calls
+    # are idempotent by transaction id, and the approval before them is durable (its start was committed
+    # before VIP's call). A worker that dies during the call leaves a delivery that reconciles the
+    # approval with VIP's lookup and calls the wallet again, to the same effect. A call that fails
+    # commits the start with what is staged before it (the approval's done), so VIP is not asked again.
+    rec = save.stage(rec.with_action(step, "started"))
     try:
         done = call()
     except WalletRefusedError as exc:
         save(rec.with_action(step, "failed", {"reason": exc.reason}))
         ACTIONS.labels(step, "refused").inc()
         raise SettlementRefused(step, exc.reason) from None
+    except Exception:
+        save(rec)
+        raise
     log.info("settled in the wallet", extra={"transaction_id": rec.transaction_id, "step": step})
     return save.stage(rec.with_action(step, "done", _json(done)).moved(State.APPROVED), after=_count(step, "done"))
 

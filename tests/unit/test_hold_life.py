@@ -81,6 +81,36 @@ def test_capture_outage_is_retried_by_the_next_delivery_without_a_second_approva
     assert w.vip.approvals["wdcap0002"] == 1 and w.wallet.captures["wdcap0002"] == 1
 
 
+def test_worker_dying_after_the_capture_is_settled_by_the_next_delivery_once(world: World) -> None:
+    """The capture's start is staged with its end, not committed alone: a worker that dies after the
+    wallet captured leaves the approval started in the ledger; the next delivery reconciles it with VIP's
+    lookup (no second approval call) and captures again, which the wallet answers with the same hold."""
+    class DiesAfterCapture(InMemoryWallet):
+        dying = True
+
+        def capture(self, key: str) -> Hold:
+            hold = super().capture(key)
+            if self.dying:
+                self.dying = False
+                raise Died()
+            return hold
+
+    w = _with_wallet(world, DiesAfterCapture({PATRON: Decimal("10000.00")}))
+    entry = archive(w, "withdraw", withdraw("wdcap0004", "40.00"))
+    with pytest.raises(Died):
+        process(entry, w.deps)
+    stored = w.ledger.load("wdcap0004")
+    assert stored is not None and stored.record.state == State.APPROVING
+    assert w.wallet.captures["wdcap0004"] == 1
+    rec = process(entry, w.deps)
+    assert rec is not None and rec.state == State.APPROVED
+    assert w.vip.approvals["wdcap0004"] == 1 and w.wallet.captures["wdcap0004"] == 1
+    assert w.wallet.balance(PATRON) == Decimal("9960.00")
+    steps = [(a.name, a.status) for a in rec.actions if a.name in ("approve", "capture")]
+    assert steps == [("approve", "started"), ("approve", "started"), ("approve", "done"),
+                     ("capture", "started"), ("capture", "done")]
+
+
 def test_capture_refused_goes_to_review_saying_vip_approved(world: World) -> None:
     """A capture the wallet refuses (its hold was released behind vipflow's back) is not left silent:
     the transaction goes to review with the reason."""

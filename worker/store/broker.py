@@ -1,4 +1,4 @@
-"""Celery's Redis transports (kombu's), with one fix for a broker lost under load.
+"""Celery's Redis transports (kombu's), with one fix for a broker lost under load and one client per channel.
 
 When the broker connection breaks while tasks are in flight, Celery closes
 the connection and kombu closes its channels: the channel drops its pool and
@@ -12,6 +12,15 @@ connection error, which kombu ignores while closing: the consumer reconnects
 (through the sentinels, to the new master), and the unacknowledged messages
 stay in Redis' unacked hash, given back after the visibility timeout (their
 tasks are idempotent; the recovery sweep does not wait for that).
+
+kombu's channel also builds a new ``redis.Redis`` client (on its one connection
+pool) for every message it takes and every acknowledgement: two per task. With
+redis-py 8 a client's construction fills a table of some 300 response callbacks;
+the end-to-end bench's profile showed it at 3-4 % of a worker's CPU. A client on
+a pool holds no connection of its own and is safe to share between threads (each
+command takes a connection from the pool), so the channels here keep one per pool
+and build a new one only when kombu replaced the pool (after a reconnection).
+That depends on kombu's ``Channel._create_client``: hence kombu's upper bound.
 
 ``create_celery`` names these classes in ``broker_transport``; the URL scheme
 (``redis://`` or ``sentinel://``) is parsed as kombu parses it.
@@ -32,7 +41,21 @@ def _check_open(channel: Any) -> None:
             "they return after the visibility timeout")
 
 
-class Channel(kombu_redis.Channel):
+class _OneClient:
+    """Mixin for kombu's channels: the synchronous client is built once per connection pool."""
+
+    _shared_client: Any = None
+
+    def _create_client(self, asynchronous: bool = False) -> Any:
+        if asynchronous:
+            return super()._create_client(asynchronous=True)  # type: ignore[misc]  # kombu is untyped
+        client = self._shared_client
+        if client is None or client.connection_pool is not self.pool:  # type: ignore[attr-defined]
+            client = self._shared_client = super()._create_client()  # type: ignore[misc]
+        return client
+
+
+class Channel(_OneClient, kombu_redis.Channel):
     """kombu's Redis channel; see the module docstring."""
 
     def _connparams(self, asynchronous: bool = False) -> Any:
@@ -46,7 +69,7 @@ class Transport(kombu_redis.Transport):
     Channel = Channel
 
 
-class SentinelChannel(kombu_redis.SentinelChannel):
+class SentinelChannel(_OneClient, kombu_redis.SentinelChannel):
     """kombu's Sentinel channel; see the module docstring."""
 
     def _connparams(self, asynchronous: bool = False) -> Any:
