@@ -60,6 +60,10 @@ class TransactionRecord:
     delivered_at: float = 0.0  # when the latest delivery began (epoch seconds)
     decided_at: float = 0.0  # when the rules decided (epoch seconds)
     updated_at: float = 0.0
+    # The JSON of decision, shadow_decision and facts (about 60 % of the stored record, unchanged after the
+    # decision) with the three objects it was made from: reused by to_json while they are the same objects.
+    # Carried to copies by dataclasses.replace; never compared, never shown, never stored.
+    _decided_json: tuple[Any, Any, Any, str] | None = field(default=None, compare=False, repr=False)
 
     def last_action(self, name: str) -> ActionEntry | None:
         """The latest entry of action ``name``, or None when it never started."""
@@ -106,9 +110,11 @@ class TransactionRecord:
         """The stored form: compact JSON (money as strings).
 
         Written by hand rather than through ``dataclasses.asdict``, which deep-copies
-        every nested mapping: the record is stored several times per transaction.
+        every nested mapping: the record is stored several times per transaction. The
+        decision's part is encoded once per decision (records and their mappings are
+        never changed in place: every change is a copy).
         """
-        return _ENCODER.encode({
+        head = _ENCODER.encode({
             "transaction_id": self.transaction_id,
             "transaction_type": self.transaction_type,
             "amount": self.amount,
@@ -116,9 +122,15 @@ class TransactionRecord:
             "notifications": [{"entry_id": n.entry_id, "kind": n.kind, "status": n.status,
                                "received_at": n.received_at} for n in self.notifications],
             "state": self.state,
-            "decision": self.decision,
-            "shadow_decision": self.shadow_decision,
-            "facts": self.facts,
+        })
+        cached = self._decided_json
+        if (cached is None or cached[0] is not self.decision or cached[1] is not self.shadow_decision
+                or cached[2] is not self.facts):
+            decided = _ENCODER.encode({"decision": self.decision, "shadow_decision": self.shadow_decision,
+                                       "facts": self.facts})[1:-1]
+            cached = (self.decision, self.shadow_decision, self.facts, decided)
+            object.__setattr__(self, "_decided_json", cached)
+        tail = _ENCODER.encode({
             "unasked": list(self.unasked),
             "actions": [{"name": a.name, "status": a.status, "at": a.at, "result": a.result, "state": a.state}
                         for a in self.actions],
@@ -130,6 +142,7 @@ class TransactionRecord:
             "decided_at": self.decided_at,
             "updated_at": self.updated_at,
         })
+        return f"{head[:-1]},{cached[3]},{tail[1:]}"
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TransactionRecord:
