@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from worker.config import Settings
-from worker.tokens import TokenInvalid, TokenPolicy, bearer, verify
+from worker.tokens import TokenInvalid, TokenPolicy, VerifiedTokens, bearer
 
 
 @dataclass(frozen=True)
@@ -16,6 +16,11 @@ class Authenticator:
     required: bool
     keys: tuple[bytes, ...]
     policy: TokenPolicy
+    # Tokens already accepted with these keys and this policy, until they expire (worker.tokens).
+    verified: VerifiedTokens = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "verified", VerifiedTokens(self.keys, self.policy))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Authenticator:
@@ -31,7 +36,7 @@ class Authenticator:
         """Return when the request may be accepted; else TokenInvalid with a one-line reason."""
         if not self.required:
             return
-        verify(bearer(header), self.keys, self.policy)
+        self.verified.verify(bearer(header))
 
 
 __all__ = ["Authenticator", "TokenInvalid"]

@@ -51,3 +51,68 @@ def test_missing_header_is_refused_in_jwt_mode() -> None:
 def test_mode_none_checks_nothing() -> None:
     """Mode none (with allow_unauthenticated) accepts a request without a header."""
     Authenticator.from_settings(settings(mode="none", allow_unauthenticated=True)).check(None)
+
+
+class _Counting:
+    """Counts calls of worker.tokens.verify (the full check: PyJWT's decoding and HMAC)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch):
+        import worker.tokens
+
+        self.calls = 0
+        real = worker.tokens.verify
+
+        def counting(*args: object, **kwargs: object) -> object:
+            self.calls += 1
+            return real(*args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(worker.tokens, "verify", counting)
+
+
+def test_an_accepted_token_is_not_verified_again_until_it_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same bearer token twice: one full verification; past its exp (plus the leeway) it is refused."""
+    import time
+
+    counted = _Counting(monkeypatch)
+    a = Authenticator.from_settings(settings())
+    issued = time.time()
+    token = mint(KEY1, "", "vip-api", 600, now=issued)
+    a.check("Bearer " + token)
+    a.check("Bearer " + token)
+    assert counted.calls == 1
+    leeway = a.policy.leeway_s
+    assert a.verified.verify(token, now=int(issued) + 600 + leeway - 0.001)["aud"] == "vip-api"
+    with pytest.raises(TokenInvalid, match="not yet valid"):
+        a.verified.verify(token, now=int(issued) - leeway - 1)
+    with pytest.raises(TokenInvalid, match="expired"):
+        a.verified.verify(token, now=int(issued) + 600 + leeway)  # PyJWT: expired when exp <= now - leeway
+    assert token not in a.verified._kept  # an expired token is dropped
+    assert counted.calls == 1
+
+
+def test_a_refused_token_is_checked_every_time_and_keys_are_not_shared(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refusals are not kept; a token kept by one Authenticator means nothing to one with other keys."""
+    counted = _Counting(monkeypatch)
+    a = Authenticator.from_settings(settings(issuer="vip"))
+    wrong = mint(KEY1, "someone", "vip-api", 600)
+    for _ in range(2):
+        with pytest.raises(TokenInvalid, match="issuer"):
+            a.check("Bearer " + wrong)
+    assert counted.calls == 2
+    token = mint(KEY1, "", "vip-api", 600)
+    Authenticator.from_settings(settings()).check("Bearer " + token)
+    other = Authenticator.from_settings(Settings(
+        vip=VipSettings(secret_key1=base64.b64encode(CALLBACK).decode()), ingest=IngestSettings()))
+    with pytest.raises(TokenInvalid, match="signature"):
+        other.check("Bearer " + token)
+
+
+def test_at_most_size_tokens_are_kept() -> None:
+    """The oldest kept token goes first when the cache is full."""
+    from worker.tokens import TokenPolicy, VerifiedTokens
+
+    kept = VerifiedTokens((KEY1,), TokenPolicy("", "vip-api"), size=2)
+    tokens = [mint(KEY1, "", "vip-api", 600 + i) for i in range(3)]
+    for token in tokens:
+        kept.verify(token)
+    assert list(kept._kept) == tokens[1:]
