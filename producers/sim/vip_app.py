@@ -26,7 +26,7 @@ from producers.sim.state import SimState, vip_error
 from producers.sim.wire import dumps
 from worker.config import Settings
 from worker.errors import ConfigError
-from worker.tokens import TokenInvalid, TokenPolicy, bearer, verify
+from worker.tokens import TokenInvalid, TokenPolicy, VerifiedTokens, bearer
 from worker.vip.models import field
 
 
@@ -41,13 +41,14 @@ class VipSim:
         self.state = state
         self.keys = settings.vip.signing_keys()
         self.policy = TokenPolicy(settings.vip.operator_id, settings.vip.audience, leeway_s=60)
+        self.tokens = VerifiedTokens(self.keys, self.policy)  # a token checked once, until it expires
 
     async def _enter(self, request: Request, endpoint: str) -> tuple[Any, Response | None]:
         """Count, authenticate, parse and delay; a Response means answer it at once."""
         with self.state.lock:
             self.state.calls[endpoint] += 1
         try:
-            verify(bearer(request.headers.get("authorization")), self.keys, self.policy)
+            self.tokens.verify(bearer(request.headers.get("authorization")))
         except TokenInvalid as exc:
             return None, JSONResponse({"message": str(exc)}, status_code=401)
         try:

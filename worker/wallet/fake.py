@@ -7,7 +7,7 @@ worker runs against it, which is only useful for demonstrations.
 from __future__ import annotations
 
 import threading
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import replace
 from decimal import Decimal
@@ -26,6 +26,7 @@ class InMemoryWallet:
         self._cards: dict[str, str] = dict(cards or {})  # VIP card number -> patron id
         self.card_lookups: Counter[str] = Counter()  # patron_for_card calls per card
         self._holds: dict[str, Hold] = {}
+        self._keys_of: defaultdict[str, list[str]] = defaultdict(list)  # patron id -> its hold keys
         self._credits: dict[str, Credit] = {}
         self.holds_created: Counter[str] = Counter()
         self.captures: Counter[str] = Counter()
@@ -60,14 +61,9 @@ class InMemoryWallet:
             return dict(self._credits)
 
     def _available(self, patron_id: str) -> Decimal:
-        held = sum(
-            (
-                h.amount
-                for h in self._holds.values()
-                if h.patron_id == patron_id and h.status == "held"
-            ),
-            Decimal(0),
-        )
+        # The patron's own holds, not every hold: the simulator asks for a balance per notification.
+        holds = (self._holds[key] for key in self._keys_of.get(patron_id, ()))
+        held = sum((h.amount for h in holds if h.status == "held"), Decimal(0))
         return self._balances[patron_id] - held
 
     def balance(self, patron_id: str) -> Decimal | None:
@@ -97,6 +93,7 @@ class InMemoryWallet:
                 raise WalletRefusedError("insufficient_funds", f"hold {key}: insufficient funds")
             hold = Hold(key, patron_id, amount, "held")
             self._holds[key] = hold
+            self._keys_of[patron_id].append(key)
             self.holds_created[key] += 1
             return hold
 
