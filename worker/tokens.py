@@ -96,19 +96,21 @@ def verify(token: str, keys: Sequence[bytes], policy: TokenPolicy) -> dict[str, 
 
 class VerifiedTokens:
     """Tokens that :func:`verify` accepted, kept until they expire, so that a sender reusing its bearer
-    token (as VIP's own samples and vipflow's :class:`TokenCache` do, for minutes) is not re-verified on
-    every request: PyJWT's decoding and HMAC were 15-17 % of the ingestor's CPU per notification.
+    token (vipflow's own :class:`TokenCache` does, for minutes; VIP's sample apps give tokens lifetimes of
+    20-33 minutes) is not verified in full on every request: PyJWT's decoding and HMAC were 15-17 % of the
+    ingestor's CPU per notification.
 
     Only accepted tokens are kept (a refused one is verified again every time), at most ``size`` of
     them (the oldest goes first), for one set of keys and one policy: build one per ``Authenticator``,
     which is rebuilt with the settings. On a hit the time claims are checked again as PyJWT checks them
-    (valid from ``nbf`` minus the leeway until before ``exp`` plus the leeway), so a kept token expires
-    exactly when it would have. Tokens are bearer secrets: they are kept in memory only, never logged.
+    (in whole seconds: valid from ``nbf`` and ``iat`` minus the leeway until before ``exp`` plus the
+    leeway), so a kept token expires exactly when it would have. Tokens are bearer secrets: they are
+    kept in memory only, never logged.
     """
 
     def __init__(self, keys: Sequence[bytes], policy: TokenPolicy, size: int = 256):
         self._keys, self._policy, self._size = tuple(keys), policy, size
-        self._kept: dict[str, tuple[dict[str, Any], float, float]] = {}  # token -> (claims, nbf, exp)
+        self._kept: dict[str, tuple[dict[str, Any], int, int]] = {}  # token -> (claims, not before, exp)
 
     def verify(self, token: str, now: float | None = None) -> dict[str, Any]:
         """The claims of ``token`` (a copy), from the kept ones or from :func:`verify`; TokenInvalid as
@@ -127,8 +129,10 @@ class VerifiedTokens:
             return dict(claims)
         claims = verify(token, self._keys, self._policy)
         try:
-            nbf, exp = float(claims["nbf"]), float(claims["exp"])
-        except (KeyError, TypeError, ValueError):
+            # As PyJWT reads them (whole seconds, int() of the claim), iat counting as a not-before too.
+            exp = int(claims["exp"])
+            nbf = max(int(claims["nbf"]), int(claims["iat"])) if "iat" in claims else int(claims["nbf"])
+        except (KeyError, TypeError, ValueError, OverflowError):
             return claims  # PyJWT accepted time claims of a shape not kept here: verified every time
         if len(self._kept) >= self._size:
             with contextlib.suppress(StopIteration, KeyError, RuntimeError):  # changed meanwhile by another thread

@@ -116,3 +116,28 @@ def test_at_most_size_tokens_are_kept() -> None:
     for token in tokens:
         kept.verify(token)
     assert list(kept._kept) == tokens[1:]
+
+
+def test_a_kept_token_expires_when_pyjwt_would_refuse_it() -> None:
+    """Time claims with fractions of a second: PyJWT reads whole seconds (int of the claim), and so does
+    the kept token's check, for exp, nbf and iat alike (found by a new user's trial: a kept token with
+    exp n+2.9 was accepted at n+2.5)."""
+    import time
+
+    import jwt
+
+    from worker.tokens import TokenPolicy, VerifiedTokens
+
+    policy = TokenPolicy("", "vip-api", leeway_s=0)
+    n = int(time.time())
+    token = jwt.encode({"aud": "vip-api", "nbf": n - 10.5, "iat": n - 0.5, "exp": n + 30.9}, KEY1,
+                       algorithm="HS256")
+    kept = VerifiedTokens((KEY1,), policy)
+    kept.verify(token)  # now: between n and n + 30
+    assert kept._kept[token][1:] == (n - 1, n + 30)  # not before: int(iat), the later of nbf and iat
+    assert kept.verify(token, now=n + 29.9)["aud"] == "vip-api"
+    with pytest.raises(TokenInvalid, match="not yet valid"):
+        kept.verify(token, now=n - 1.5)
+    with pytest.raises(TokenInvalid, match="expired"):
+        kept.verify(token, now=n + 30.5)  # int(exp) = n + 30: PyJWT refuses from n + 30 on
+    assert token not in kept._kept
