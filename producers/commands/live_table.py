@@ -93,7 +93,8 @@ def _table(rows: list[Row], summary: str) -> Table:
     short words beside them, are never cut nor wrapped (each such column as wide as its longest value); on a
     narrow terminal the rules fold instead."""
     if len(rows) > _SHOWN:
-        summary = f"{summary}; the last {_SHOWN} of {len(rows)} shown (vipflow review list, vipflow tx show ID)"
+        # On a line of its own: folded into the table's width, the commands would break mid-word.
+        summary = f"{summary}\nthe last {_SHOWN} of {len(rows)} shown (vipflow review list, vipflow tx show ID)"
     rows = rows[-_SHOWN:]
     table = Table(title="vipflow decisions", caption=summary, expand=False)
     values: dict[str, list[str]] = {
